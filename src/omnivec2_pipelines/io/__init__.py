@@ -1,0 +1,5 @@
+"""Kedro datasets the project needs: tokenized array bundles and model checkpoints."""
+
+from omnivec2_pipelines.io.datasets import ArrayBundleDataset, CheckpointDataset
+
+__all__ = ["ArrayBundleDataset", "CheckpointDataset"]

@@ -1,0 +1,243 @@
+"""The contract every modality implements: read a standard layout, make sample data, tokenize.
+
+A modality is one module in this package that defines a subclass of :class:`Modality` and
+registers it with :func:`register`. Pipelines, the model and the trainer only talk to this
+interface, so adding a modality never means copying a pipeline.
+
+Data flow per modality::
+
+    standard on-disk layout ──read()──► canonical table (pandas, one row per sample, `split` column)
+                            ──tokenize()──► ArrayBundle (model-ready numpy arrays per split + meta)
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+#: Columns every canonical table has (payload columns are modality specific).
+TABLE_COLUMNS: tuple[str, ...] = ("sample_id", "source_file", "label", "label_name", "split")
+
+
+class DataError(ValueError):
+    """Bad input data: names the file or parameter and what was expected."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One supervised task of a modality, as the model and evaluation see it.
+
+    Attributes:
+        name: Task name, unique within the modality (e.g. ``"classification"``).
+        kind: Head/loss family: ``"classification"`` (cross-entropy) or ``"regression"`` (ℓ2).
+        input_key: Array key (without split prefix) of the model input, e.g. ``"x"``.
+        target_key: Array key (without split prefix) of the target, e.g. ``"y.classification"``.
+        out_dim: Number of classes, or number of regressed values per sample.
+        out_shape: Shape of one regression target (``[out_dim]`` for classification).
+        class_names: Class names in label order (classification only).
+    """
+
+    name: str
+    kind: str
+    input_key: str
+    target_key: str
+    out_dim: int
+    out_shape: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
+        d = dict(d)
+        d["out_shape"] = tuple(d.get("out_shape", ()))
+        d["class_names"] = tuple(d.get("class_names", ()))
+        return cls(**d)
+
+
+@dataclass
+class ArrayBundle:
+    """Model-ready arrays of one modality, keyed ``"<split>.<key>"``, plus JSON-able metadata.
+
+    ``meta`` always holds:
+
+    * ``modality``: the modality name;
+    * ``tokenizer``: keyword arguments for the model's tokenizer of this modality, at least
+      ``kind`` (e.g. ``"patch2d"``, ``"time_patch"``), ``in_channels`` and the sample shape;
+    * ``pretrain_input_key``: the array key fed to masked pretraining (usually ``"x"``);
+    * ``tasks``: ``{task_name: TaskSpec.to_dict()}``;
+    * ``splits``: ``{split: n_samples}``;
+    * anything else useful for inference (normalisation statistics, sample rate, ...).
+    """
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, split: str, key: str) -> np.ndarray:
+        name = f"{split}.{key}"
+        if name not in self.arrays:
+            raise KeyError(f"array {name!r} not in bundle of {self.meta.get('modality')!r}; "
+                           f"have {sorted(self.arrays)}")
+        return self.arrays[name]
+
+    def has(self, split: str, key: str) -> bool:
+        return f"{split}.{key}" in self.arrays
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        return {k: TaskSpec.from_dict(v) for k, v in self.meta.get("tasks", {}).items()}
+
+
+class Modality(abc.ABC):
+    """Reader, sample-data maker and deterministic preprocessing of one modality."""
+
+    #: Registry name, e.g. ``"image"``.
+    name: str = ""
+    #: Source formats :meth:`read` understands (``source.format`` values).
+    formats: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write the embedded default data set under ``root`` in the standard layout.
+
+        Deterministic for fixed ``params``. Returns a small JSON-able manifest
+        (source of the data, number of files, classes).
+        """
+
+    @abc.abstractmethod
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read ``source["path"]`` in layout ``source["format"]`` into the canonical table.
+
+        Raises:
+            DataError: naming the path/file and what was expected.
+        """
+
+    @abc.abstractmethod
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Turn the canonical table into model-ready arrays (deterministic)."""
+
+
+_REGISTRY: dict[str, Modality] = {}
+
+
+def register(modality: Modality) -> Modality:
+    """Add a modality instance to the registry (called at import of its module)."""
+    if not modality.name:
+        raise ValueError(f"{type(modality).__name__} has no name")
+    _REGISTRY[modality.name] = modality
+    return modality
+
+
+def get_modality(name: str) -> Modality:
+    """Return the registered modality called ``name``."""
+    from omnivec2_pipelines import modalities  # noqa: F401  (imports register everything)
+
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown modality {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def registered_modalities() -> list[str]:
+    from omnivec2_pipelines import modalities  # noqa: F401
+
+    return sorted(_REGISTRY)
+
+
+def check_source(source: dict[str, Any], modality: Modality) -> tuple[str, Path]:
+    """Validate ``source.format``/``source.path`` before any heavy work."""
+    if not isinstance(source, dict):
+        raise DataError(f"{modality.name}.source must be a mapping with 'format' and 'path', "
+                        f"got {type(source).__name__}")
+    fmt = source.get("format")
+    if fmt not in modality.formats:
+        raise DataError(f"{modality.name}.source.format={fmt!r} is not supported; "
+                        f"expected one of {list(modality.formats)}")
+    path = source.get("path")
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise DataError(f"{modality.name}.source.path must be a path string, got {path!r}")
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{modality.name}.source.path: {p} does not exist (expected a "
+                        f"{fmt!r} layout; run `kedro run --pipeline sample_data` to write the "
+                        f"embedded default data, or point {modality.name}.source.path at your data)")
+    return fmt, p
+
+
+def assign_val_split(table: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """Move a stratified ``fraction`` of the train rows to ``val`` (deterministic).
+
+    Does nothing when the table already has val rows or ``fraction`` is 0.
+    """
+    if not 0.0 <= float(fraction) < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    if fraction == 0 or (table["split"] == "val").any():
+        return table
+    table = table.copy()
+    rng = np.random.default_rng(seed)
+    for _, idx in table[table["split"] == "train"].groupby("label").groups.items():
+        idx = np.array(sorted(idx))
+        n_val = int(round(len(idx) * fraction))
+        if n_val and len(idx) - n_val >= 1:
+            table.loc[rng.choice(idx, size=n_val, replace=False), "split"] = "val"
+    return table
+
+
+def table_class_names(table: pd.DataFrame) -> tuple[str, ...]:
+    """Class names of a canonical table in label order (labels must be exactly ``0..K-1``).
+
+    Raises:
+        DataError: when a label has several names (or a name several labels), or labels
+            are not contiguous from 0.
+    """
+    pairs = table[["label", "label_name"]].drop_duplicates()
+    for col, other in (("label", "label_name"), ("label_name", "label")):
+        dup = pairs[pairs[col].duplicated(keep=False)]
+        if len(dup):
+            raise DataError(f"table column {col!r} value {dup[col].iloc[0]!r} maps to several "
+                            f"{other!r} values {sorted(map(str, dup[other]))}; expected one each")
+    labels = sorted(int(v) for v in pairs["label"])
+    if labels != list(range(len(labels))):
+        raise DataError(f"table labels must be 0..K-1 without gaps, got {labels}")
+    names = dict(zip(pairs["label"].astype(int), pairs["label_name"].astype(str)))
+    return tuple(names[i] for i in labels)
+
+
+@contextlib.contextmanager
+def atomic_directory(root: Path) -> Iterator[Path]:
+    """Build a directory tree in a temporary sibling of ``root`` that replaces ``root`` on success.
+
+    Yields the temporary directory. When the ``with`` body succeeds, an existing ``root`` is
+    removed and the temporary directory is renamed to ``root``; when it fails, the temporary
+    directory is removed and ``root`` is left untouched.
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = root.with_name(f".{root.name}.tmp-{tag}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = root.with_name(f".{root.name}.old-{tag}")
+    if root.exists() or root.is_symlink():
+        root.rename(old)
+    tmp.rename(root)
+    if old.is_symlink() or old.is_file():
+        old.unlink()
+    elif old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,120 @@
+"""Configuration dataclasses of the OmniVec2 model (JSON round-trippable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TokenizerConfig:
+    """A modality tokenizer: ``kind`` selects the class, the rest are its arguments.
+
+    Attributes:
+        kind: Registered tokenizer kind (``"patch2d"``, ``"time_patch"``, ...).
+        in_channels: Input channels of one sample.
+        patch_size: Patch extent per tokenized axis (``[ph, pw]`` or ``[p]``).
+        input_size: Spatial size ``[H, W]`` for 2D patch tokenizers.
+        length: Maximum series length for time tokenizers.
+    """
+
+    kind: str
+    in_channels: int
+    patch_size: list[int]
+    input_size: list[int] | None = None
+    length: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown tokenizer config keys {sorted(unknown)}; allowed {sorted(known)}")
+        d = dict(d)
+        ps = d.get("patch_size")
+        d["patch_size"] = [int(ps)] if isinstance(ps, int) else [int(p) for p in ps]
+        return cls(**d)
+
+
+@dataclass
+class HeadConfig:
+    """A task head keyed by (modality, task).
+
+    Attributes:
+        modality: Modality whose stream feeds the head.
+        task: Task name within the modality.
+        kind: ``"classification"`` (cross-entropy) or ``"regression"`` (ℓ2).
+        out_dim: Classes, or regressed values per sample.
+    """
+
+    modality: str
+    task: str
+    kind: str
+    out_dim: int
+
+    @property
+    def key(self) -> str:
+        return head_key(self.modality, self.task)
+
+
+def head_key(modality: str, task: str) -> str:
+    """Module-dict key of a head (dots are not allowed in module names)."""
+    return f"{modality}__{task}"
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the shared network and the modality/task parts attached to it.
+
+    Attributes:
+        width: Token width of the shared encoder f.
+        depth_f: Transformer blocks in f.
+        heads_f: Attention heads in f.
+        reduced_width: Width after f's fully connected reduction (fusion, g, heads).
+        depth_g: Transformer blocks in g.
+        heads_g: Attention heads in fusion and g.
+        fusion_depth: Cross-attention blocks in the fusion module.
+        decoder_depth: Blocks of the light masked-reconstruction decoder.
+        mlp_ratio: Hidden width multiplier of the MLPs.
+        dropout: Dropout inside blocks.
+        tokenizers: ``{modality: TokenizerConfig}``.
+        heads: ``{head_key: HeadConfig}``.
+    """
+
+    width: int = 128
+    depth_f: int = 4
+    heads_f: int = 4
+    reduced_width: int = 96
+    depth_g: int = 2
+    heads_g: int = 4
+    fusion_depth: int = 1
+    decoder_depth: int = 1
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
+    heads: dict[str, HeadConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, w, h in (("width", self.width, self.heads_f),
+                           ("reduced_width", self.reduced_width, self.heads_g)):
+            if w <= 0 or h <= 0 or w % h:
+                raise ValueError(f"model.{name}={w} must be a positive multiple of its head count {h}")
+        for name in ("depth_f", "depth_g", "fusion_depth", "decoder_depth"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        self.tokenizers = {m: t if isinstance(t, TokenizerConfig) else TokenizerConfig.from_dict(t)
+                           for m, t in self.tokenizers.items()}
+        self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model parameter(s) {sorted(unknown)}; allowed {sorted(known)}")
+        return cls(**d)

@@ -1,0 +1,96 @@
+"""Transformer building blocks on ``scaled_dot_product_attention``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _attn_mask(key_valid: Tensor | None) -> Tensor | None:
+    """(B, Nk) bool, True = real token → (B, 1, 1, Nk) mask broadcast over heads and queries."""
+    return None if key_valid is None else key_valid[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head attention; self-attention when ``context`` is None, else cross-attention."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, context: Tensor | None = None, key_valid: Tensor | None = None) -> Tensor:
+        b, n, d = x.shape
+        ctx = x if context is None else context
+        q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, h, N, d/h)
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_valid),
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+
+
+class Mlp(nn.Sequential):
+    """Two-layer GELU MLP."""
+
+    def __init__(self, dim: int, ratio: float, dropout: float = 0.0) -> None:
+        hidden = int(dim * ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: (cross-)attention then MLP, both residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 cross: bool = False) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm_ctx = nn.LayerNorm(dim) if cross else None
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_ratio, dropout)
+
+    def forward(self, x: Tensor, key_valid: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        ctx = None if self.norm_ctx is None else self.norm_ctx(context)
+        x = x + self.attn(self.norm1(x), ctx, key_valid)
+        return x + self.mlp(self.norm2(x))
+
+
+class Encoder(nn.Module):
+    """A stack of self-attention blocks with a final LayerNorm (BERT-style, pre-norm)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x, valid)
+        return self.norm(x)
+
+
+def masked_mean(x: Tensor, valid: Tensor) -> Tensor:
+    """Mean over real tokens: (B, N, D), (B, N) → (B, D)."""
+    w = valid.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Truncated-normal linear weights, zero biases, unit LayerNorms (ViT/MAE practice)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def trunc_normal_param(*shape: int) -> nn.Parameter:
+    p = nn.Parameter(torch.zeros(*shape))
+    nn.init.trunc_normal_(p, std=0.02)
+    return p

@@ -1,0 +1,151 @@
+"""The assembled OmniVec2 network: tokenizers → f (+ width reduction) → fusion → g → heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from omnivec2_pipelines.models.config import HeadConfig, ModelConfig, TokenizerConfig, head_key
+from omnivec2_pipelines.models.heads import MaskedDecoder, build_head
+from omnivec2_pipelines.models.layers import Block, Encoder, init_weights
+from omnivec2_pipelines.models.masking import MaskInfo, gather_tokens, random_masking
+from omnivec2_pipelines.models.tokenizers import build_tokenizer
+
+
+@dataclass
+class Stream:
+    """One modality's tokens on their way through the network.
+
+    Attributes:
+        modality: Modality name.
+        tokens: (B, K, D) token features (K = N, or the kept count when masked).
+        valid: (B, K) bool, True = real token.
+        full_valid: (B, N) validity of the full (unmasked) sequence.
+        mask: Masking info, or None when nothing was hidden.
+    """
+
+    modality: str
+    tokens: Tensor
+    valid: Tensor
+    full_valid: Tensor
+    mask: MaskInfo | None = None
+
+
+class CrossAttentionFusion(nn.Module):
+    """Symmetric cross-attention: each stream attends to the other (shared weights)."""
+
+    def __init__(self, dim: int, heads: int, depth: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, cross=True) for _ in range(depth))
+
+    def forward(self, a: Stream, b: Stream) -> tuple[Stream, Stream]:
+        if a.tokens.shape[0] != b.tokens.shape[0]:
+            raise ValueError(f"fused streams need equal batch sizes, got {a.modality}={a.tokens.shape[0]} "
+                             f"and {b.modality}={b.tokens.shape[0]}")
+        xa, xb = a.tokens, b.tokens
+        for blk in self.blocks:
+            xa, xb = blk(xa, b.valid, context=xb), blk(xb, a.valid, context=xa)
+        return (Stream(a.modality, xa, a.valid, a.full_valid, a.mask),
+                Stream(b.modality, xb, b.valid, b.full_valid, b.mask))
+
+
+class OmniVec2(nn.Module):
+    """One network for many modalities and tasks.
+
+    Single stream (inference): ``tokenizer → f → reduce → g → head``. Two streams (training):
+    both go through f, meet in the cross-attention fusion, then each goes through g.
+
+    Args:
+        cfg: Sizes plus the tokenizers and heads to build.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizers = nn.ModuleDict()
+        self.decoders = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        self.modality_embed = nn.ParameterDict()
+        self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout)
+        self.reduce = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(),
+                                    nn.Linear(cfg.width, cfg.reduced_width), nn.LayerNorm(cfg.reduced_width))
+        self.fusion = CrossAttentionFusion(cfg.reduced_width, cfg.heads_g, cfg.fusion_depth,
+                                           cfg.mlp_ratio, cfg.dropout)
+        self.g = Encoder(cfg.reduced_width, cfg.depth_g, cfg.heads_g, cfg.mlp_ratio, cfg.dropout)
+        self.apply(init_weights)
+        tokenizers, heads = dict(cfg.tokenizers), dict(cfg.heads)
+        cfg.tokenizers, cfg.heads = {}, {}
+        for m, t in tokenizers.items():
+            self.add_modality(m, t)
+        for h in heads.values():
+            self.add_head(h)
+
+    # -- building -----------------------------------------------------------------------------
+    def add_modality(self, modality: str, tcfg: TokenizerConfig) -> None:
+        """Attach a tokenizer and a reconstruction decoder for ``modality``."""
+        if modality in self.tokenizers:
+            raise ValueError(f"modality {modality!r} already exists")
+        tok = build_tokenizer(tcfg, self.cfg.width)
+        dec = MaskedDecoder(self.cfg.reduced_width, tok.max_tokens, tok.patch_dim,
+                            self.cfg.decoder_depth, self.cfg.heads_g)
+        dec.apply(init_weights)
+        self.tokenizers[modality], self.decoders[modality] = tok, dec
+        self.modality_embed[modality] = nn.Parameter(torch.zeros(1, 1, self.cfg.width))
+        self.cfg.tokenizers[modality] = tcfg
+
+    def add_head(self, hcfg: HeadConfig) -> None:
+        """Attach a task head for (``hcfg.modality``, ``hcfg.task``)."""
+        if hcfg.modality not in self.tokenizers:
+            raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
+        head = build_head(hcfg, self.cfg.reduced_width)
+        head.apply(init_weights)
+        self.heads[hcfg.key] = head
+        self.cfg.heads[hcfg.key] = hcfg
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.tokenizers.keys())
+
+    # -- forward pieces -----------------------------------------------------------------------
+    def encode(self, modality: str, x: Tensor, mask_ratio: float = 0.0,
+               generator: torch.Generator | None = None) -> Stream:
+        """Tokenize, optionally hide ``mask_ratio`` of the tokens, run f and the width reduction."""
+        if modality not in self.tokenizers:
+            raise KeyError(f"model has no tokenizer for modality {modality!r}; has {self.modalities}")
+        tokens, valid = self.tokenizers[modality](x)
+        tokens = tokens + self.modality_embed[modality]
+        full_valid, mask = valid, None
+        if mask_ratio > 0:
+            mask = random_masking(valid, mask_ratio, generator)
+            tokens, valid = gather_tokens(tokens, mask.ids_keep), valid.gather(1, mask.ids_keep)
+        feats = self.reduce(self.f(tokens, valid))
+        return Stream(modality, feats, valid, full_valid, mask)
+
+    def forward_features(self, streams: Stream | list[Stream]) -> list[Stream]:
+        """Fuse two encoded streams (skip fusion for one), then run g on each."""
+        streams = [streams] if isinstance(streams, Stream) else list(streams)
+        if len(streams) == 2:
+            streams = list(self.fusion(*streams))
+        elif len(streams) != 1:
+            raise ValueError(f"forward_features takes one or two streams, got {len(streams)}")
+        return [Stream(s.modality, self.g(s.tokens, s.valid), s.valid, s.full_valid, s.mask) for s in streams]
+
+    def forward_head(self, stream: Stream, task: str) -> Tensor:
+        """Apply the (modality, task) head to a stream that went through g."""
+        key = head_key(stream.modality, task)
+        if key not in self.heads:
+            raise KeyError(f"model has no head for {stream.modality}.{task}; has {sorted(self.heads)}")
+        return self.heads[key](stream.tokens, stream.valid)
+
+    def reconstruct(self, stream: Stream) -> Tensor:
+        """Predict every token's target (B, N, patch_dim) from a masked stream."""
+        if stream.mask is None:
+            raise ValueError("reconstruct needs a masked stream (encode with mask_ratio > 0)")
+        return self.decoders[stream.modality](stream.tokens, stream.mask, stream.full_valid)
+
+    def forward(self, modality: str, x: Tensor, task: str) -> Tensor:
+        """Single-stream inference: outputs of the (modality, task) head."""
+        (stream,) = self.forward_features(self.encode(modality, x))
+        return self.forward_head(stream, task)

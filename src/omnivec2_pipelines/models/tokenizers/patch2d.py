@@ -1,0 +1,57 @@
+"""2D patch embedding (ViT) for images, spectrograms and other 2D grids."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from omnivec2_pipelines.models.config import TokenizerConfig
+from omnivec2_pipelines.models.layers import trunc_normal_param
+from omnivec2_pipelines.models.tokenizers.base import Tokenizer
+
+
+class Patch2DTokenizer(Tokenizer):
+    """Non-overlapping ``ph × pw`` patches of a ``C × H × W`` input, linearly embedded.
+
+    Args:
+        in_channels: C.
+        input_size: ``[H, W]``; must be divisible by the patch size.
+        patch_size: ``[ph, pw]`` (or one int for square patches).
+        width: Token width.
+    """
+
+    def __init__(self, in_channels: int, input_size: list[int], patch_size: list[int], width: int) -> None:
+        super().__init__()
+        ph, pw = (patch_size * 2)[:2] if len(patch_size) == 1 else patch_size
+        h, w = input_size
+        if h % ph or w % pw:
+            raise ValueError(f"input size {h}x{w} is not divisible by patch size {ph}x{pw}")
+        self.in_channels, self.input_size, self.patch = in_channels, (h, w), (ph, pw)
+        self.grid = (h // ph, w // pw)
+        self.max_tokens = self.grid[0] * self.grid[1]
+        self.patch_dim = in_channels * ph * pw
+        self.proj = nn.Conv2d(in_channels, width, kernel_size=(ph, pw), stride=(ph, pw))
+        self.pos = trunc_normal_param(1, self.max_tokens, width)
+
+    @classmethod
+    def from_config(cls, cfg: TokenizerConfig, width: int) -> "Patch2DTokenizer":
+        if cfg.input_size is None:
+            raise ValueError("patch2d tokenizer needs input_size [H, W]")
+        return cls(cfg.in_channels, list(cfg.input_size), list(cfg.patch_size), width)
+
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != (self.in_channels, *self.input_size):
+            raise ValueError(f"expected input (B, {self.in_channels}, {self.input_size[0]}, "
+                             f"{self.input_size[1]}), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
+        tokens = self.proj(x).flatten(2).transpose(1, 2) + self.pos  # (B, D, gh, gw) → (B, N, D)
+        valid = tokens.new_ones(tokens.shape[:2], dtype=bool)
+        return tokens, valid
+
+    def patchify(self, x: Tensor) -> Tensor:
+        self._check(x)
+        b, c, _, _ = x.shape
+        (gh, gw), (ph, pw) = self.grid, self.patch
+        x = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5)  # (B, gh, gw, C, ph, pw)
+        return x.reshape(b, gh * gw, c * ph * pw)  # (B, N, C*ph*pw)

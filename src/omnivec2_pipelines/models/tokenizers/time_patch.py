@@ -1,0 +1,66 @@
+"""Per-channel time patches (PatchTST-style) for univariate and multivariate series."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnivec2_pipelines.models.config import TokenizerConfig
+from omnivec2_pipelines.models.layers import trunc_normal_param
+from omnivec2_pipelines.models.tokenizers.base import Tokenizer
+
+
+class TimePatchTokenizer(Tokenizer):
+    """Cuts each channel of a ``C × L`` series into patches of ``p`` steps; one token per (channel, patch).
+
+    Series shorter than ``length`` (e.g. a forecasting context) are zero-padded on the right to a
+    multiple of ``p``; patches made only of padding are marked invalid.
+
+    Args:
+        in_channels: C.
+        length: Longest series accepted.
+        patch_size: ``[p]``.
+        width: Token width.
+    """
+
+    def __init__(self, in_channels: int, length: int, patch_size: list[int], width: int) -> None:
+        super().__init__()
+        self.in_channels, self.length, self.p = in_channels, length, int(patch_size[0])
+        if not 0 < self.p <= length:
+            raise ValueError(f"time patch size {self.p} must be in [1, length={length}]")
+        self.n_patches = math.ceil(length / self.p)
+        self.max_tokens = in_channels * self.n_patches
+        self.patch_dim = self.p
+        self.proj = nn.Linear(self.p, width)
+        self.pos = trunc_normal_param(1, 1, self.n_patches, width)
+        self.channel = trunc_normal_param(1, in_channels, 1, width)
+
+    @classmethod
+    def from_config(cls, cfg: TokenizerConfig, width: int) -> "TimePatchTokenizer":
+        if cfg.length is None:
+            raise ValueError("time_patch tokenizer needs length")
+        return cls(cfg.in_channels, int(cfg.length), list(cfg.patch_size), width)
+
+    def _patches(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.ndim != 3 or x.shape[1] != self.in_channels or not 0 < x.shape[2] <= self.length:
+            raise ValueError(f"expected input (B, {self.in_channels}, L<= {self.length}), got {tuple(x.shape)}")
+        b, c, n = x.shape
+        n_p = math.ceil(n / self.p)
+        x = F.pad(x, (0, n_p * self.p - n))
+        patches = x.reshape(b, c, n_p, self.p)  # (B, C, n_p, p)
+        valid = torch.ones(b, c, n_p, dtype=torch.bool, device=x.device)
+        return patches, valid
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        patches, valid = self._patches(x)
+        b, c, n_p, _ = patches.shape
+        tokens = self.proj(patches) + self.pos[:, :, :n_p] + self.channel  # (B, C, n_p, D)
+        return tokens.reshape(b, c * n_p, -1), valid.reshape(b, c * n_p)  # (B, C*n_p, D)
+
+    def patchify(self, x: Tensor) -> Tensor:
+        patches, _ = self._patches(x)
+        b, c, n_p, p = patches.shape
+        return patches.reshape(b, c * n_p, p)  # (B, C*n_p, p)

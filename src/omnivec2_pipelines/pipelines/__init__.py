@@ -1,0 +1,1 @@
+"""Thin Kedro nodes and declarative pipelines (one template per stage)."""

@@ -1,0 +1,98 @@
+"""Kedro nodes: thin wrappers that hand parameters and datasets to the pure-torch code."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from omnivec2_pipelines.modalities.base import ArrayBundle, check_source, get_modality
+from omnivec2_pipelines.training import stages
+from omnivec2_pipelines.training.checkpoint import Checkpoint
+from omnivec2_pipelines.training.evaluation import evaluate
+
+log = logging.getLogger(__name__)
+
+
+def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def sample_data_node(modality: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Node writing the embedded default data of ``modality`` to ``sample_data.<modality>.path``."""
+
+    def make_sample_data(params: dict[str, Any]) -> dict[str, Any]:
+        """Write the standard-layout sample data set; returns its manifest."""
+        if not isinstance(params, dict) or "path" not in params:
+            raise ValueError(f"sample_data.{modality} must be a mapping with a 'path' key, got {params!r}")
+        manifest = get_modality(modality).make_sample_data(Path(params["path"]), params)
+        log.info("sample data for %s written to %s: %s", modality, params["path"], manifest)
+        return {"modality": modality, "path": str(params["path"]), **manifest}
+
+    return _named(make_sample_data, "make_sample_data")
+
+
+def ingest_node(modality: str) -> Callable[[dict[str, Any]], tuple[pd.DataFrame, dict[str, Any]]]:
+    """Node reading ``<modality>.source`` into the canonical table plus an ingestion report."""
+
+    def ingest(source: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Read the source layout into a canonical table with a ``split`` column."""
+        mod = get_modality(modality)
+        check_source(source, mod)
+        table = mod.read(source)
+        report = {"modality": modality, "source": {k: str(v) for k, v in source.items()}, "rows": len(table),
+                  "per_split": table["split"].value_counts().sort_index().to_dict(),
+                  "per_class": table.groupby("label_name").size().sort_index().to_dict()}
+        log.info("ingested %s: %d rows %s", modality, len(table), report["per_split"])
+        return table, report
+
+    return _named(ingest, "ingest")
+
+
+def tokenize_node(modality: str) -> Callable[[pd.DataFrame, dict[str, Any]], ArrayBundle]:
+    """Node turning the canonical table into model-ready arrays."""
+
+    def tokenize(table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Deterministic preprocessing of ``modality`` into an :class:`ArrayBundle`."""
+        bundle = get_modality(modality).tokenize(table, params)
+        log.info("tokenized %s: %s", modality,
+                 {k: tuple(v.shape) for k, v in bundle.arrays.items() if k.endswith(".x")})
+        return bundle
+
+    return _named(tokenize, "tokenize")
+
+
+def pretrain_unimodal(model_params: dict[str, Any], stage_params: dict[str, Any], trainer_params: dict[str, Any],
+                      **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 1: unimodal masked pretraining of a fresh model on every enabled modality."""
+    return stages.pretrain_unimodal(bundles, model_params, stage_params, trainer_params)
+
+
+def pretrain_paired(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
+                    **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 2: paired masked pretraining, starting from the stage-1 checkpoint."""
+    return stages.pretrain_paired(init, bundles, stage_params, trainer_params)
+
+
+def multitask(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
+              **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 3: multimodal multitask training, starting from the stage-2 checkpoint."""
+    return stages.multitask(init, bundles, stage_params, trainer_params)
+
+
+def evaluate_node(ckpt: Checkpoint, params: dict[str, Any], trainer_params: dict[str, Any],
+                  **bundles: ArrayBundle) -> dict[str, float]:
+    """Per-task held-out metrics beside a classical baseline, as one flat JSON object."""
+    allowed = {"split", "batch_size", "baselines"}
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} under 'evaluation'; allowed: {sorted(allowed)}")
+    metrics = evaluate(ckpt.model, bundles, params.get("split", "test"), params.get("batch_size", 256),
+                       trainer_params.get("device", "auto"), params.get("baselines", True),
+                       trainer_params.get("seed", 0))
+    for k, v in metrics.items():
+        log.info("%-45s %.4f", k, v)
+    return metrics

@@ -1,0 +1,84 @@
+"""Builds every pipeline from one template per stage, for the modalities enabled in config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kedro.config import OmegaConfigLoader
+from kedro.pipeline import Pipeline, node, pipeline
+
+from omnivec2_pipelines.pipelines import nodes
+
+STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
+
+
+def enabled_modalities(conf_source: str | Path | None = None, env: str | None = None) -> list[str]:
+    """The ``modalities`` list of the project's parameters (base + run env).
+
+    The list shapes the pipelines, so it is read from configuration files (``conf/base``,
+    ``conf/local`` or ``--env``), not from ``--params``.
+    """
+    from omnivec2_pipelines.modalities.base import registered_modalities
+
+    conf = Path(conf_source) if conf_source else Path(os.environ.get("OMNIVEC2_CONF", Path.cwd() / "conf"))
+    loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="local",
+                               env=env or os.environ.get("KEDRO_ENV"))
+    mods = loader["parameters"].get("modalities")
+    known = registered_modalities()
+    if not isinstance(mods, list) or not mods or any(m not in known for m in mods):
+        raise ValueError(f"parameter 'modalities' in {conf} must be a non-empty list of {known}, got {mods!r}")
+    return list(dict.fromkeys(mods))
+
+
+def sample_data_pipeline(modalities: list[str]) -> Pipeline:
+    return sum((pipeline([node(nodes.sample_data_node(m), "params:sample_data", "sample_manifest",
+                               name="make_sample_data")],
+                         namespace=m, parameters={"params:sample_data": f"params:sample_data.{m}"})
+                for m in modalities), Pipeline([]))
+
+
+def ingestion_pipeline(modalities: list[str]) -> Pipeline:
+    """One template (read the source layout into a canonical table), one namespace per modality."""
+    return sum((pipeline([node(nodes.ingest_node(m), "params:source", ["table", "ingestion_report"],
+                               name="ingest", tags=["ingestion"])], namespace=m)
+                for m in modalities), Pipeline([]))
+
+
+def tokenization_pipeline(modalities: list[str]) -> Pipeline:
+    """One template (canonical table → model-ready arrays), one namespace per modality."""
+    return sum((pipeline([node(nodes.tokenize_node(m), ["table", "params:tokenization"], "tokenized",
+                               name="tokenize", tags=["tokenization"])],
+                         namespace=m, inputs={"table": f"{m}.table"},
+                         parameters={"params:tokenization": f"params:tokenization.{m}"})
+                for m in modalities), Pipeline([]))
+
+
+def stage_pipeline(stage: str, modalities: list[str]) -> Pipeline:
+    """A training stage: all tokenized modalities (+ previous checkpoint) → checkpoint + loss history."""
+    inputs = {"stage_params": f"params:{stage}", "trainer_params": "params:trainer",
+              **{m: f"{m}.tokenized" for m in modalities}}
+    if stage == "pretrain_unimodal":
+        inputs["model_params"] = "params:model"
+    else:
+        inputs["init"] = f"{STAGES[STAGES.index(stage) - 1]}_checkpoint"
+    return Pipeline([node(getattr(nodes, stage), inputs, [f"{stage}_checkpoint", f"{stage}_loss_history"],
+                          name=stage, tags=["gpu", "training"])])
+
+
+def evaluation_pipeline(modalities: list[str]) -> Pipeline:
+    inputs = {"ckpt": "multitask_checkpoint", "params": "params:evaluation", "trainer_params": "params:trainer",
+              **{m: f"{m}.tokenized" for m in modalities}}
+    return Pipeline([node(nodes.evaluate_node, inputs, "metrics", name="evaluate", tags=["evaluation"])])
+
+
+def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
+    """All registered pipelines; ``__default__`` runs the six stages in order."""
+    pipes = {"sample_data": sample_data_pipeline(modalities),
+             "ingestion": ingestion_pipeline(modalities),
+             "tokenization": tokenization_pipeline(modalities),
+             **{s: stage_pipeline(s, modalities) for s in STAGES},
+             "evaluation": evaluation_pipeline(modalities)}
+    pipes["__default__"] = sum((pipes[k] for k in ("ingestion", "tokenization", *STAGES, "evaluation")),
+                               Pipeline([]))
+    return pipes

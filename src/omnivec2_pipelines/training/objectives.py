@@ -1,0 +1,186 @@
+"""Training objectives: what one step of a stage samples and which loss it computes.
+
+The single :class:`~omnivec2_pipelines.training.trainer.Trainer` runs any of them; the three
+stages of OmniVec2 differ only by the objective object they pass.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from omnivec2_pipelines.models import OmniVec2, Stream
+from omnivec2_pipelines.training.data import BatchSource
+
+
+@dataclass
+class StepContext:
+    """What an objective may use in a step."""
+
+    step: int
+    rng: np.random.Generator
+    generator: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class StepOutput:
+    """Loss of one step and what it was computed on."""
+
+    loss: Tensor
+    parts: dict[str, float]
+    what: str
+    samples: int
+
+
+class Objective(abc.ABC):
+    """One kind of training step."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
+        """Sample a batch, run the model, return the loss."""
+
+
+def masked_reconstruction_loss(model: OmniVec2, stream: Stream, x: Tensor, norm_target: bool) -> Tensor:
+    """Mean squared error on hidden, real tokens only.
+
+    Args:
+        model: The network (its tokenizer defines the targets).
+        stream: A masked stream that went through g.
+        x: The unmasked input the stream was encoded from.
+        norm_target: Normalise every target patch to zero mean / unit variance (MAE).
+    """
+    target = model.tokenizers[stream.modality].patchify(x).float()  # (B, N, P)
+    if norm_target and target.shape[-1] > 1:
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    pred = model.reconstruct(stream).float()
+    per_token = (pred - target).pow(2).mean(-1)  # (B, N)
+    weight = (stream.mask.masked & stream.full_valid).float()
+    return (per_token * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _check_ratios(ratios: dict[str, float], modalities: list[str]) -> None:
+    for m in modalities:
+        if m not in ratios:
+            raise ValueError(f"mask_ratio: no ratio for modality {m!r} (have {sorted(ratios)})")
+        if not 0.0 < float(ratios[m]) < 1.0:
+            raise ValueError(f"mask_ratio.{m} must be in (0, 1), got {ratios[m]}")
+
+
+class MaskedUnimodal(Objective):
+    """Stage 1: one modality per step (round robin), hide tokens, reconstruct them.
+
+    Args:
+        sources: ``{modality: BatchSource}`` of pretraining inputs.
+        mask_ratios: ``{modality: ratio}``.
+        batch_size: Samples per step.
+        norm_target: See :func:`masked_reconstruction_loss`.
+    """
+
+    name = "pretrain_unimodal"
+
+    def __init__(self, sources: dict[str, BatchSource], mask_ratios: dict[str, float], batch_size: int,
+                 norm_target: bool = True) -> None:
+        if not sources:
+            raise ValueError("pretrain_unimodal needs at least one modality")
+        _check_ratios(mask_ratios, list(sources))
+        self.sources, self.ratios, self.batch_size, self.norm = sources, mask_ratios, batch_size, norm_target
+        self.order = sorted(sources)
+
+    def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
+        m = self.order[ctx.step % len(self.order)]
+        x, _ = self.sources[m].draw(self.batch_size, ctx.device)
+        (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator))
+        loss = masked_reconstruction_loss(model, s, x, self.norm)
+        return StepOutput(loss, {m: loss.item()}, m, len(x))
+
+
+def _two_different(rng: np.random.Generator, modalities: list[str]) -> tuple[str, str]:
+    a, b = rng.choice(len(modalities), size=2, replace=False)
+    return modalities[int(a)], modalities[int(b)]
+
+
+class MaskedPaired(Objective):
+    """Stage 2: two different modalities per step, fused by cross-attention; reconstruct both.
+
+    The two halves of the batch come from unrelated samples of the two data sets; sharing
+    happens through the weights and the cross-attention (OmniVec2 §3.2).
+    """
+
+    name = "pretrain_paired"
+
+    def __init__(self, sources: dict[str, BatchSource], mask_ratios: dict[str, float], batch_size: int,
+                 norm_target: bool = True) -> None:
+        if len(sources) < 2:
+            raise ValueError(f"pretrain_paired needs at least two modalities, got {sorted(sources)}")
+        if batch_size < 2:
+            raise ValueError(f"pretrain_paired.batch_size must be >= 2 (half per modality), got {batch_size}")
+        _check_ratios(mask_ratios, list(sources))
+        self.sources, self.ratios, self.half, self.norm = sources, mask_ratios, batch_size // 2, norm_target
+        self.order = sorted(sources)
+
+    def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
+        ma, mb = _two_different(ctx.rng, self.order)
+        xa, _ = self.sources[ma].draw(self.half, ctx.device)
+        xb, _ = self.sources[mb].draw(self.half, ctx.device)
+        sa = model.encode(ma, xa, float(self.ratios[ma]), ctx.generator)
+        sb = model.encode(mb, xb, float(self.ratios[mb]), ctx.generator)
+        fa, fb = model.forward_features([sa, sb])
+        la = masked_reconstruction_loss(model, fa, xa, self.norm)
+        lb = masked_reconstruction_loss(model, fb, xb, self.norm)
+        return StepOutput(la + lb, {ma: la.item(), mb: lb.item()}, f"{ma}+{mb}", 2 * self.half)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A supervised (modality, task) pair and its training rows."""
+
+    modality: str
+    task: str
+    kind: str
+    source: BatchSource
+
+
+def task_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy for classification, mean squared error for regression."""
+    if kind == "classification":
+        return F.cross_entropy(out.float(), y.long())
+    if kind == "regression":
+        return F.mse_loss(out.float(), y.reshape(len(y), -1).float())
+    raise ValueError(f"unknown task kind {kind!r}")
+
+
+class Multitask(Objective):
+    """Stage 3: one task from each of two different modalities per step; loss = sum of both."""
+
+    name = "multitask"
+
+    def __init__(self, tasks: list[TaskData], batch_size: int) -> None:
+        by_mod: dict[str, list[TaskData]] = {}
+        for t in tasks:
+            by_mod.setdefault(t.modality, []).append(t)
+        if len(by_mod) < 2:
+            raise ValueError(f"multitask needs tasks from at least two modalities, got {sorted(by_mod)}")
+        if batch_size < 2:
+            raise ValueError(f"multitask.batch_size must be >= 2 (half per task), got {batch_size}")
+        self.by_mod, self.half = by_mod, batch_size // 2
+        self.order = sorted(by_mod)
+
+    def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
+        picked = []
+        for m in _two_different(ctx.rng, self.order):
+            options = self.by_mod[m]
+            picked.append(options[int(ctx.rng.integers(len(options)))])
+        batches = [t.source.draw(self.half, ctx.device) for t in picked]
+        streams = model.forward_features([model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)])
+        losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task), y)
+                  for t, s, (_, y) in zip(picked, streams, batches)}
+        total = sum(losses.values())
+        return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses), 2 * self.half)

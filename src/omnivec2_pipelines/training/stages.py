@@ -1,0 +1,156 @@
+"""The three OmniVec2 training stages as plain functions (pure torch; Kedro nodes call these)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from typing import Any, Mapping
+
+import pandas as pd
+
+from omnivec2_pipelines.modalities.base import ArrayBundle
+from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2, TokenizerConfig, head_key
+from omnivec2_pipelines.training.checkpoint import Checkpoint
+from omnivec2_pipelines.training.data import BatchSource
+from omnivec2_pipelines.training.objectives import MaskedPaired, MaskedUnimodal, Multitask, Objective, TaskData
+from omnivec2_pipelines.training.trainer import Trainer, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+_TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
+_STAGE_KEYS = {
+    "pretrain_unimodal": {"batch_size", "mask_ratio", "norm_target"},
+    "pretrain_paired": {"batch_size", "mask_ratio", "norm_target"},
+    "multitask": {"batch_size", "tasks"},
+}
+
+
+def _check_stage_params(stage: str, params: Mapping[str, Any]) -> None:
+    allowed = _TRAINER_KEYS | _STAGE_KEYS[stage]
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} under '{stage}'; allowed: {sorted(allowed)}")
+    bs = params.get("batch_size", 64)
+    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
+        raise ValueError(f"{stage}.batch_size must be a positive integer, got {bs!r}")
+
+
+def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str]) -> dict[str, float]:
+    spec = params.get("mask_ratio", {})
+    if isinstance(spec, (int, float)):
+        spec = {"default": spec}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{stage}.mask_ratio must be a number or a mapping modality -> ratio, got {spec!r}")
+    ratios = {}
+    for m in modalities:
+        r = spec.get(m, spec.get("default"))
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1:
+            raise ValueError(f"{stage}.mask_ratio.{m} must be a number in (0, 1) (or set "
+                             f"{stage}.mask_ratio.default), got {r!r}")
+        ratios[m] = float(r)
+    return ratios
+
+
+def _data_meta(bundles: Mapping[str, ArrayBundle]) -> dict[str, Any]:
+    return {m: b.meta for m, b in bundles.items()}
+
+
+def build_model(model_params: Mapping[str, Any], bundles: Mapping[str, ArrayBundle]) -> OmniVec2:
+    """A fresh model with one tokenizer per modality, shaped by each bundle's metadata."""
+    params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
+    try:
+        cfg = ModelConfig.from_dict(params)
+    except TypeError as e:
+        raise ValueError(f"model parameters: {e}") from e
+    model = OmniVec2(cfg)
+    attach_modalities(model, bundles)
+    return model
+
+
+def attach_modalities(model: OmniVec2, bundles: Mapping[str, ArrayBundle]) -> None:
+    """Add tokenizers for new modalities; refuse data that no longer fits an existing tokenizer."""
+    for m, b in bundles.items():
+        tcfg = TokenizerConfig.from_dict(b.meta["tokenizer"])
+        if m not in model.tokenizers:
+            model.add_modality(m, tcfg)
+            continue
+        if model.cfg.tokenizers[m] != tcfg:
+            raise ValueError(f"the checkpoint's {m} tokenizer was built for {model.cfg.tokenizers[m]} but the "
+                             f"tokenized data now needs {tcfg}; re-run pretrain_unimodal after changing "
+                             f"tokenization.{m}")
+
+
+def _pretrain_sources(bundles: Mapping[str, ArrayBundle], seed: int) -> dict[str, BatchSource]:
+    out = {}
+    for i, (m, b) in enumerate(sorted(bundles.items())):
+        key = b.meta.get("pretrain_input_key", "x")
+        out[m] = BatchSource(b.get("train", key), None, seed + i, f"{m}.train.{key}")
+    return out
+
+
+def _run(stage: str, model: OmniVec2, objective: Objective, tcfg: TrainerConfig,
+         bundles: Mapping[str, ArrayBundle]) -> tuple[Checkpoint, pd.DataFrame]:
+    history = Trainer(tcfg).fit(model, objective, stage)
+    return Checkpoint(model.cpu(), {"stage": stage, "data": _data_meta(bundles)}), history
+
+
+def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[str, Any],
+                      stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any]
+                      ) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 1: masked token reconstruction, one modality per step, from a fresh model."""
+    _check_stage_params("pretrain_unimodal", stage_params)
+    tcfg = TrainerConfig.from_params(trainer_params, stage_params)
+    ratios = _mask_ratios("pretrain_unimodal", stage_params, sorted(bundles))
+    model = build_model(model_params, bundles)
+    obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
+                         stage_params.get("norm_target", True))
+    return _run("pretrain_unimodal", model, obj, tcfg, bundles)
+
+
+def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
+                    trainer_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 2: from stage 1's checkpoint, two modalities per step, fused, both reconstructed."""
+    _check_stage_params("pretrain_paired", stage_params)
+    tcfg = TrainerConfig.from_params(trainer_params, stage_params)
+    ratios = _mask_ratios("pretrain_paired", stage_params, sorted(bundles))
+    model = init.model
+    attach_modalities(model, bundles)
+    obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
+                       stage_params.get("norm_target", True))
+    return _run("pretrain_paired", model, obj, tcfg, bundles)
+
+
+def select_tasks(bundles: Mapping[str, ArrayBundle], spec: Any) -> list[tuple[str, str]]:
+    """Resolve ``multitask.tasks`` (``"all"`` or ``{modality: [task, ...]}``) against the data."""
+    if spec in (None, "all"):
+        return [(m, t) for m, b in sorted(bundles.items()) for t in sorted(b.tasks)]
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"multitask.tasks must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
+    out = []
+    for m, tasks in spec.items():
+        if m not in bundles:
+            raise ValueError(f"multitask.tasks names modality {m!r}, which is not enabled; enabled: {sorted(bundles)}")
+        for t in [tasks] if isinstance(tasks, str) else tasks:
+            if t not in bundles[m].tasks:
+                raise ValueError(f"multitask.tasks.{m}: unknown task {t!r}; {m} has {sorted(bundles[m].tasks)}")
+            out.append((m, t))
+    return out
+
+
+def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
+              trainer_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+    """Stage 3: from stage 2's checkpoint, two (modality, task) pairs per step, summed losses."""
+    _check_stage_params("multitask", stage_params)
+    tcfg = TrainerConfig.from_params(trainer_params, stage_params)
+    model = init.model
+    attach_modalities(model, bundles)
+    tasks = []
+    for i, (m, t) in enumerate(select_tasks(bundles, stage_params.get("tasks", "all"))):
+        spec = bundles[m].tasks[t]
+        if head_key(m, t) not in model.heads:
+            model.add_head(HeadConfig(m, t, spec.kind, spec.out_dim))
+        src = BatchSource(bundles[m].get("train", spec.input_key), bundles[m].get("train", spec.target_key),
+                          tcfg.seed + i, f"{m}.train.{spec.input_key}")
+        tasks.append(TaskData(m, t, spec.kind, src))
+    obj = Multitask(tasks, stage_params.get("batch_size", 64))
+    return _run("multitask", model, obj, tcfg, bundles)

@@ -1,0 +1,138 @@
+"""Every model part: shapes, masks respected, gradients flow, no NaN, fusion on/off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2
+
+TOKENIZERS = {
+    "img": {"kind": "patch2d", "in_channels": 3, "input_size": [16, 8], "patch_size": [4, 4]},
+    "spec": {"kind": "patch2d", "in_channels": 1, "input_size": [8, 12], "patch_size": [4, 2]},
+    "ts": {"kind": "time_patch", "in_channels": 2, "length": 30, "patch_size": [8]},
+}
+INPUTS = {"img": (3, 16, 8), "spec": (1, 8, 12), "ts": (2, 30)}
+
+
+def make_model(**over) -> OmniVec2:
+    torch.manual_seed(0)
+    heads = {f"{m}__cls": {"modality": m, "task": "cls", "kind": "classification", "out_dim": 5} for m in TOKENIZERS}
+    heads["ts__fc"] = {"modality": "ts", "task": "fc", "kind": "regression", "out_dim": 6}
+    cfg = dict(width=32, depth_f=2, heads_f=4, reduced_width=16, depth_g=1, heads_g=2, mlp_ratio=2.0,
+               tokenizers=dict(TOKENIZERS), heads=heads)
+    cfg.update(over)
+    return OmniVec2(ModelConfig(**cfg))
+
+
+def x_of(m: str, b: int = 3) -> torch.Tensor:
+    return torch.randn(b, *INPUTS[m])
+
+
+@pytest.mark.parametrize("modality", sorted(TOKENIZERS))
+def test_tokenizer_shapes_and_patchify(modality: str) -> None:
+    model = make_model()
+    tok = model.tokenizers[modality]
+    tokens, valid = tok(x_of(modality))
+    assert tokens.shape == (3, tok.max_tokens, 32) and valid.shape == (3, tok.max_tokens) and valid.all()
+    assert tok.patchify(x_of(modality)).shape == (3, tok.max_tokens, tok.patch_dim)
+
+
+def test_patch2d_patchify_is_exact_partition() -> None:
+    tok = make_model().tokenizers["spec"]
+    x = torch.arange(8 * 12, dtype=torch.float32).reshape(1, 1, 8, 12)
+    p = tok.patchify(x)
+    assert sorted(p.flatten().tolist()) == list(range(96))
+    assert p[0, 0].tolist() == [0, 1, 12, 13, 24, 25, 36, 37]  # first 4x2 patch, row-major
+
+
+def test_time_patch_accepts_shorter_context() -> None:
+    tok = make_model().tokenizers["ts"]
+    tokens, valid = tok(torch.randn(2, 2, 17))  # 17 steps -> 3 patches per channel
+    assert tokens.shape == (2, 6, 32) and valid.all()
+    with pytest.raises(ValueError, match="expected input"):
+        tok(torch.randn(2, 3, 17))
+
+
+@pytest.mark.parametrize("modality", sorted(TOKENIZERS))
+def test_single_stream_forward_backward_no_nan(modality: str) -> None:
+    model = make_model()
+    out = model(modality, x_of(modality), "cls")
+    assert out.shape == (3, 5) and torch.isfinite(out).all()
+    out.sum().backward()
+    used = [model.tokenizers[modality], model.f, model.reduce, model.g, model.heads[f"{modality}__cls"]]
+    for part in used:
+        for name, p in part.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # single stream: the cross-attention fusion is skipped entirely
+    assert all(p.grad is None for p in model.fusion.parameters())
+
+
+def test_regression_head_shape() -> None:
+    out = make_model()("ts", x_of("ts"), "fc")
+    assert out.shape == (3, 6)
+
+
+def test_fusion_mixes_streams_both_ways() -> None:
+    model = make_model().eval()
+    a, b = x_of("img"), x_of("ts")
+    fa, fb = model.forward_features([model.encode("img", a), model.encode("ts", b)])
+    fa2, fb2 = model.forward_features([model.encode("img", a), model.encode("ts", b + 1.0)])
+    assert not torch.allclose(fa.tokens, fa2.tokens)  # a attends to b
+    fa3, _ = model.forward_features([model.encode("img", a), model.encode("ts", b)])
+    assert torch.allclose(fa.tokens, fa3.tokens)
+    # streams must have equal batch sizes
+    with pytest.raises(ValueError, match="equal batch sizes"):
+        model.forward_features([model.encode("img", x_of("img", 2)), model.encode("ts", b)])
+
+
+def test_masked_tokens_are_invisible_to_encoder() -> None:
+    model = make_model().eval()
+    x = x_of("img")
+    g = torch.Generator().manual_seed(1)
+    s1 = model.encode("img", x, 0.75, g)
+    hidden = s1.mask.masked  # (B, N)
+    # perturb only hidden patches: the encoded visible tokens must not change
+    tok = model.tokenizers["img"]
+    noise = torch.zeros(3, tok.max_tokens, tok.patch_dim)
+    noise[hidden] = 5.0
+    gh, gw = tok.grid
+    x2 = x + noise.reshape(3, gh, gw, 3, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(x.shape)
+    s2 = model.encode("img", x2, 0.75, torch.Generator().manual_seed(1))
+    assert torch.equal(s1.mask.ids_keep, s2.mask.ids_keep)
+    assert torch.allclose(s1.tokens, s2.tokens, atol=1e-6)
+    assert s1.tokens.shape[1] == 2  # 8 tokens, 25% kept
+
+
+def test_reconstruction_shapes_and_requires_mask() -> None:
+    model = make_model()
+    (s,) = model.forward_features(model.encode("spec", x_of("spec"), 0.5))
+    pred = model.reconstruct(s)
+    assert pred.shape == (3, 12, 8)
+    (plain,) = model.forward_features(model.encode("spec", x_of("spec")))
+    with pytest.raises(ValueError, match="masked stream"):
+        model.reconstruct(plain)
+
+
+def test_config_validation_and_missing_parts() -> None:
+    with pytest.raises(ValueError, match="multiple of its head count"):
+        ModelConfig(width=30, heads_f=4)
+    with pytest.raises(ValueError, match="unknown model parameter"):
+        ModelConfig.from_dict({"widht": 32})
+    model = make_model()
+    with pytest.raises(KeyError, match="no head for img.seg"):
+        model("img", x_of("img"), "seg")
+    with pytest.raises(KeyError, match="no tokenizer for modality 'video'"):
+        model.encode("video", x_of("img"))
+    with pytest.raises(ValueError, match="unknown tokenizer kind"):
+        make_model(tokenizers={"x": {"kind": "nope", "in_channels": 1, "patch_size": [1]}}, heads={})
+    with pytest.raises(ValueError, match="unknown head kind"):
+        model.add_head(HeadConfig("img", "seg", "segmentation", 3))
+
+
+def test_add_modality_and_head_update_config() -> None:
+    model = make_model(tokenizers={}, heads={})
+    model.add_modality("ts", ModelConfig(tokenizers={"ts": TOKENIZERS["ts"]}).tokenizers["ts"])
+    model.add_head(HeadConfig("ts", "cls", "classification", 4))
+    assert set(model.cfg.tokenizers) == {"ts"} and set(model.cfg.heads) == {"ts__cls"}
+    assert model("ts", x_of("ts"), "cls").shape == (3, 4)
