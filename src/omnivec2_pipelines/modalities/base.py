@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -223,21 +220,8 @@ def atomic_directory(root: Path) -> Iterator[Path]:
     removed and the temporary directory is renamed to ``root``; when it fails, the temporary
     directory is removed and ``root`` is left untouched.
     """
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = root.with_name(f".{root.name}.tmp-{tag}")
-    tmp.mkdir()
-    try:
+    from omnivec2_pipelines.utils import atomic_path
+
+    with atomic_path(root) as tmp:
+        tmp.mkdir()
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = root.with_name(f".{root.name}.old-{tag}")
-    if root.exists() or root.is_symlink():
-        root.rename(old)
-    tmp.rename(root)
-    if old.is_symlink() or old.is_file():
-        old.unlink()
-    elif old.exists():
-        shutil.rmtree(old)

@@ -1,0 +1,393 @@
+"""Audio modality: ESC-50 layout → canonical table → normalised log-mel ``(N, 1, F, T)`` arrays.
+
+Layout (``source.format: esc50``)::
+
+    root/audio/<filename>.wav
+    root/meta/esc50.csv      columns filename, fold, target, category (+ esc10, src_file, take)
+
+Every file listed in the CSV must exist and decode. WAV files in ``root/audio`` that the CSV
+does not list are ignored (like a subset CSV of the original ESC-50 release): the CSV is the
+list of samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+
+#: Columns the ESC-50 metadata CSV must have.
+REQUIRED_CSV_COLUMNS: tuple[str, ...] = ("filename", "fold", "target", "category")
+#: Sound classes of the generated sample data, in target order.
+SAMPLE_CATEGORIES: tuple[str, ...] = (
+    "sine_tone", "chirp_up", "noise_burst", "click_train", "square_wave", "am_tone")
+_N_FOLDS = 5
+
+
+def load_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Decode one audio file with ``soundfile`` to a mono float32 waveform.
+
+    Multi-channel audio is averaged to mono.
+
+    Returns:
+        ``(waveform (num_frames,), sample_rate)``.
+
+    Raises:
+        DataError: unreadable/corrupt file, zero-length audio, or NaN/inf samples.
+    """
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
+    except (RuntimeError, OSError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: unreadable or corrupt audio file ({type(e).__name__}: {e}); "
+                        f"expected a WAV file soundfile can decode") from e
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: audio has zero frames; expected a non-empty clip")
+    wav = data.mean(axis=1, dtype=np.float32)  # (frames, channels) -> (frames,)
+    if not np.isfinite(wav).all():
+        raise DataError(f"{path}: audio contains NaN or inf samples")
+    return wav, int(sr)
+
+
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    """Read and validate the ESC-50 metadata CSV."""
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: metadata CSV not found; expected ESC-50 layout "
+                        f"root/meta/esc50.csv + root/audio/*.wav")
+    try:
+        meta = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{csv_path}: cannot parse CSV ({type(e).__name__}: {e})") from e
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing required column(s) {missing}; expected at least "
+                        f"{list(REQUIRED_CSV_COLUMNS)}, found {list(meta.columns)}")
+    if meta.empty:
+        raise DataError(f"{csv_path}: lists no audio files")
+    if meta[list(REQUIRED_CSV_COLUMNS)].isna().any().any():
+        bad = meta[meta[list(REQUIRED_CSV_COLUMNS)].isna().any(axis=1)].index[0]
+        raise DataError(f"{csv_path}: row {bad + 2} has an empty value in "
+                        f"{list(REQUIRED_CSV_COLUMNS)}")
+    for col in ("fold", "target"):
+        num = pd.to_numeric(meta[col], errors="coerce")
+        if num.isna().any() or (num != num.round()).any():
+            row = int(np.flatnonzero((num.isna() | (num != num.round())).to_numpy())[0])
+            raise DataError(f"{csv_path}: column {col!r} must hold integers, row {row + 2} "
+                            f"has {meta[col].iloc[row]!r}")
+        meta[col] = num.astype("int64")
+    meta["filename"] = meta["filename"].astype(str)
+    meta["category"] = meta["category"].astype(str)
+    dup = meta["filename"][meta["filename"].duplicated()]
+    if len(dup):
+        raise DataError(f"{csv_path}: file {dup.iloc[0]!r} is listed more than once")
+    per_target = meta.groupby("target")["category"].nunique()
+    if (per_target > 1).any():
+        t = int(per_target[per_target > 1].index[0])
+        cats = sorted(meta.loc[meta["target"] == t, "category"].unique())
+        raise DataError(f"{csv_path}: target {t} has several categories {cats}; expected one")
+    per_cat = meta.groupby("category")["target"].nunique()
+    if (per_cat > 1).any():
+        cat = per_cat[per_cat > 1].index[0]
+        raise DataError(f"{csv_path}: category {cat!r} has several targets; expected one")
+    return meta
+
+
+def _folds(source: dict[str, Any], key: str, default: list[int] | None) -> set[int]:
+    """Read a list of fold ids from the source params."""
+    value = source.get(key, default)
+    if value is None:
+        return set()
+    if isinstance(value, (int, np.integer)):
+        value = [value]
+    try:
+        return {int(v) for v in value}
+    except (TypeError, ValueError) as e:
+        raise DataError(f"audio.source.{key} must be a list of fold ints, got {value!r}") from e
+
+
+class AudioModality(Modality):
+    """Environmental sound clips in ESC-50 layout, tokenized as log-mel spectrogram patches."""
+
+    name = "audio"
+    formats = ("esc50",)
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write a deterministic SYNTHETIC sound-event data set in ESC-50 layout.
+
+        Six classes (:data:`SAMPLE_CATEGORIES`, targets 0..5) over 5 folds. Each clip has one
+        event of random pitch/rate, duration (shorter than the clip) and onset, plus white
+        noise of random level; saved as 16-bit PCM WAV ``{fold}-{clip_id}-A-{target}.wav``.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``sample_rate`` (8000), ``clip_seconds`` (1.0),
+                ``clips_per_class_per_fold`` (8), ``seed`` (0).
+
+        Returns:
+            Manifest ``{"source", "files", "classes"}``.
+        """
+        sr = int(params.get("sample_rate", 8000))
+        n = int(round(sr * float(params.get("clip_seconds", 1.0))))
+        per = int(params.get("clips_per_class_per_fold", 8))
+        if sr <= 0 or n < 16 or per < 1:
+            raise DataError(f"audio sample data params need sample_rate > 0, clip_seconds "
+                            f"giving >= 16 samples, clips_per_class_per_fold >= 1; got {params}")
+        rng = np.random.default_rng(int(params.get("seed", 0)))
+        rows: list[dict[str, Any]] = []
+        with atomic_directory(Path(root)) as tmp:
+            (tmp / "audio").mkdir()
+            (tmp / "meta").mkdir()
+            clip_id = 100000
+            for fold in range(1, _N_FOLDS + 1):
+                for target, category in enumerate(SAMPLE_CATEGORIES):
+                    for _ in range(per):
+                        clip_id += 1
+                        wav = synth_clip(category, n, sr, rng)
+                        filename = f"{fold}-{clip_id}-A-{target}.wav"
+                        sf.write(str(tmp / "audio" / filename), wav, sr, subtype="PCM_16",
+                                 format="WAV")
+                        rows.append({"filename": filename, "fold": fold, "target": target,
+                                     "category": category, "esc10": False,
+                                     "src_file": clip_id, "take": "A"})
+            pd.DataFrame(rows).to_csv(tmp / "meta" / "esc50.csv", index=False)
+        return {"source": "synthetic sound events generated by omnivec2_pipelines "
+                          "(ESC-50 layout, not real recordings)",
+                "files": len(rows), "classes": list(SAMPLE_CATEGORIES)}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read an ESC-50 tree into the canonical table.
+
+        Source params: ``test_folds`` (default ``[5]``) and optional ``val_folds``; other
+        folds are train. Labels are the CSV ``target`` ids remapped to ``0..K-1`` in sorted
+        target order, ``label_name`` is ``category``. Payload columns: ``waveform``
+        (float32 mono), ``sample_rate``, ``num_frames`` (plus ``fold`` and ``target``).
+
+        Raises:
+            DataError: missing CSV/column, listed file missing or corrupt, empty audio,
+                NaN/inf samples, or no train/test rows for the chosen folds.
+        """
+        _, root = check_source(source, self)
+        audio_dir = root / "audio"
+        csv_path = root / "meta" / "esc50.csv"
+        if not audio_dir.is_dir():
+            raise DataError(f"{audio_dir}: audio folder not found; expected ESC-50 layout "
+                            f"root/audio/*.wav + root/meta/esc50.csv")
+        meta = _read_csv(csv_path)
+        test_folds = _folds(source, "test_folds", [5])
+        val_folds = _folds(source, "val_folds", None)
+        if test_folds & val_folds:
+            raise DataError(f"audio.source.test_folds {sorted(test_folds)} and val_folds "
+                            f"{sorted(val_folds)} overlap")
+        split = np.where(meta["fold"].isin(test_folds), "test",
+                         np.where(meta["fold"].isin(val_folds), "val", "train"))
+        for required in ("train", "test"):
+            if not (split == required).any():
+                raise DataError(f"{csv_path}: no rows for split {required!r} (folds present "
+                                f"{sorted(meta['fold'].unique().tolist())}, test_folds "
+                                f"{sorted(test_folds)}, val_folds {sorted(val_folds)})")
+        targets = sorted(meta["target"].unique().tolist())
+        label_of = {t: i for i, t in enumerate(targets)}
+        rows: list[dict[str, Any]] = []
+        for rec, sp in zip(meta.itertuples(index=False), split):
+            path = audio_dir / rec.filename
+            if not path.is_file():
+                raise DataError(f"{path}: listed in {csv_path} but missing")
+            wav, sr = load_wav(path)
+            rows.append({
+                "sample_id": Path(rec.filename).with_suffix("").as_posix(),
+                "source_file": f"audio/{rec.filename}",
+                "label": label_of[rec.target],
+                "label_name": rec.category,
+                "split": str(sp),
+                "waveform": wav,
+                "sample_rate": sr,
+                "num_frames": int(wav.shape[0]),
+                "fold": int(rec.fold),
+                "target": int(rec.target),
+            })
+        table = pd.DataFrame(rows)
+        table = table.astype({"label": "int64", "sample_rate": "int64", "num_frames": "int64",
+                              "fold": "int64", "target": "int64"})
+        return assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Resample, crop/pad, log-mel, crop frames to a patch multiple, normalise with train.
+
+        Args:
+            table: Canonical audio table (see :meth:`read`).
+            params: ``sample_rate``, ``clip_seconds``, ``n_fft``, ``hop_length``, ``n_mels``,
+                ``patch_size`` ``[pf, pt]`` (``pf`` must divide ``n_mels``).
+
+        Returns:
+            Arrays ``"<split>.x"`` float32 ``(N, 1, n_mels, T)`` and
+            ``"<split>.y.classification"`` int64 per split, ``T`` a multiple of ``pt``.
+
+        Raises:
+            DataError: bad params, a clip too short for one patch, or no train rows.
+        """
+        import torch  # heavy: imported only when tokenizing
+        import torchaudio
+
+        sr = _pos_int(params, "sample_rate")
+        n_fft = _pos_int(params, "n_fft")
+        hop = _pos_int(params, "hop_length")
+        n_mels = _pos_int(params, "n_mels")
+        clip_seconds = params.get("clip_seconds")
+        if not isinstance(clip_seconds, (int, float)) or clip_seconds <= 0:
+            raise DataError(f"tokenization.audio.clip_seconds must be a positive number, "
+                            f"got {clip_seconds!r}")
+        n_samples = int(round(sr * float(clip_seconds)))
+        patch = params.get("patch_size")
+        try:
+            pf, pt = (int(v) for v in patch)
+            ok = pf > 0 and pt > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(f"tokenization.audio.patch_size must be a pair of positive ints "
+                            f"[pf, pt], got {patch!r}")
+        if n_mels % pf:
+            raise DataError(f"tokenization.audio.patch_size={[pf, pt]}: pf={pf} must divide "
+                            f"tokenization.audio.n_mels={n_mels}")
+        if n_fft // 2 >= n_samples:
+            raise DataError(f"tokenization.audio.n_fft={n_fft} is too large for clips of "
+                            f"{n_samples} samples (clip_seconds * sample_rate)")
+        if not (table["split"] == "train").any():
+            raise DataError("audio table has no 'train' rows; normalisation statistics are "
+                            "computed on the train split")
+        class_names = table_class_names(table)
+        mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels)
+        with torch.no_grad():
+            n_frames = int(mel(torch.zeros(1, n_samples)).shape[-1])
+        t_keep = n_frames - n_frames % pt
+        if t_keep == 0:
+            raise DataError(f"tokenization.audio.patch_size={[pf, pt]}: clips give {n_frames} "
+                            f"frames, fewer than pt={pt}")
+        feats: dict[str, np.ndarray] = {}
+        ys: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            part = table[table["split"] == split]
+            if not len(part):
+                continue
+            chunks = []
+            for start in range(0, len(part), 256):
+                rows = part.iloc[start:start + 256]
+                wav = torch.from_numpy(np.stack(
+                    [_fit_waveform(r, sr, n_samples) for r in rows.itertuples(index=False)]))
+                with torch.no_grad():
+                    spec = torch.log(mel(wav) + 1e-6)  # (B, n_samples) -> (B, n_mels, frames)
+                chunks.append(spec[:, None, :, :t_keep].numpy())  # -> (B, 1, n_mels, T)
+            feats[split] = np.concatenate(chunks)
+            ys[split] = part["label"].to_numpy(dtype=np.int64)
+        mean = float(feats["train"].mean(dtype=np.float64))
+        std = max(float(feats["train"].std(dtype=np.float64)), 1e-6)
+        arrays: dict[str, np.ndarray] = {}
+        for split, x in feats.items():
+            arrays[f"{split}.x"] = ((x - mean) / std).astype(np.float32)
+            arrays[f"{split}.y.classification"] = ys[split]
+        task = TaskSpec(name="classification", kind="classification", input_key="x",
+                        target_key="y.classification", out_dim=len(class_names),
+                        out_shape=(len(class_names),), class_names=class_names)
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "patch2d", "in_channels": 1, "input_size": [n_mels, t_keep],
+                          "patch_size": [pf, pt]},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "splits": {s: int(len(x)) for s, x in feats.items()},
+            "sample_rate": sr,
+            "features": {"clip_seconds": float(clip_seconds), "n_fft": n_fft,
+                         "hop_length": hop, "n_mels": n_mels, "log_offset": 1e-6},
+            "normalization": {"mean": mean, "std": std,
+                              "formula": "(log(mel + log_offset) - mean) / std"},
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+
+def _pos_int(params: dict[str, Any], key: str) -> int:
+    """Read a positive int from the audio tokenization params."""
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise DataError(f"tokenization.audio.{key} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _fit_waveform(row: Any, sr: int, n_samples: int) -> np.ndarray:
+    """One table row to a float32 waveform at ``sr`` cropped/zero-padded to ``n_samples``."""
+    wav = np.asarray(row.waveform, dtype=np.float32)  # (num_frames,)
+    if wav.size == 0:
+        raise DataError(f"{row.source_file}: empty waveform")
+    if int(row.sample_rate) != sr:
+        import torch
+        import torchaudio
+
+        wav = torchaudio.functional.resample(
+            torch.from_numpy(wav.copy()), int(row.sample_rate), sr).numpy()
+    out = np.zeros(n_samples, dtype=np.float32)
+    k = min(n_samples, wav.shape[0])
+    out[:k] = wav[:k]
+    return out
+
+
+def synth_clip(category: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Synthesise one clip of ``n`` samples at ``sr`` with one event of ``category``.
+
+    The event has a random duration (25–75 % of the clip), onset, amplitude and pitch/rate,
+    a short fade in/out, and the whole clip gets white noise of random level.
+
+    Returns:
+        float32 waveform ``(n,)`` in ``[-1, 1]``.
+    """
+    dur = int(rng.integers(max(2, n // 4), max(3, (3 * n) // 4)))
+    onset = int(rng.integers(0, n - dur + 1))
+    t = np.arange(dur) / sr
+    f0 = rng.uniform(0.02, 0.12) * sr
+    amp = rng.uniform(0.3, 0.8)
+    if category == "sine_tone":
+        ev = np.sin(2 * np.pi * f0 * t)
+    elif category == "chirp_up":
+        f1 = f0 * rng.uniform(2.0, 3.0)
+        ev = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * t[-1] + 1e-12)))
+    elif category == "noise_burst":
+        ev = rng.standard_normal(dur) * np.exp(-t * rng.uniform(2.0, 8.0)) * 0.5
+    elif category == "click_train":
+        period = max(2, int(sr / rng.uniform(10.0, 40.0)))
+        ev = np.zeros(dur)
+        click = np.exp(-np.arange(min(period, max(2, sr // 500))) / 3.0)
+        for s in range(0, dur, period):
+            m = min(click.size, dur - s)
+            ev[s:s + m] = click[:m]
+    elif category == "square_wave":
+        ev = np.sign(np.sin(2 * np.pi * f0 * t)) * 0.7
+    elif category == "am_tone":
+        fm = rng.uniform(3.0, 12.0)
+        ev = np.sin(2 * np.pi * f0 * t) * 0.5 * (1 + 0.9 * np.sin(2 * np.pi * fm * t))
+    else:
+        raise ValueError(f"unknown sample category {category!r}")
+    fade = min(dur // 4, max(1, sr // 200))
+    env = np.ones(dur)
+    env[:fade] = np.linspace(0, 1, fade)
+    env[dur - fade:] = np.linspace(1, 0, fade)
+    clip = np.zeros(n)
+    clip[onset:onset + dur] = amp * ev * env
+    clip += rng.standard_normal(n) * rng.uniform(0.002, 0.03)
+    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+
+
+register(AudioModality())

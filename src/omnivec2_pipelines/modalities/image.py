@@ -1,0 +1,282 @@
+"""Image modality: ImageFolder layout → canonical table → normalised ``(N, C, H, W)`` arrays.
+
+Layout (``source.format: imagefolder``)::
+
+    root/<split>/<class>/<name>.(png|jpg|jpeg|bmp)      split in {train, val, test}
+
+``train`` and ``test`` are required, ``val`` is optional (carved from train otherwise).
+Hidden files (names starting with ``.``) are ignored; any other file that is not an image of
+a supported extension is an error, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+
+#: File extensions read as images (lower case).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+#: PIL modes read as 1-channel grayscale (alpha dropped).
+_GRAY_MODES = {"1", "L", "LA"}
+#: PIL modes converted to 3-channel RGB (alpha / palette resolved).
+_RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+_REQUIRED_SPLITS = ("train", "test")
+
+
+def load_image(path: Path) -> np.ndarray:
+    """Decode one image file to a ``uint8`` array of shape ``(H, W, C)`` with C in {1, 3}.
+
+    Grayscale modes give 1 channel; RGB, RGBA, palette and other colour modes give 3.
+
+    Raises:
+        DataError: when the file cannot be decoded or has an unsupported mode
+            (e.g. 16-bit or float images).
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in _GRAY_MODES:
+                img = img.convert("L")
+            elif mode in _RGB_MODES:
+                img = img.convert("RGB")
+            else:
+                raise DataError(f"{path}: unsupported image mode {mode!r}; expected 8-bit "
+                                f"grayscale (L) or colour (RGB/RGBA/P)")
+            arr = np.asarray(img, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {e}); "
+                        f"expected a valid {'/'.join(IMAGE_EXTENSIONS)} file") from e
+    if arr.ndim == 2:
+        arr = arr[:, :, None]  # (H, W) -> (H, W, 1)
+    if arr.size == 0:
+        raise DataError(f"{path}: image has zero pixels")
+    return arr
+
+
+def _list_class_dirs(split_dir: Path) -> list[Path]:
+    """Class folders of one split folder; stray non-hidden files are an error."""
+    entries = sorted(p for p in split_dir.iterdir() if not p.name.startswith("."))
+    stray = [p for p in entries if not p.is_dir()]
+    if stray:
+        raise DataError(f"{stray[0]}: unexpected file directly in split folder {split_dir}; "
+                        f"expected only class folders <split>/<class>/<image>")
+    if not entries:
+        raise DataError(f"{split_dir}: split folder is empty; expected class folders "
+                        f"<class>/<image> inside it")
+    return entries
+
+
+def _list_images(class_dir: Path) -> list[Path]:
+    """Image files of one class folder; other non-hidden entries are an error."""
+    entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+    bad = [p for p in entries if not (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)]
+    if bad:
+        raise DataError(f"{bad[0]}: not an image file with extension in {list(IMAGE_EXTENSIONS)} "
+                        f"(class folders must contain only images)")
+    if not entries:
+        raise DataError(f"{class_dir}: class folder is empty; expected at least one image")
+    return entries
+
+
+class ImageModality(Modality):
+    """Images in ImageFolder layout, tokenized into fixed-size patch grids."""
+
+    name = "image"
+    formats = ("imagefolder",)
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write the real scikit-learn ``load_digits`` images as grayscale PNGs.
+
+        Layout ``root/{train,test}/<digit>/<index>.png`` where ``index`` is the row in
+        ``load_digits``; 8x8 images with values 0..16 are scaled to 0..255. The split is
+        stratified with ``params["test_fraction"]`` (default 0.2) and ``params["seed"]``
+        (default 0). The tree is written atomically (temporary sibling + rename).
+
+        Returns:
+            Manifest ``{"source", "files", "classes"}``.
+        """
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        images = np.round(digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # (N, 8, 8)
+        target = digits.target.astype(int)
+        idx = np.arange(len(target))
+        train_idx, test_idx = train_test_split(
+            idx, test_size=float(params.get("test_fraction", 0.2)),
+            random_state=int(params.get("seed", 0)), stratify=target)
+        with atomic_directory(Path(root)) as tmp:
+            for split, split_idx in (("train", train_idx), ("test", test_idx)):
+                for i in sorted(split_idx):
+                    out = tmp / split / str(target[i]) / f"{i}.png"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(images[i]).save(out, format="PNG")
+        classes = [str(c) for c in sorted(set(target.tolist()))]
+        return {"source": "sklearn.datasets.load_digits (real)", "files": int(len(target)),
+                "classes": classes}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read an ImageFolder tree into the canonical table.
+
+        Payload columns: ``pixels`` (flattened ``uint8`` HWC), ``height``, ``width``,
+        ``channels``. Labels index the sorted union of class folder names of all splits.
+
+        Raises:
+            DataError: missing train/test split, empty split or class folder, non-image or
+                corrupt file, or images mixing 1 and 3 channels.
+        """
+        _, root = check_source(source, self)
+        if not root.is_dir():
+            raise DataError(f"image.source.path: {root} is not a directory; expected an "
+                            f"ImageFolder tree root/<split>/<class>/<image>")
+        missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+        if missing:
+            raise DataError(f"{root}: missing split folder(s) {missing}; expected "
+                            f"root/train/<class>/..., root/test/<class>/... (val optional)")
+        files: list[tuple[str, str, Path]] = []  # (split, class, path)
+        for split in SPLITS:
+            if not (root / split).is_dir():
+                continue
+            for class_dir in _list_class_dirs(root / split):
+                files += [(split, class_dir.name, p) for p in _list_images(class_dir)]
+        classes = sorted({c for _, c, _ in files})
+        label_of = {c: i for i, c in enumerate(classes)}
+        rows: list[dict[str, Any]] = []
+        first: tuple[Path, int] | None = None
+        for split, cls, path in files:
+            arr = load_image(path)  # (H, W, C)
+            h, w, c = arr.shape
+            if first is None:
+                first = (path, c)
+            elif c != first[1]:
+                raise DataError(f"{path}: image has {c} channel(s) but {first[0]} has {first[1]}; "
+                                f"all images of a data set must be grayscale or all colour")
+            rel = path.relative_to(root)
+            rows.append({
+                "sample_id": rel.with_suffix("").as_posix(),
+                "source_file": rel.as_posix(),
+                "label": label_of[cls],
+                "label_name": cls,
+                "split": split,
+                "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
+                "height": h,
+                "width": w,
+                "channels": c,
+            })
+        table = pd.DataFrame(rows)
+        table = table.astype({"label": "int64", "height": "int64", "width": "int64",
+                              "channels": "int64"})
+        return assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Resize every image, normalise per channel with train statistics, stack per split.
+
+        Args:
+            table: Canonical image table (see :meth:`read`).
+            params: ``size`` ``[H, W]`` (bilinear resize) and ``patch_size`` ``[ph, pw]``
+                (must divide ``size``).
+
+        Returns:
+            Arrays ``"<split>.x"`` float32 ``(N, C, H, W)`` and ``"<split>.y.classification"``
+            int64 ``(N,)`` for each split in the table, and the meta described in
+            :class:`~omnivec2_pipelines.modalities.base.ArrayBundle`.
+
+        Raises:
+            DataError: bad ``size``/``patch_size``, no train rows, or mixed channel counts.
+        """
+        size = _pair(params, "size")
+        patch = _pair(params, "patch_size")
+        if size[0] % patch[0] or size[1] % patch[1]:
+            raise DataError(f"tokenization.image.patch_size={patch} must divide "
+                            f"tokenization.image.size={size} in both axes")
+        if not (table["split"] == "train").any():
+            raise DataError("image table has no 'train' rows; normalisation statistics are "
+                            "computed on the train split")
+        channels = sorted(set(int(c) for c in table["channels"]))
+        if len(channels) != 1:
+            raise DataError(f"image table mixes channel counts {channels}; expected one")
+        c = channels[0]
+        class_names = table_class_names(table)
+        xs: dict[str, np.ndarray] = {}
+        ys: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            part = table[table["split"] == split]
+            if len(part):
+                xs[split] = np.stack([_resize(r, size) for r in part.itertuples(index=False)])
+                ys[split] = part["label"].to_numpy(dtype=np.int64)
+        train = xs["train"]  # (N, C, H, W) in [0, 1]
+        mean = train.mean(axis=(0, 2, 3), dtype=np.float64)
+        std = np.maximum(train.std(axis=(0, 2, 3), dtype=np.float64), 1e-6)
+        arrays: dict[str, np.ndarray] = {}
+        for split, x in xs.items():
+            x = (x - mean[None, :, None, None]) / std[None, :, None, None]
+            arrays[f"{split}.x"] = x.astype(np.float32)
+            arrays[f"{split}.y.classification"] = ys[split]
+        task = TaskSpec(name="classification", kind="classification", input_key="x",
+                        target_key="y.classification", out_dim=len(class_names),
+                        out_shape=(len(class_names),), class_names=class_names)
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "patch2d", "in_channels": c, "input_size": list(size),
+                          "patch_size": list(patch)},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "splits": {s: int(len(x)) for s, x in xs.items()},
+            "normalization": {"scale": 1.0 / 255.0, "mean": mean.tolist(), "std": std.tolist(),
+                              "formula": "(pixel * scale - mean[c]) / std[c]"},
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+
+def _pair(params: dict[str, Any], key: str) -> tuple[int, int]:
+    """Read a ``[a, b]`` pair of positive ints from the tokenization params."""
+    value = params.get(key)
+    try:
+        a, b = (int(v) for v in value)
+        ok = a > 0 and b > 0 and all(float(v) == int(v) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DataError(f"tokenization.image.{key} must be a pair of positive ints [H, W], "
+                        f"got {value!r}")
+    return a, b
+
+
+def _resize(row: Any, size: tuple[int, int]) -> np.ndarray:
+    """One table row to a float32 ``(C, H, W)`` array in ``[0, 1]`` resized to ``size``."""
+    h, w, c = int(row.height), int(row.width), int(row.channels)
+    if c not in (1, 3):
+        raise DataError(f"{row.source_file}: channels={c}, expected 1 (grayscale) or 3 (RGB)")
+    pixels = np.asarray(row.pixels, dtype=np.uint8)
+    if pixels.size != h * w * c:
+        raise DataError(f"{row.source_file}: pixels has {pixels.size} values, expected "
+                        f"height*width*channels = {h}*{w}*{c}")
+    arr = pixels.reshape(h, w, c)  # (H*W*C,) -> (H, W, C)
+    img = Image.fromarray(arr[:, :, 0] if c == 1 else arr)  # uint8 (H, W) -> L, (H, W, 3) -> RGB
+    if (w, h) != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    out = np.asarray(img, dtype=np.float32).reshape(size[0], size[1], c) / 255.0  # (H, W, C)
+    return out.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+
+register(ImageModality())

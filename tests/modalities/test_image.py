@@ -1,0 +1,165 @@
+"""Tests of the image modality (ImageFolder reader, digits sample data, patch tokenization)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from omnivec2_pipelines.modalities import DataError, get_modality
+
+IMG = get_modality("image")
+TOK = {"size": [8, 8], "patch_size": [4, 4]}
+
+
+def _png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _tree(root: Path, with_val: bool = False) -> Path:
+    """Small RGB tree with images of different sizes and an RGBA and a palette image."""
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("test", 1)) + ((("val", 1),) if with_val else ()):
+        for cls in ("dog", "cat"):
+            for i in range(n):
+                h, w = 5 + i, 7 - i
+                _png(root / split / cls / f"{i}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 256, (4, 4, 4), dtype=np.uint8))
+    rgba.save(root / "train" / "cat" / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).convert("P").save(
+        root / "train" / "dog" / "pal.bmp")
+    return root
+
+
+def _read(root: Path, **kw) -> pd.DataFrame:
+    return IMG.read({"format": "imagefolder", "path": str(root), **kw})
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sample_data_layout_deterministic_atomic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    man = IMG.make_sample_data(a, {"test_fraction": 0.2, "seed": 0})
+    assert man["source"] == "sklearn.datasets.load_digits (real)"
+    assert man["files"] == 1797 and man["classes"] == [str(d) for d in range(10)]
+    files = _files(a)
+    assert len(files) == 1797
+    assert sorted(p.name for p in a.iterdir()) == ["test", "train"]
+    assert sorted(p.name for p in (a / "train").iterdir()) == [str(d) for d in range(10)]
+    n_test = sum(1 for k in files if k.startswith("test/"))
+    assert abs(n_test - 0.2 * 1797) <= 1
+    with Image.open(next((a / "test" / "3").iterdir())) as img:
+        assert img.mode == "L" and img.size == (8, 8)
+        assert np.asarray(img).max() > 200  # 0..16 scaled to 0..255
+    (b / "stale").mkdir(parents=True)
+    IMG.make_sample_data(b, {"test_fraction": 0.2, "seed": 0})
+    assert _files(b) == files  # same bytes, stale content replaced
+    assert not list(tmp_path.glob(".*"))  # no temporary siblings left
+
+
+def test_read_tree_with_unequal_sizes(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "img")
+    t = _read(root, val_fraction=0.0)
+    assert list(t.columns[:5]) == ["sample_id", "source_file", "label", "label_name", "split"]
+    assert t["sample_id"].is_unique and len(t) == 10
+    assert dict(zip(t["label_name"], t["label"])) == {"cat": 0, "dog": 1}
+    assert set(t["split"]) == {"train", "test"} and (t["channels"] == 3).all()
+    row = t[t["sample_id"] == "train/dog/2"].iloc[0]
+    assert (row["height"], row["width"], row["source_file"]) == (7, 5, "train/dog/2.png")
+    with Image.open(root / "train/dog/2.png") as img:
+        np.testing.assert_array_equal(np.asarray(row["pixels"]).reshape(7, 5, 3), np.asarray(img))
+    assert t[t["sample_id"] == "train/dog/pal"].iloc[0]["channels"] == 3
+    with_val = _read(root, val_fraction=0.5, seed=0)
+    # 4 train images per class, half of each class moves to val
+    assert with_val.groupby("label_name")["split"].apply(lambda s: (s == "val").sum()).tolist() == [2, 2]
+    explicit = _read(_tree(tmp_path / "v", with_val=True))
+    assert (explicit["split"] == "val").sum() == 2 and explicit["sample_id"].str.startswith("val/").sum() == 2
+
+
+def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
+    table = _read(_tree(tmp_path / "img"), val_fraction=0.0)
+    table.to_parquet(tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    b = IMG.tokenize(back, TOK)
+    ref = IMG.tokenize(table, TOK)
+    for k in ref.arrays:
+        np.testing.assert_array_equal(b.arrays[k], ref.arrays[k])
+    x = b.get("train", "x")
+    assert x.shape == (8, 3, 8, 8) and x.dtype == np.float32
+    assert b.get("test", "x").shape == (2, 3, 8, 8)
+    np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=(0, 2, 3)), 1.0, atol=1e-4)
+    y = b.get("train", "y.classification")
+    assert y.dtype == np.int64 and set(y.tolist()) == {0, 1}
+    m = b.meta
+    assert m["modality"] == "image" and m["pretrain_input_key"] == "x"
+    assert m["tokenizer"] == {"kind": "patch2d", "in_channels": 3, "input_size": [8, 8], "patch_size": [4, 4]}
+    assert m["splits"] == {"train": 8, "test": 2}
+    task = b.tasks["classification"]
+    assert task.out_dim == 2 and task.class_names == ("cat", "dog") and task.target_key == "y.classification"
+    norm = m["normalization"]
+    assert len(norm["mean"]) == 3 and len(norm["std"]) == 3
+    # test split uses the train statistics: undo and compare with a direct resize
+    row = table[table["split"] == "test"].iloc[0]
+    img = Image.fromarray(np.asarray(row["pixels"], dtype=np.uint8).reshape(row["height"], row["width"], 3))
+    raw = np.asarray(img.resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    mean, std = np.array(norm["mean"])[:, None, None], np.array(norm["std"])[:, None, None]
+    expect = (raw.transpose(2, 0, 1) - mean) / std
+    np.testing.assert_allclose(b.get("test", "x")[0], expect, atol=1e-5)
+
+
+def test_tokenize_bad_params(tmp_path: Path) -> None:
+    table = _read(_tree(tmp_path / "img"), val_fraction=0.0)
+    with pytest.raises(DataError, match=r"tokenization\.image\.patch_size"):
+        IMG.tokenize(table, {"size": [8, 8], "patch_size": [3, 4]})
+    with pytest.raises(DataError, match=r"tokenization\.image\.size"):
+        IMG.tokenize(table, {"size": [8], "patch_size": [4, 4]})
+    with pytest.raises(DataError, match="train"):
+        IMG.tokenize(table[table["split"] == "test"], TOK)
+
+
+@pytest.mark.parametrize("case", ["no_path", "format", "no_test", "empty_class", "empty_split",
+                                  "truncated", "not_image", "mixed_channels", "stray_file"])
+def test_read_bad_inputs(tmp_path: Path, case: str) -> None:
+    root = _tree(tmp_path / "img")
+    src = {"format": "imagefolder", "path": str(root)}
+    expect = {"no_path": r"nowhere does not exist",
+              "format": r"format='folder_of_pngs' is not supported",
+              "no_test": r"missing split folder\(s\) \['test'\]",
+              "empty_class": r"test/bird: class folder is empty",
+              "empty_split": r"img/val: split folder is empty",
+              "truncated": r"cat/0\.png: unreadable or corrupt",
+              "not_image": r"notes\.txt: not an image",
+              "mixed_channels": r"gray\.png: image has 1 channel",
+              "stray_file": r"loose\.png: unexpected file"}[case]
+    if case == "no_path":
+        src["path"] = str(tmp_path / "nowhere")
+    elif case == "format":
+        src["format"] = "folder_of_pngs"
+    elif case == "no_test":
+        for p in (root / "test").rglob("*.png"):
+            p.unlink()
+        for p in (root / "test").iterdir():
+            p.rmdir()
+        (root / "test").rmdir()
+    elif case == "empty_class":
+        (root / "test" / "bird").mkdir()
+    elif case == "empty_split":
+        (root / "val").mkdir()
+    elif case == "truncated":
+        p = root / "test" / "cat" / "0.png"
+        p.write_bytes(p.read_bytes()[:40])
+    elif case == "not_image":
+        (root / "train" / "cat" / "notes.txt").write_text("hello")
+    elif case == "mixed_channels":
+        _png(root / "train" / "dog" / "gray.png", np.zeros((4, 4), dtype=np.uint8))
+    elif case == "stray_file":
+        _png(root / "train" / "loose.png", np.zeros((4, 4, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match=expect):
+        IMG.read(src)
