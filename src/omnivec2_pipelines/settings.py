@@ -1,8 +1,8 @@
 """Project settings (Kedro)."""
 
-from kedro.config import OmegaConfigLoader  # noqa: F401
-
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # conf/local (or --env) may override single nested keys, e.g. only pretrain_unimodal.steps
+    "merge_strategy": {"parameters": "soft"},
 }

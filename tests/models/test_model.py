@@ -136,3 +136,11 @@ def test_add_modality_and_head_update_config() -> None:
     model.add_head(HeadConfig("ts", "cls", "classification", 4))
     assert set(model.cfg.tokenizers) == {"ts"} and set(model.cfg.heads) == {"ts__cls"}
     assert model("ts", x_of("ts"), "cls").shape == (3, 4)
+
+
+def test_model_param_types_are_checked() -> None:
+    with pytest.raises(TypeError, match="model.width must be int, got 'big'"):
+        ModelConfig.from_dict({"width": "big"})
+    with pytest.raises(TypeError, match="model.dropout must be float"):
+        ModelConfig.from_dict({"dropout": "0.1"})
+    assert ModelConfig.from_dict({"dropout": 0, "width": 64}).dropout == 0

@@ -117,4 +117,10 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model parameter(s) {sorted(unknown)}; allowed {sorted(known)}")
+        for f in fields(cls):
+            if f.name in d and f.type in ("int", "float"):
+                v = d[f.name]
+                ok = isinstance(v, int) if f.type == "int" else isinstance(v, (int, float))
+                if not ok or isinstance(v, bool):
+                    raise TypeError(f"model.{f.name} must be {f.type}, got {v!r}")
         return cls(**d)

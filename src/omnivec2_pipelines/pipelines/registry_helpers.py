@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
@@ -21,9 +22,9 @@ def enabled_modalities(conf_source: str | Path | None = None, env: str | None = 
     """
     from omnivec2_pipelines.modalities.base import registered_modalities
 
-    conf = Path(conf_source) if conf_source else Path(os.environ.get("OMNIVEC2_CONF", Path.cwd() / "conf"))
-    loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="local",
-                               env=env or os.environ.get("KEDRO_ENV"))
+    conf = Path(conf_source or "conf").absolute()
+    run_env = env or os.environ.get("KEDRO_ENV") or ("local" if (conf / "local").is_dir() else "base")
+    loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="base", env=run_env)
     mods = loader["parameters"].get("modalities")
     known = registered_modalities()
     if not isinstance(mods, list) or not mods or any(m not in known for m in mods):
@@ -54,6 +55,13 @@ def tokenization_pipeline(modalities: list[str]) -> Pipeline:
                 for m in modalities), Pipeline([]))
 
 
+def _node(*args, **kwargs):
+    """``kedro.pipeline.node`` without the warning about dots in the namespaced names we read."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One or more dataset names contain")
+        return node(*args, **kwargs)
+
+
 def stage_pipeline(stage: str, modalities: list[str]) -> Pipeline:
     """A training stage: all tokenized modalities (+ previous checkpoint) → checkpoint + loss history."""
     inputs = {"stage_params": f"params:{stage}", "trainer_params": "params:trainer",
@@ -62,14 +70,14 @@ def stage_pipeline(stage: str, modalities: list[str]) -> Pipeline:
         inputs["model_params"] = "params:model"
     else:
         inputs["init"] = f"{STAGES[STAGES.index(stage) - 1]}_checkpoint"
-    return Pipeline([node(getattr(nodes, stage), inputs, [f"{stage}_checkpoint", f"{stage}_loss_history"],
+    return Pipeline([_node(getattr(nodes, stage), inputs, [f"{stage}_checkpoint", f"{stage}_loss_history"],
                           name=stage, tags=["gpu", "training"])])
 
 
 def evaluation_pipeline(modalities: list[str]) -> Pipeline:
     inputs = {"ckpt": "multitask_checkpoint", "params": "params:evaluation", "trainer_params": "params:trainer",
               **{m: f"{m}.tokenized" for m in modalities}}
-    return Pipeline([node(nodes.evaluate_node, inputs, "metrics", name="evaluate", tags=["evaluation"])])
+    return Pipeline([_node(nodes.evaluate_node, inputs, "metrics", name="evaluate", tags=["evaluation"])])
 
 
 def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:

@@ -23,8 +23,8 @@ class BatchSource:
         if y is not None and len(y) != len(x):
             raise ValueError(f"batch source {name}: {len(x)} inputs but {len(y)} targets")
         self.name = name
-        self.x = torch.from_numpy(np.ascontiguousarray(x))
-        self.y = None if y is None else torch.from_numpy(np.ascontiguousarray(y))
+        self.x = torch.from_numpy(np.require(x, requirements=["C", "W"]))
+        self.y = None if y is None else torch.from_numpy(np.require(y, requirements=["C", "W"]))
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(x))
         self._pos = 0

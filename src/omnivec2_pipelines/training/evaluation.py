@@ -27,7 +27,7 @@ def predict(model: OmniVec2, modality: str, task: str, x: np.ndarray, batch_size
     model.to(dev).eval()
     outs = []
     for i in range(0, len(x), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(dev)
+        xb = torch.from_numpy(np.require(x[i:i + batch_size], requirements=["C", "W"])).to(dev)
         outs.append(model(modality, xb, task).float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0,))
 

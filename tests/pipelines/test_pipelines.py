@@ -1,0 +1,129 @@
+"""Every registered pipeline on an in-memory catalog, in the order of the default run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
+from kedro.runner import SequentialRunner
+
+from omnivec2_pipelines.modalities.base import ArrayBundle
+from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines, enabled_modalities
+from omnivec2_pipelines.training.checkpoint import Checkpoint
+from tests.pipelines.conftest import MODALITIES, PROJECT, tiny_params
+
+ORDER = ["ingestion", "tokenization", "pretrain_unimodal", "pretrain_paired", "multitask", "evaluation"]
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    out[prefix] = value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+
+
+def memory_catalog(params: dict) -> DataCatalog:
+    flat: dict = {}
+    for k, v in params.items():
+        _flatten(f"params:{k}", v, flat)
+    return DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in flat.items()})
+
+
+def run(pipe: Pipeline, catalog: DataCatalog) -> None:
+    for name in pipe.outputs():
+        if name not in catalog:
+            catalog[name] = MemoryDataset(copy_mode="assign")
+    SequentialRunner().run(pipe, catalog)
+
+
+def test_registry_structure() -> None:
+    pipes = build_pipelines(MODALITIES)
+    assert set(pipes) == {"__default__", "sample_data", *ORDER}
+    assert {n.name for n in pipes["ingestion"].nodes} == {f"{m}.ingest" for m in MODALITIES}
+    assert {n.name for n in pipes["tokenization"].nodes} == {f"{m}.tokenize" for m in MODALITIES}
+    assert pipes["__default__"].nodes == sum((pipes[p] for p in ORDER), Pipeline([])).nodes
+    for stage in ("pretrain_unimodal", "pretrain_paired", "multitask"):
+        (node,) = pipes[stage].nodes
+        assert "gpu" in node.tags and node.outputs == [f"{stage}_checkpoint", f"{stage}_loss_history"]
+    assert "pretrain_unimodal_checkpoint" in pipes["pretrain_paired"].inputs()
+    assert "pretrain_paired_checkpoint" in pipes["multitask"].inputs()
+    # the template is namespaced: the image ingestion node reads params:image.source
+    assert "params:image.source" in pipes["ingestion"].inputs()
+    assert "params:tokenization.audio" in pipes["tokenization"].inputs()
+    assert enabled_modalities(PROJECT / "conf") == MODALITIES
+
+
+def test_enabled_modalities_is_validated(tmp_path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text("modalities: [image, smell]\n")
+    with pytest.raises(ValueError, match="'modalities' .* must be a non-empty list"):
+        enabled_modalities(tmp_path)
+
+
+def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:
+    pipes = build_pipelines(MODALITIES)
+    catalog = memory_catalog(tiny_params(raw_root))
+
+    run(pipes["ingestion"], catalog)
+    for m in MODALITIES:
+        table = catalog.load(f"{m}.table")
+        assert isinstance(table, pd.DataFrame) and set(table["split"]) == {"train", "val", "test"}
+        assert catalog.load(f"{m}.ingestion_report")["rows"] == len(table)
+
+    run(pipes["tokenization"], catalog)
+    shapes = {m: catalog.load(f"{m}.tokenized").get("train", "x").shape for m in MODALITIES}
+    assert shapes["image"][1:] == (1, 16, 16)  # digits are grayscale, resized to tokenization.image.size
+    assert shapes["audio"][1:3] == (1, 32)  # one log-mel channel, n_mels mel bins
+    assert shapes["time_series"][1:] == (1, 128)  # GunPoint is univariate, resampled to length
+    assert all(isinstance(catalog.load(f"{m}.tokenized"), ArrayBundle) for m in MODALITIES)
+
+    for stage, steps in (("pretrain_unimodal", 3), ("pretrain_paired", 2), ("multitask", 4)):
+        run(pipes[stage], catalog)
+        ckpt, hist = catalog.load(f"{stage}_checkpoint"), catalog.load(f"{stage}_loss_history")
+        assert isinstance(ckpt, Checkpoint) and ckpt.meta["stage"] == stage
+        assert len(hist) == steps and hist["loss"].notna().all()
+    assert sorted(catalog.load("multitask_checkpoint").model.heads) == [
+        "audio__classification", "image__classification", "time_series__classification",
+        "time_series__forecasting"]
+
+    run(pipes["evaluation"], catalog)
+    metrics = catalog.load("metrics")
+    for m in MODALITIES:
+        assert f"{m}.classification.accuracy" in metrics and f"{m}.classification.baseline.macro_f1" in metrics
+    assert {"time_series.forecasting.mse", "time_series.forecasting.baseline.mae"} <= set(metrics)
+    assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_sample_data_pipeline_writes_standard_layouts(tmp_path) -> None:
+    catalog = memory_catalog(tiny_params(tmp_path))
+    run(build_pipelines(MODALITIES)["sample_data"], catalog)
+    assert catalog.load("image.sample_manifest")["files"] == len(list((tmp_path / "image").rglob("*.png")))
+    assert (tmp_path / "audio" / "meta" / "esc50.csv").is_file()
+    assert sorted(p.name for p in (tmp_path / "time_series").iterdir()) == ["GunPoint_TEST.ts", "GunPoint_TRAIN.ts"]
+
+
+def test_missing_data_path_names_the_key(tmp_path) -> None:
+    params = tiny_params(tmp_path / "nowhere")
+    catalog = memory_catalog(params)
+    with pytest.raises(Exception, match=r"image.source.path: .*nowhere/image does not exist"):
+        run(build_pipelines(["image"])["ingestion"], catalog)
+
+
+def test_empty_class_folder_is_an_error(tmp_path) -> None:
+    (tmp_path / "image" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "image" / "test" / "cat").mkdir(parents=True)
+    catalog = memory_catalog(tiny_params(tmp_path))
+    with pytest.raises(Exception, match="cat"):
+        run(build_pipelines(["image"])["ingestion"], catalog)
+
+
+def test_wrong_parameter_type_names_the_key(raw_root) -> None:
+    params = tiny_params(raw_root)
+    params["multitask"]["steps"] = "many"
+    pipes = build_pipelines(MODALITIES)
+    catalog = memory_catalog(params)
+    for name in ("ingestion", "tokenization", "pretrain_unimodal", "pretrain_paired"):
+        run(pipes[name], catalog)
+    with pytest.raises(TypeError, match="trainer parameter 'steps' must be int, got 'many'"):
+        run(pipes["multitask"], catalog)

@@ -1,0 +1,43 @@
+"""`dvc repro` on a fresh copy runs everything; a second is a no-op; a multitask change re-runs only its tail."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from tests.project_copy import copy_project, run_cmd, shrink_base_params
+
+pytestmark = pytest.mark.slow
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([a-z_]+)'", output)
+
+
+def test_dvc_repro_twice_then_param_change(tmp_path) -> None:
+    root = copy_project(tmp_path / "project")
+    shrink_base_params(root)
+    run_cmd(["git", "init", "-q"], root)
+    run_cmd(["dvc", "init", "-q"], root)
+    run_cmd(["dvc", "config", "core.analytics", "false"], root)
+
+    first = run_cmd(["dvc", "repro"], root).stdout
+    assert _ran(first) == ["sample_data", "ingestion", "tokenization", "pretrain_unimodal", "pretrain_paired",
+                           "multitask", "evaluation"]
+    assert "time_series.forecasting.mse" in json.loads((root / "data/08_reporting/metrics.json").read_text())
+
+    second = run_cmd(["dvc", "repro"], root).stdout
+    assert _ran(second) == [] and "Data and pipelines are up to date" in second
+
+    params_file = root / "conf/base/parameters_multitask.yml"
+    params = yaml.safe_load(params_file.read_text())
+    params["multitask"]["steps"] = 5
+    params_file.write_text(yaml.safe_dump(params))
+    third = run_cmd(["dvc", "repro"], root).stdout
+    assert _ran(third) == ["multitask", "evaluation"]
+
+    metrics = run_cmd(["dvc", "metrics", "show", "--json"], root).stdout
+    assert "image.classification.accuracy" in metrics

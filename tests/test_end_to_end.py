@@ -1,0 +1,45 @@
+"""All six pipelines, for real, through the Kedro CLI in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from omnivec2_pipelines.training.checkpoint import Checkpoint
+from tests.project_copy import TINY_PARAMS, copy_project, deep_update, run_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def test_full_default_run_in_project_copy(tmp_path) -> None:
+    root = copy_project(tmp_path / "project")
+    local: dict = {}
+    for over in TINY_PARAMS.values():
+        deep_update(local, over)
+    # conf/local overrides single nested keys (soft merge), as a user would
+    (root / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(local))
+
+    run_cmd(["kedro", "run", "--pipeline", "sample_data"], root)
+    assert (root / "data/01_raw/image/train").is_dir() and (root / "data/01_raw/audio/meta/esc50.csv").is_file()
+    proc = run_cmd(["kedro", "run"], root)
+    assert "Pipeline execution completed successfully" in proc.stdout + proc.stderr
+
+    metrics = json.loads((root / "data/08_reporting/metrics.json").read_text())
+    for m in ("image", "audio", "time_series"):
+        assert 0.0 <= metrics[f"{m}.classification.accuracy"] <= 1.0
+        assert f"{m}.classification.baseline.accuracy" in metrics
+    assert metrics["time_series.forecasting.mse"] >= 0
+    for stage, steps in (("pretrain_unimodal", 3), ("pretrain_paired", 2), ("multitask", 4)):
+        hist = pd.read_csv(root / f"data/08_reporting/loss_{stage}.csv")
+        assert len(hist) == steps  # the tiny conf/local values were applied
+        assert (root / f"data/06_models/{stage}/model.safetensors").is_file()
+
+    # the final checkpoint rebuilds with no other input and runs single-stream inference
+    ckpt = Checkpoint.load(root / "data/06_models/multitask")
+    x = torch.zeros(2, *ckpt.meta["data"]["image"]["tokenizer"]["input_size"]).unsqueeze(1)
+    assert ckpt.model.eval()("image", x, "classification").shape == (2, 10)
+    assert ckpt.meta["data"]["image"]["tasks"]["classification"]["class_names"][:3] == ["0", "1", "2"]
