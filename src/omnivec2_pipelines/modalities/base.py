@@ -29,7 +29,60 @@ TABLE_COLUMNS: tuple[str, ...] = ("sample_id", "source_file", "label", "label_na
 
 
 class DataError(ValueError):
-    """Bad input data: names the file or parameter and what was expected."""
+    """Bad input data: names the file or parameter and what was expected.
+
+    Args:
+        message: What was wrong, naming the file or parameter.
+        reason: Short category for ingestion reports (``"corrupt"``, ``"nan"``, ``"empty"``,
+            ``"shape"``, ``"channels"``, ``"missing"``, ``"invalid"``, ...).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ErrorPolicy:
+    """What a reader does with a bad file: ``source.on_error`` = ``"raise"`` (default) or ``"skip"``.
+
+    With ``skip`` the file is left out and recorded (file, reason, message); the ingestion
+    report lists the counts per reason and the file names, so nothing is dropped silently.
+    Problems with the data set as a whole (missing path, no files, a missing split) always raise.
+
+    Args:
+        source: The modality's ``source`` parameters.
+        modality: Modality name, for messages.
+    """
+
+    def __init__(self, source: dict[str, Any], modality: str) -> None:
+        mode = source.get("on_error", "raise")
+        if mode not in ("raise", "skip"):
+            raise DataError(f"{modality}.source.on_error={mode!r}; expected 'raise' or 'skip'")
+        self.mode, self.modality = mode, modality
+        self.skipped: list[dict[str, str]] = []
+
+    def call(self, file: str | Path, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Return ``fn(*args, **kwargs)``; on :class:`DataError` raise or record and return None."""
+        try:
+            return fn(*args, **kwargs)
+        except DataError as e:
+            if self.mode == "raise":
+                raise
+            self.skipped.append({"file": str(file), "reason": e.reason, "message": str(e)})
+            return None
+
+    def report(self) -> dict[str, Any]:
+        """``{"on_error", "skipped", "by_reason", "files"}`` for the ingestion report."""
+        by_reason: dict[str, int] = {}
+        for s in self.skipped:
+            by_reason[s["reason"]] = by_reason.get(s["reason"], 0) + 1
+        return {"on_error": self.mode, "skipped": len(self.skipped), "by_reason": by_reason,
+                "files": self.skipped}
+
+    def attach(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Store the report in ``table.attrs["ingestion_errors"]`` (read by the ingestion node)."""
+        table.attrs["ingestion_errors"] = self.report()
+        return table
 
 
 @dataclass(frozen=True)
@@ -125,6 +178,14 @@ class Modality(abc.ABC):
     @abc.abstractmethod
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Turn the canonical table into model-ready arrays (deterministic)."""
+
+    def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Features for the classical baseline of a task whose model input is ``x``: (N, F).
+
+        The default flattens every sample; override where a flat array is meaningless
+        (e.g. bag of token ids for text).
+        """
+        return x.reshape(len(x), -1).astype(np.float32)
 
 
 _REGISTRY: dict[str, Modality] = {}

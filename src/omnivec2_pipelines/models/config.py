@@ -8,32 +8,30 @@ from typing import Any
 
 @dataclass
 class TokenizerConfig:
-    """A modality tokenizer: ``kind`` selects the class, the rest are its arguments.
+    """A modality tokenizer: ``kind`` selects the registered class, ``args`` are its keyword arguments.
+
+    Serialised flat, as ``{"kind": ..., **args}`` (the form tokenization writes into a bundle's meta).
 
     Attributes:
         kind: Registered tokenizer kind (``"patch2d"``, ``"time_patch"``, ...).
-        in_channels: Input channels of one sample.
-        patch_size: Patch extent per tokenized axis (``[ph, pw]`` or ``[p]``).
-        input_size: Spatial size ``[H, W]`` for 2D patch tokenizers.
-        length: Maximum series length for time tokenizers.
+        args: JSON-able keyword arguments of that tokenizer (channels, sizes, patch size, ...).
     """
 
     kind: str
-    in_channels: int
-    patch_size: list[int]
-    input_size: list[int] | None = None
-    length: int | None = None
+    args: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown tokenizer config keys {sorted(unknown)}; allowed {sorted(known)}")
-        d = dict(d)
-        ps = d.get("patch_size")
-        d["patch_size"] = [int(ps)] if isinstance(ps, int) else [int(p) for p in ps]
-        return cls(**d)
+        if isinstance(d, TokenizerConfig):
+            return d
+        if "kind" not in d:
+            raise ValueError(f"tokenizer config needs a 'kind', got keys {sorted(d)}")
+        if "args" in d and set(d) == {"kind", "args"}:
+            return cls(str(d["kind"]), dict(d["args"]))
+        return cls(str(d["kind"]), {k: v for k, v in d.items() if k != "kind"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.args}
 
 
 @dataclass
@@ -104,12 +102,13 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        self.tokenizers = {m: t if isinstance(t, TokenizerConfig) else TokenizerConfig.from_dict(t)
-                           for m, t in self.tokenizers.items()}
+        self.tokenizers = {m: TokenizerConfig.from_dict(t) for m, t in self.tokenizers.items()}
         self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["tokenizers"] = {m: t.to_dict() for m, t in self.tokenizers.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":

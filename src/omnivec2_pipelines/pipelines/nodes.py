@@ -45,7 +45,12 @@ def ingest_node(modality: str) -> Callable[[dict[str, Any]], tuple[pd.DataFrame,
         table = mod.read(source)
         report = {"modality": modality, "source": {k: str(v) for k, v in source.items()}, "rows": len(table),
                   "per_split": table["split"].value_counts().sort_index().to_dict(),
-                  "per_class": table.groupby("label_name").size().sort_index().to_dict()}
+                  "per_class": table.groupby("label_name").size().sort_index().to_dict(),
+                  "errors": table.attrs.get("ingestion_errors", {"on_error": source.get("on_error", "raise"),
+                                                                 "skipped": 0, "by_reason": {}, "files": []})}
+        if report["errors"]["skipped"]:
+            log.warning("%s: skipped %d bad file(s) %s (see data/08_reporting/ingestion/%s.json)", modality,
+                        report["errors"]["skipped"], report["errors"]["by_reason"], modality)
         log.info("ingested %s: %d rows %s", modality, len(table), report["per_split"])
         return table, report
 

@@ -49,21 +49,17 @@ class Objective(abc.ABC):
 
 
 def masked_reconstruction_loss(model: OmniVec2, stream: Stream, x: Tensor, norm_target: bool) -> Tensor:
-    """Mean squared error on hidden, real tokens only.
+    """The modality tokenizer's reconstruction loss on hidden, real tokens only.
 
     Args:
-        model: The network (its tokenizer defines the targets).
+        model: The network (its tokenizer defines targets and loss).
         stream: A masked stream that went through g.
         x: The unmasked input the stream was encoded from.
-        norm_target: Normalise every target patch to zero mean / unit variance (MAE).
+        norm_target: Normalise target patches (for tokenizers with continuous targets).
     """
-    target = model.tokenizers[stream.modality].patchify(x).float()  # (B, N, P)
-    if norm_target and target.shape[-1] > 1:
-        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-    pred = model.reconstruct(stream).float()
-    per_token = (pred - target).pow(2).mean(-1)  # (B, N)
+    tok = model.tokenizers[stream.modality]
     weight = (stream.mask.masked & stream.full_valid).float()
-    return (per_token * weight).sum() / weight.sum().clamp_min(1.0)
+    return tok.reconstruction_loss(model.reconstruct(stream), tok.patchify(x), weight, norm_target)
 
 
 def _check_ratios(ratios: dict[str, float], modalities: list[str]) -> None:

@@ -10,11 +10,16 @@ from torch import Tensor, nn
 class Tokenizer(nn.Module, abc.ABC):
     """Turns a batch of one modality into tokens of the backbone width.
 
+    Subclasses register with ``@register_tokenizer("<kind>")`` and take their configuration as
+    keyword arguments plus ``width`` (the token size).
+
     Attributes:
+        kind: Registered kind (set by the decorator).
         max_tokens: Upper bound on the number of tokens per sample.
-        patch_dim: Size of one reconstruction target vector (see :meth:`patchify`).
+        patch_dim: Size of the decoder's prediction per token (see :meth:`reconstruction_loss`).
     """
 
+    kind: str = ""
     max_tokens: int
     patch_dim: int
 
@@ -24,4 +29,19 @@ class Tokenizer(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def patchify(self, x: Tensor) -> Tensor:
-        """Return reconstruction targets (B, N, patch_dim) aligned with :meth:`forward`'s tokens."""
+        """Return reconstruction targets aligned with :meth:`forward`'s tokens, (B, N, ...)."""
+
+    def reconstruction_loss(self, pred: Tensor, target: Tensor, weight: Tensor, norm_target: bool) -> Tensor:
+        """Masked-token reconstruction loss; the default is MSE on (optionally normalised) patches.
+
+        Args:
+            pred: (B, N, patch_dim) decoder predictions for every position.
+            target: :meth:`patchify` output.
+            weight: (B, N) float, 1 on hidden real tokens (the only ones that count), else 0.
+            norm_target: Normalise every target patch to zero mean / unit variance (MAE).
+        """
+        target = target.float()
+        if norm_target and target.shape[-1] > 1:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        per_token = (pred.float() - target).pow(2).mean(-1)  # (B, N)
+        return (per_token * weight).sum() / weight.sum().clamp_min(1.0)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from omnivec2_pipelines.models.config import TokenizerConfig
 from omnivec2_pipelines.models.layers import trunc_normal_param
 from omnivec2_pipelines.models.tokenizers.base import Tokenizer
+from omnivec2_pipelines.models.tokenizers import register_tokenizer
 
 
+@register_tokenizer("patch2d")
 class Patch2DTokenizer(Tokenizer):
     """Non-overlapping ``ph × pw`` patches of a ``C × H × W`` input, linearly embedded.
 
@@ -19,8 +20,9 @@ class Patch2DTokenizer(Tokenizer):
         width: Token width.
     """
 
-    def __init__(self, in_channels: int, input_size: list[int], patch_size: list[int], width: int) -> None:
+    def __init__(self, in_channels: int, input_size: list[int], patch_size: int | list[int], width: int) -> None:
         super().__init__()
+        patch_size = [patch_size] if isinstance(patch_size, int) else list(patch_size)
         ph, pw = (patch_size * 2)[:2] if len(patch_size) == 1 else patch_size
         h, w = input_size
         if h % ph or w % pw:
@@ -31,12 +33,6 @@ class Patch2DTokenizer(Tokenizer):
         self.patch_dim = in_channels * ph * pw
         self.proj = nn.Conv2d(in_channels, width, kernel_size=(ph, pw), stride=(ph, pw))
         self.pos = trunc_normal_param(1, self.max_tokens, width)
-
-    @classmethod
-    def from_config(cls, cfg: TokenizerConfig, width: int) -> "Patch2DTokenizer":
-        if cfg.input_size is None:
-            raise ValueError("patch2d tokenizer needs input_size [H, W]")
-        return cls(cfg.in_channels, list(cfg.input_size), list(cfg.patch_size), width)
 
     def _check(self, x: Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != (self.in_channels, *self.input_size):

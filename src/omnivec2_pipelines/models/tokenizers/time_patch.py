@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnivec2_pipelines.models.config import TokenizerConfig
 from omnivec2_pipelines.models.layers import trunc_normal_param
+from omnivec2_pipelines.models.tokenizers import register_tokenizer
 from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
 
+@register_tokenizer("time_patch")
 class TimePatchTokenizer(Tokenizer):
     """Cuts each channel of a ``C × L`` series into patches of ``p`` steps; one token per (channel, patch).
 
@@ -26,9 +27,10 @@ class TimePatchTokenizer(Tokenizer):
         width: Token width.
     """
 
-    def __init__(self, in_channels: int, length: int, patch_size: list[int], width: int) -> None:
+    def __init__(self, in_channels: int, length: int, patch_size: int | list[int], width: int) -> None:
         super().__init__()
-        self.in_channels, self.length, self.p = in_channels, length, int(patch_size[0])
+        p = patch_size if isinstance(patch_size, int) else patch_size[0]
+        self.in_channels, self.length, self.p = in_channels, length, int(p)
         if not 0 < self.p <= length:
             raise ValueError(f"time patch size {self.p} must be in [1, length={length}]")
         self.n_patches = math.ceil(length / self.p)
@@ -37,12 +39,6 @@ class TimePatchTokenizer(Tokenizer):
         self.proj = nn.Linear(self.p, width)
         self.pos = trunc_normal_param(1, 1, self.n_patches, width)
         self.channel = trunc_normal_param(1, in_channels, 1, width)
-
-    @classmethod
-    def from_config(cls, cfg: TokenizerConfig, width: int) -> "TimePatchTokenizer":
-        if cfg.length is None:
-            raise ValueError("time_patch tokenizer needs length")
-        return cls(cfg.in_channels, int(cfg.length), list(cfg.patch_size), width)
 
     def _patches(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.ndim != 3 or x.shape[1] != self.in_channels or not 0 < x.shape[2] <= self.length:
