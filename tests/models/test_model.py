@@ -127,7 +127,11 @@ def test_config_validation_and_missing_parts() -> None:
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
         make_model(tokenizers={"x": {"kind": "nope", "in_channels": 1, "patch_size": [1]}}, heads={})
     with pytest.raises(ValueError, match="unknown head kind"):
+        model.add_head(HeadConfig("img", "seg", "nope", 3))
+    with pytest.raises(ValueError, match="segmentation head needs a tokenizer with centers"):
         model.add_head(HeadConfig("img", "seg", "segmentation", 3))
+    with pytest.raises(ValueError, match="dense head needs a tokenizer with unpatchify"):
+        model.add_head(HeadConfig("ts", "dense", "dense_regression", 1))
 
 
 def test_add_modality_and_head_update_config() -> None:
@@ -144,3 +148,15 @@ def test_model_param_types_are_checked() -> None:
     with pytest.raises(TypeError, match="model.dropout must be float"):
         ModelConfig.from_dict({"dropout": "0.1"})
     assert ModelConfig.from_dict({"dropout": 0, "width": 64}).dropout == 0
+
+
+def test_dense_head_predicts_full_resolution_and_unpatchify_inverts() -> None:
+    model = make_model()
+    tok = model.tokenizers["img"]
+    x = x_of("img")
+    assert torch.equal(tok.unpatchify(tok.patchify(x), 3), x)
+    model.add_head(HeadConfig("img", "depth", "dense_regression", 1))
+    out = model("img", x, "depth")
+    assert out.shape == (3, 1, 16, 8) and torch.isfinite(out).all()
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.heads["img__depth"].parameters())

@@ -8,9 +8,18 @@ from torch import Tensor, nn
 from omnivec2_pipelines.models.config import HeadConfig
 from omnivec2_pipelines.models.layers import Block, masked_mean, trunc_normal_param
 from omnivec2_pipelines.models.masking import MaskInfo
+from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
 
-class ClassificationHead(nn.Module):
+class Head(nn.Module):
+    """A task head: ``forward(tokens, valid, x, tokenizer)``; ``x`` and ``tokenizer`` serve dense heads."""
+
+    def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
+                tokenizer: Tokenizer | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class ClassificationHead(Head):
     """LayerNorm → mean over real tokens → linear logits (trained with cross-entropy)."""
 
     def __init__(self, dim: int, out_dim: int) -> None:
@@ -18,11 +27,12 @@ class ClassificationHead(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, out_dim)
 
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        return self.fc(masked_mean(self.norm(x), valid))  # (B, out_dim)
+    def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
+                tokenizer: Tokenizer | None = None) -> Tensor:
+        return self.fc(masked_mean(self.norm(tokens), valid))  # (B, out_dim)
 
 
-class RegressionHead(nn.Module):
+class RegressionHead(Head):
     """Mean- and last-token pooling → MLP → ``out_dim`` values (trained with ℓ2)."""
 
     def __init__(self, dim: int, out_dim: int) -> None:
@@ -30,24 +40,88 @@ class RegressionHead(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, out_dim))
 
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        x = self.norm(x)
+    def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
+                tokenizer: Tokenizer | None = None) -> Tensor:
+        t = self.norm(tokens)
         last = valid.long().cumsum(1).argmax(1)  # index of the last real token
-        pooled = torch.cat([masked_mean(x, valid), x[torch.arange(x.shape[0]), last]], dim=-1)
+        pooled = torch.cat([masked_mean(t, valid), t[torch.arange(t.shape[0]), last]], dim=-1)
         return self.mlp(pooled)  # (B, out_dim)
 
 
-HEAD_KINDS: dict[str, type[nn.Module]] = {"classification": ClassificationHead, "regression": RegressionHead}
+class DenseHead(Head):
+    """Per-token MLP → one patch of ``out_dim`` channels per token → the tokenizer's ``unpatchify``.
+
+    Dense (pixel-level) prediction, e.g. depth, trained with ℓ2. Needs a tokenizer with
+    ``unpatchify(per_token, channels)`` (2D patches).
+    """
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.norm = nn.LayerNorm(dim)
+        self.mlp: nn.Module | None = None
+        self.dim = dim
+
+    def build(self, tokenizer: Tokenizer) -> None:
+        """Create the output layer once the tokenizer's patch geometry is known."""
+        if not hasattr(tokenizer, "unpatchify"):
+            raise ValueError(f"dense head needs a tokenizer with unpatchify(); {tokenizer.kind!r} has none")
+        per_patch = self.out_dim * tokenizer.patch_dim // tokenizer.in_channels
+        self.mlp = nn.Sequential(nn.Linear(self.dim, self.dim), nn.GELU(), nn.Linear(self.dim, per_patch))
+
+    def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
+                tokenizer: Tokenizer | None = None) -> Tensor:
+        return tokenizer.unpatchify(self.mlp(self.norm(tokens)), self.out_dim)  # (B, out_dim, H, W)
 
 
-def build_head(cfg: HeadConfig, dim: int) -> nn.Module:
-    """Instantiate the head for ``cfg.kind``."""
+class PointSegmentationHead(Head):
+    """Per-point logits: group features propagated to points (inverse-distance over the 3 nearest
+    group centres, PointNet++ style), concatenated with the point coordinates, then an MLP.
+
+    Needs a tokenizer with ``centers(x) -> (B, G, 3)`` (point groups).
+    """
+
+    def __init__(self, dim: int, out_dim: int, neighbours: int = 3) -> None:
+        super().__init__()
+        self.k = neighbours
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim + 3, dim), nn.GELU(), nn.Linear(dim, out_dim))
+
+    def build(self, tokenizer: Tokenizer) -> None:
+        if not hasattr(tokenizer, "centers"):
+            raise ValueError(f"segmentation head needs a tokenizer with centers(); {tokenizer.kind!r} has none")
+
+    def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
+                tokenizer: Tokenizer | None = None) -> Tensor:
+        xyz = x[..., :3].float()  # (B, P, 3)
+        centers = tokenizer.centers(x).float()  # (B, G, 3)
+        d = torch.cdist(xyz, centers)  # (B, P, G)
+        k = min(self.k, centers.shape[1])
+        dist, idx = d.topk(k, dim=-1, largest=False)  # (B, P, k)
+        w = 1.0 / (dist + 1e-6)
+        w = w / w.sum(-1, keepdim=True)
+        feats = self.norm(tokens)  # (B, G, D)
+        gathered = feats.gather(1, idx.reshape(len(x), -1, 1).expand(-1, -1, feats.shape[-1]))
+        gathered = gathered.reshape(*idx.shape, -1)  # (B, P, k, D)
+        point_feats = (gathered * w.unsqueeze(-1).to(gathered.dtype)).sum(2)  # (B, P, D)
+        return self.mlp(torch.cat([point_feats, xyz.to(point_feats.dtype)], -1))  # (B, P, K)
+
+
+HEAD_KINDS: dict[str, type[Head]] = {"classification": ClassificationHead, "regression": RegressionHead,
+                                     "dense_regression": DenseHead, "segmentation": PointSegmentationHead}
+
+
+def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer) -> Head:
+    """Instantiate the head for ``cfg.kind`` on top of ``tokenizer``'s tokens."""
     if cfg.kind not in HEAD_KINDS:
         raise ValueError(f"unknown head kind {cfg.kind!r} for {cfg.modality}.{cfg.task}; "
                          f"known: {sorted(HEAD_KINDS)}")
     if cfg.out_dim < 1:
         raise ValueError(f"head {cfg.modality}.{cfg.task}: out_dim must be >= 1, got {cfg.out_dim}")
-    return HEAD_KINDS[cfg.kind](dim, cfg.out_dim)
+    head = HEAD_KINDS[cfg.kind](dim, cfg.out_dim)
+    if hasattr(head, "build"):
+        head.build(tokenizer)
+    return head
 
 
 class MaskedDecoder(nn.Module):

@@ -99,7 +99,7 @@ class OmniVec2(nn.Module):
         """Attach a task head for (``hcfg.modality``, ``hcfg.task``)."""
         if hcfg.modality not in self.tokenizers:
             raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
-        head = build_head(hcfg, self.cfg.reduced_width)
+        head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality])
         head.apply(init_weights)
         self.heads[hcfg.key] = head
         self.cfg.heads[hcfg.key] = hcfg
@@ -132,12 +132,15 @@ class OmniVec2(nn.Module):
             raise ValueError(f"forward_features takes one or two streams, got {len(streams)}")
         return [Stream(s.modality, self.g(s.tokens, s.valid), s.valid, s.full_valid, s.mask) for s in streams]
 
-    def forward_head(self, stream: Stream, task: str) -> Tensor:
-        """Apply the (modality, task) head to a stream that went through g."""
+    def forward_head(self, stream: Stream, task: str, x: Tensor | None = None) -> Tensor:
+        """Apply the (modality, task) head to a stream that went through g.
+
+        ``x`` (the stream's input) is needed by dense heads (pixel / per-point outputs).
+        """
         key = head_key(stream.modality, task)
         if key not in self.heads:
             raise KeyError(f"model has no head for {stream.modality}.{task}; has {sorted(self.heads)}")
-        return self.heads[key](stream.tokens, stream.valid)
+        return self.heads[key](stream.tokens, stream.valid, x, self.tokenizers[stream.modality])
 
     def reconstruct(self, stream: Stream) -> Tensor:
         """Predict every token's target (B, N, patch_dim) from a masked stream."""
@@ -148,4 +151,4 @@ class OmniVec2(nn.Module):
     def forward(self, modality: str, x: Tensor, task: str) -> Tensor:
         """Single-stream inference: outputs of the (modality, task) head."""
         (stream,) = self.forward_features(self.encode(modality, x))
-        return self.forward_head(stream, task)
+        return self.forward_head(stream, task, x)

@@ -32,29 +32,68 @@ def predict(model: OmniVec2, modality: str, task: str, x: np.ndarray, batch_size
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
-def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 for classification; MSE and MAE for regression.
+def _iou_scores(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    ious = []
+    for c in range(k):
+        inter = np.sum((y_true == c) & (y_pred == c))
+        union = np.sum((y_true == c) | (y_pred == c))
+        if union:
+            ious.append(inter / union)
+    return float(np.mean(ious)) if ious else 0.0
 
-    ``y_pred`` holds logits (classification) or raw outputs (regression).
+
+def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray,
+                 scale: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Metrics of one task.
+
+    * classification: ``accuracy``, ``macro_f1`` (``y_pred``: logits or labels);
+    * regression: ``mse``, ``mae``;
+    * dense_regression: ``rmse``, ``abs_rel`` (on the de-normalised scale when ``scale`` =
+      ``{"mean", "std"}`` is given; ``abs_rel`` over pixels with a positive target), ``mse``;
+    * segmentation: ``miou`` (mean over classes present in target or prediction), ``accuracy`` per point.
     """
     if spec.kind == "classification":
         labels = y_pred.argmax(-1) if y_pred.ndim == 2 else y_pred
         return {"accuracy": float(accuracy_score(y_true, labels)),
                 "macro_f1": float(f1_score(y_true, labels, average="macro",
                                            labels=list(range(spec.out_dim)), zero_division=0))}
+    if spec.kind == "segmentation":
+        labels = y_pred.argmax(-1) if y_pred.ndim == y_true.ndim + 1 else y_pred
+        return {"miou": _iou_scores(y_true, labels, spec.out_dim), "accuracy": float(np.mean(labels == y_true))}
+    if spec.kind == "dense_regression":
+        yt, yp = y_true.astype(np.float64), y_pred.astype(np.float64)
+        if scale:
+            yt, yp = yt * scale["std"] + scale["mean"], yp * scale["std"] + scale["mean"]
+        pos = yt > 1e-6
+        return {"rmse": float(np.sqrt(np.mean((yt - yp) ** 2))),
+                "abs_rel": float(np.mean(np.abs(yt[pos] - yp[pos]) / yt[pos])) if pos.any() else float("nan"),
+                "mse": float(np.mean((y_true - y_pred) ** 2))}
     yt, yp = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
     return {"mse": float(mean_squared_error(yt, yp)), "mae": float(mean_absolute_error(yt, yp))}
 
 
-def baseline_predictions(spec: TaskSpec, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                         seed: int = 0) -> np.ndarray:
-    """Logistic regression (classification) or ridge (regression) on flattened, standardised inputs."""
-    xtr, xte = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+def baseline_predictions(spec: TaskSpec, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
+                         seed: int = 0, max_points: int = 20000) -> np.ndarray:
+    """A classical model fitted on the train split, predicting the test split.
+
+    Logistic regression (classification), ridge (regression, dense regression: flat pixels out),
+    per-point logistic regression on point coordinates (segmentation; ``f_*`` are the raw
+    point clouds, at most ``max_points`` training points).
+    """
+    if spec.kind == "segmentation":
+        pts_tr, pts_te = f_train[..., :3].reshape(-1, 3), f_test[..., :3].reshape(-1, 3)
+        lab_tr = y_train.reshape(-1)
+        if len(pts_tr) > max_points:
+            keep = np.random.default_rng(seed).choice(len(pts_tr), max_points, replace=False)
+            pts_tr, lab_tr = pts_tr[keep], lab_tr[keep]
+        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        return est.fit(pts_tr, lab_tr).predict(pts_te).reshape(f_test.shape[:2])
+    xtr, xte = f_train.reshape(len(f_train), -1), f_test.reshape(len(f_test), -1)
     if spec.kind == "classification":
         est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
         return est.fit(xtr, y_train).predict(xte)
     est = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
-    return est.fit(xtr, y_train.reshape(len(y_train), -1)).predict(xte)
+    return est.fit(xtr, y_train.reshape(len(y_train), -1)).predict(xte).reshape(len(xte), *y_train.shape[1:])
 
 
 def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "test", batch_size: int = 256,
@@ -62,24 +101,38 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
     """Metrics of every head of ``model`` on ``split``, flat ``"<modality>.<task>.<metric>"`` keys.
 
     With ``baselines``, adds ``"<modality>.<task>.baseline.<metric>"`` from a classical model
-    fitted on the train split of the same arrays.
+    fitted on the train split of the same arrays (features from the modality's
+    ``baseline_features``).
     """
+    from omnivec2_pipelines.modalities.base import get_modality
+
     out: dict[str, Any] = {}
     for hcfg in sorted(model.cfg.heads.values(), key=lambda h: (h.modality, h.task)):
         m, t = hcfg.modality, hcfg.task
         if m not in bundles:
             log.warning("evaluation: %s.%s has a head but modality %s is not enabled; skipped", m, t, m)
             continue
-        spec = bundles[m].tasks[t]
         b = bundles[m]
+        spec = b.tasks[t]
+        scale = b.meta.get("tasks_scale", {}).get(t)
         x, y = b.get(split, spec.input_key), b.get(split, spec.target_key)
         if len(x) == 0:
             raise ValueError(f"evaluation: {m} has no samples in split {split!r}")
-        for k, v in task_metrics(spec, y, predict(model, m, t, x, batch_size, device)).items():
+        for k, v in task_metrics(spec, y, predict(model, m, t, x, batch_size, device), scale).items():
             out[f"{m}.{t}.{k}"] = v
         if baselines:
-            pred = baseline_predictions(spec, b.get("train", spec.input_key), b.get("train", spec.target_key),
-                                        x, seed)
-            for k, v in task_metrics(spec, y, pred).items():
+            x_tr, y_tr = b.get("train", spec.input_key), b.get("train", spec.target_key)
+            if spec.kind != "segmentation":
+                mod = get_modality(m) if m in _registered() else None
+                feats = (lambda a: mod.baseline_features(a, b.meta)) if mod else (lambda a: a.reshape(len(a), -1))
+                x_tr, x = feats(x_tr), feats(x)
+            pred = baseline_predictions(spec, x_tr, y_tr, x, seed)
+            for k, v in task_metrics(spec, y, pred, scale).items():
                 out[f"{m}.{t}.baseline.{k}"] = v
     return out
+
+
+def _registered() -> list[str]:
+    from omnivec2_pipelines.modalities.base import registered_modalities
+
+    return registered_modalities()

@@ -145,11 +145,16 @@ class TaskData:
 
 
 def task_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
-    """Cross-entropy for classification, mean squared error for regression."""
+    """Cross-entropy for classification and per-point segmentation; mean squared error for
+    regression and dense (pixel-level) regression."""
     if kind == "classification":
         return F.cross_entropy(out.float(), y.long())
+    if kind == "segmentation":
+        return F.cross_entropy(out.float().reshape(-1, out.shape[-1]), y.long().reshape(-1))  # (B*P, K)
     if kind == "regression":
         return F.mse_loss(out.float(), y.reshape(len(y), -1).float())
+    if kind == "dense_regression":
+        return F.mse_loss(out.float(), y.float())
     raise ValueError(f"unknown task kind {kind!r}")
 
 
@@ -176,7 +181,7 @@ class Multitask(Objective):
             picked.append(options[int(ctx.rng.integers(len(options)))])
         batches = [t.source.draw(self.half, ctx.device) for t in picked]
         streams = model.forward_features([model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)])
-        losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task), y)
-                  for t, s, (_, y) in zip(picked, streams, batches)}
+        losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y)
+                  for t, s, (x, y) in zip(picked, streams, batches)}
         total = sum(losses.values())
         return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses), 2 * self.half)

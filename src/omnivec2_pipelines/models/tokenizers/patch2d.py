@@ -51,3 +51,10 @@ class Patch2DTokenizer(Tokenizer):
         (gh, gw), (ph, pw) = self.grid, self.patch
         x = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5)  # (B, gh, gw, C, ph, pw)
         return x.reshape(b, gh * gw, c * ph * pw)  # (B, N, C*ph*pw)
+
+    def unpatchify(self, per_token: Tensor, channels: int) -> Tensor:
+        """Inverse of :meth:`patchify` for ``channels`` output channels: (B, N, C*ph*pw) → (B, C, H, W)."""
+        b = per_token.shape[0]
+        (gh, gw), (ph, pw) = self.grid, self.patch
+        x = per_token.reshape(b, gh, gw, channels, ph, pw).permute(0, 3, 1, 4, 2, 5)  # (B, C, gh, ph, gw, pw)
+        return x.reshape(b, channels, gh * ph, gw * pw)
