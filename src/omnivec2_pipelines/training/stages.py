@@ -7,6 +7,7 @@ from dataclasses import fields
 from typing import Any, Mapping
 
 import pandas as pd
+import torch
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
 from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2, TokenizerConfig, head_key
@@ -101,6 +102,7 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     _check_stage_params("pretrain_unimodal", stage_params)
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
     ratios = _mask_ratios("pretrain_unimodal", stage_params, sorted(bundles))
+    torch.manual_seed(tcfg.seed)  # initial weights depend only on the seed
     model = build_model(model_params, bundles)
     obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
                          stage_params.get("norm_target", True))
@@ -114,6 +116,7 @@ def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
     ratios = _mask_ratios("pretrain_paired", stage_params, sorted(bundles))
     model = init.model
+    torch.manual_seed(tcfg.seed)
     attach_modalities(model, bundles)
     obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
                        stage_params.get("norm_target", True))
@@ -143,6 +146,7 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
     _check_stage_params("multitask", stage_params)
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
     model = init.model
+    torch.manual_seed(tcfg.seed)  # new heads/tokenizers start from seeded weights
     attach_modalities(model, bundles)
     tasks = []
     for i, (m, t) in enumerate(select_tasks(bundles, stage_params.get("tasks", "all"))):
