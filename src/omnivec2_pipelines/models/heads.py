@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnivec2_pipelines.models.config import HeadConfig
-from omnivec2_pipelines.models.layers import Block, masked_mean, trunc_normal_param
+from omnivec2_pipelines.models.layers import Block, init_weights, masked_mean, trunc_normal_param
 from omnivec2_pipelines.models.masking import MaskInfo
 from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
@@ -33,19 +34,29 @@ class ClassificationHead(Head):
 
 
 class RegressionHead(Head):
-    """Mean- and last-token pooling → MLP → ``out_dim`` values (trained with ℓ2)."""
+    """Mean- and last-token pooling → MLP, plus a linear map of all token positions (PatchTST's
+    flatten head) → ``out_dim`` values (trained with ℓ2). Padding positions contribute zeros."""
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, out_dim))
+        self.dim, self.out_dim = dim, out_dim
+        self.flat: nn.Linear | None = None
+
+    def build(self, tokenizer: Tokenizer) -> None:
+        self.flat = nn.Linear(tokenizer.max_tokens * self.dim, self.out_dim)
+        nn.init.zeros_(self.flat.weight)
+        nn.init.zeros_(self.flat.bias)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
                 tokenizer: Tokenizer | None = None) -> Tensor:
         t = self.norm(tokens)
         last = valid.long().cumsum(1).argmax(1)  # index of the last real token
         pooled = torch.cat([masked_mean(t, valid), t[torch.arange(t.shape[0]), last]], dim=-1)
-        return self.mlp(pooled)  # (B, out_dim)
+        b, n, d = t.shape
+        flat = F.pad(t * valid.unsqueeze(-1).to(t.dtype), (0, 0, 0, self.flat.in_features // d - n))
+        return self.mlp(pooled) + self.flat(flat.reshape(b, -1))  # (B, out_dim)
 
 
 class DenseHead(Head):
@@ -119,6 +130,7 @@ def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer) -> Head:
     if cfg.out_dim < 1:
         raise ValueError(f"head {cfg.modality}.{cfg.task}: out_dim must be >= 1, got {cfg.out_dim}")
     head = HEAD_KINDS[cfg.kind](dim, cfg.out_dim)
+    head.apply(init_weights)
     if hasattr(head, "build"):
         head.build(tokenizer)
     return head

@@ -100,7 +100,6 @@ class OmniVec2(nn.Module):
         if hcfg.modality not in self.tokenizers:
             raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
         head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality])
-        head.apply(init_weights)
         self.heads[hcfg.key] = head
         self.cfg.heads[hcfg.key] = hcfg
 
