@@ -1,7 +1,7 @@
 """Modalities: each module registers one :class:`~.base.Modality` at import.
 
-Importing this package registers ``image``, ``audio`` and ``time_series``; look them up with
-:func:`get_modality`.
+Importing this package imports every module in it, so each registers its modality; a new
+modality is one new module. Look them up with :func:`get_modality`.
 """
 
 from omnivec2_pipelines.modalities.base import (
@@ -19,7 +19,12 @@ from omnivec2_pipelines.modalities.base import (
     registered_modalities,
     table_class_names,
 )
-from omnivec2_pipelines.modalities import audio, image, time_series  # noqa: E402,F401  (register)
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+for _mod in _pkgutil.iter_modules(__path__):
+    if _mod.name != "base":
+        _importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = [
     "SPLITS",
@@ -35,7 +40,4 @@ __all__ = [
     "register",
     "registered_modalities",
     "table_class_names",
-    "audio",
-    "image",
-    "time_series",
 ]

@@ -1,0 +1,415 @@
+"""Depth modality: paired RGB + depth maps → canonical table → normalised images and dense targets.
+
+Layout (``source.format: paired``, NYU Depth v2 style)::
+
+    root/<split>/rgb/<id>.(png|jpg|jpeg|bmp)      colour image
+    root/<split>/depth/<id>.(png|npy)             depth map of the same size
+
+``split`` in {train, val, test}; ``train`` and ``test`` are required, ``val`` is optional (a
+deterministic random ``val_fraction`` of train otherwise). Depth PNGs are 16-bit (scaled by
+``source.depth_scale_uint16``, default 0.001: millimetres → metres, the NYUv2 convention) or
+8-bit (scaled by ``source.depth_scale_uint8``, default 1.0); ``.npy`` files hold float depth
+(metres, or any non-negative unit, e.g. disparity in pixels) of shape ``(H, W)`` or
+``(H, W, 1)``. Every RGB image needs exactly one depth map with the same stem and size and vice
+versa. Hidden files are ignored; anything else is an error, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    ErrorPolicy,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+)
+
+#: Extensions of the colour images (lower case).
+RGB_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+#: Extensions of the depth maps (lower case).
+DEPTH_EXTENSIONS: tuple[str, ...] = (".png", ".npy")
+_REQUIRED_SPLITS = ("train", "test")
+_RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+_DEPTH16_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_DEPTH8_MODES = {"L"}
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode a colour image to ``uint8`` ``(H, W, 3)``.
+
+    Raises:
+        DataError: corrupt file (``"corrupt"``), a grayscale / 16-bit / float image
+            (``"channels"``), zero pixels (``"empty"``).
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in _RGB_MODES:
+                raise DataError(f"{path}: RGB image has mode {img.mode!r}; expected a 3-channel "
+                                f"8-bit colour image (RGB/RGBA/P)", reason="channels")
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {e}); "
+                        f"expected a valid {'/'.join(RGB_EXTENSIONS)} file",
+                        reason="corrupt") from e
+    if arr.size == 0:
+        raise DataError(f"{path}: image has zero pixels", reason="empty")
+    return arr
+
+
+def load_depth(path: Path, scale16: float, scale8: float) -> np.ndarray:
+    """Decode a depth map (``.png`` 16/8-bit or ``.npy`` float) to ``float32`` ``(H, W)``.
+
+    Raises:
+        DataError: corrupt file, multi-channel PNG (``"channels"``), ``.npy`` of the wrong
+            shape/dtype (``"shape"``/``"invalid"``), NaN/inf (``"nan"``), negative values
+            (``"invalid"``), zero pixels (``"empty"``).
+    """
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"{path}: unreadable or corrupt .npy depth map ({type(e).__name__}: "
+                            f"{e}); expected a float array (H, W)", reason="corrupt") from e
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+            raise DataError(f"{path}: depth array has dtype {getattr(arr, 'dtype', type(arr))}; "
+                            f"expected a float (or integer) array", reason="invalid")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]  # (H, W, 1) -> (H, W)
+        if arr.ndim != 2:
+            raise DataError(f"{path}: depth array has shape {arr.shape}; expected (H, W) or "
+                            f"(H, W, 1)", reason="shape")
+        depth = arr.astype(np.float32)
+    else:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                mode = img.mode
+                if mode in _DEPTH16_MODES:
+                    depth = np.asarray(img, dtype=np.float32) * np.float32(scale16)
+                elif mode in _DEPTH8_MODES:
+                    depth = np.asarray(img, dtype=np.float32) * np.float32(scale8)
+                else:
+                    raise DataError(f"{path}: depth PNG has mode {mode!r}; expected one channel, "
+                                    f"16-bit (I;16) or 8-bit (L)", reason="channels")
+        except DataError:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"{path}: unreadable or corrupt depth PNG ({type(e).__name__}: {e}); "
+                            f"expected a 16-bit or 8-bit grayscale PNG", reason="corrupt") from e
+    if depth.size == 0:
+        raise DataError(f"{path}: depth map has zero pixels", reason="empty")
+    if not np.isfinite(depth).all():
+        bad = int((~np.isfinite(depth)).sum())
+        raise DataError(f"{path}: depth map has {bad} NaN/inf value(s); expected finite depth "
+                        f"(fill invalid pixels before ingestion)", reason="nan")
+    if (depth < 0).any():
+        raise DataError(f"{path}: depth map has negative values (min {float(depth.min())}); "
+                        f"expected depth >= 0", reason="invalid")
+    return depth
+
+
+def _split_files(split_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Files of ``<split>/rgb`` and ``<split>/depth``; structural problems raise."""
+    entries = sorted(p for p in split_dir.iterdir() if not p.name.startswith("."))
+    stray = [p for p in entries if p.name not in ("rgb", "depth") or not p.is_dir()]
+    if stray:
+        raise DataError(f"{stray[0]}: unexpected entry in split folder {split_dir}; expected "
+                        f"only the folders rgb/ and depth/", reason="invalid")
+    for sub in ("rgb", "depth"):
+        if not (split_dir / sub).is_dir():
+            raise DataError(f"{split_dir / sub}: folder missing; expected {split_dir}/rgb/<id>.png "
+                            f"paired with {split_dir}/depth/<id>.png|.npy", reason="missing")
+    rgb = sorted(p for p in (split_dir / "rgb").iterdir() if not p.name.startswith("."))
+    depth = sorted(p for p in (split_dir / "depth").iterdir() if not p.name.startswith("."))
+    if not rgb and not depth:
+        raise DataError(f"{split_dir}: split has no files in rgb/ and depth/; expected pairs "
+                        f"rgb/<id>.png + depth/<id>.png|.npy", reason="empty")
+    return rgb, depth
+
+
+class DepthModality(Modality):
+    """Paired RGB images and dense depth maps (monocular depth estimation)."""
+
+    name = "depth"
+    formats = ("paired",)
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Cut the REAL stereo pair ``skimage.data.stereo_motorcycle()`` into RGB + disparity tiles.
+
+        The left view (500x741 RGB, bundled with scikit-image, no download) is the input and
+        its ground-truth disparity map (pixels, larger = closer) the dense target, a stand-in
+        for depth. The ~7 % invalid (inf) disparity pixels are filled with the nearest valid
+        value (like NYUv2's filled depth maps). The image is divided into ``cell`` x ``cell``
+        blocks, each assigned at random to train / val / test (``val_fraction`` /
+        ``test_fraction`` of the blocks); tiles of ``tile`` x ``tile`` with step ``stride`` are cut
+        inside each block only, so no pixel is shared between splits. Tiles are written as
+        ``<split>/rgb/<id>.png`` and ``<split>/depth/<id>.npy`` (float32) with ``id`` =
+        ``y<row>_x<col>`` of the tile's top-left pixel.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``tile`` (32), ``cell`` (64), ``stride`` (16), ``val_fraction`` (0.1),
+                ``test_fraction`` (0.2), ``seed`` (0).
+
+        Returns:
+            Manifest ``{"source", "files", "classes": [], "tiles": {split: n}, "filled_pixels"}``.
+        """
+        from scipy import ndimage
+        from skimage.data import stereo_motorcycle
+
+        tile = int(params.get("tile", 32))
+        cell = int(params.get("cell", 64))
+        stride = int(params.get("stride", 16))
+        val_fraction = float(params.get("val_fraction", 0.1))
+        test_fraction = float(params.get("test_fraction", 0.2))
+        if not (0 < tile <= cell and 0 < stride and 0 <= val_fraction and 0 < test_fraction
+                and val_fraction + test_fraction < 1):
+            raise DataError(f"depth sample data params need 0 < tile <= cell, stride > 0, "
+                            f"val_fraction >= 0, test_fraction > 0, val+test < 1; got {params}")
+        left, _, disp = stereo_motorcycle()  # (H, W, 3) uint8, _, (H, W) float32 with inf
+        invalid = ~np.isfinite(disp)
+        if invalid.any():  # nearest valid pixel
+            idx = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
+            disp = disp[tuple(idx)]
+        disp = disp.astype(np.float32)
+        gh, gw = left.shape[0] // cell, left.shape[1] // cell
+        if gh * gw < 3:
+            raise DataError(f"depth sample data: cell={cell} leaves fewer than 3 blocks of the "
+                            f"{left.shape[0]}x{left.shape[1]} image")
+        rng = np.random.default_rng(int(params.get("seed", 0)))
+        order = rng.permutation(gh * gw)
+        n_test = max(1, int(round(gh * gw * test_fraction)))
+        n_val = int(round(gh * gw * val_fraction))
+        split_of = np.array(["train"] * (gh * gw), dtype=object)
+        split_of[order[:n_test]] = "test"
+        split_of[order[n_test:n_test + n_val]] = "val"
+        offsets = range(0, cell - tile + 1, stride)
+        counts = {s: 0 for s in SPLITS}
+        with atomic_directory(Path(root)) as tmp:
+            for s in SPLITS:
+                if s in set(split_of):
+                    (tmp / s / "rgb").mkdir(parents=True)
+                    (tmp / s / "depth").mkdir(parents=True)
+            for k in range(gh * gw):
+                s = split_of[k]
+                by, bx = (k // gw) * cell, (k % gw) * cell
+                for dy in offsets:
+                    for dx in offsets:
+                        y, x = by + dy, bx + dx
+                        tid = f"y{y:03d}_x{x:03d}"
+                        Image.fromarray(left[y:y + tile, x:x + tile]).save(
+                            tmp / s / "rgb" / f"{tid}.png", format="PNG")
+                        np.save(tmp / s / "depth" / f"{tid}.npy",
+                                np.ascontiguousarray(disp[y:y + tile, x:x + tile]))
+                        counts[s] += 1
+        return {"source": "skimage.data.stereo_motorcycle left view + ground-truth disparity "
+                          "(real; Middlebury 2014 'Motorcycle'), tiled",
+                "files": 2 * sum(counts.values()), "classes": [],
+                "tiles": {s: n for s, n in counts.items() if n},
+                "target": "disparity in pixels (larger = closer)",
+                "filled_pixels": int(invalid.sum())}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read a paired RGB/depth tree into the canonical table.
+
+        Source params: ``depth_scale_uint16`` (0.001) and ``depth_scale_uint8`` (1.0) multiply
+        depth PNG values; ``val_fraction`` / ``seed`` carve val from train when there is no val
+        folder. Payload columns: ``rgb`` (flattened ``uint8`` HWC), ``depth`` (flattened
+        ``float32`` HW), ``height``, ``width``, and ``depth_file``. There is no class label:
+        ``label`` is -1 and ``label_name`` "".
+
+        Raises:
+            DataError: missing train/test split or rgb/depth folder, and (per pair, skippable
+                with ``on_error: skip``) an RGB image without depth map or vice versa, corrupt
+                files, wrong channels/shape, size mismatch within a pair, NaN/inf depth.
+        """
+        _, root = check_source(source, self)
+        policy = ErrorPolicy(source, self.name)
+        scale16 = _pos_float(source, "depth_scale_uint16", 0.001)
+        scale8 = _pos_float(source, "depth_scale_uint8", 1.0)
+        if not root.is_dir():
+            raise DataError(f"depth.source.path: {root} is not a directory; expected a paired "
+                            f"tree root/<split>/rgb/<id>.png + root/<split>/depth/<id>.png|.npy")
+        missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+        if missing:
+            raise DataError(f"{root}: missing split folder(s) {missing}; expected "
+                            f"root/train/{{rgb,depth}}/..., root/test/{{rgb,depth}}/... (val optional)")
+        rows: list[dict[str, Any]] = []
+        for split in SPLITS:
+            if not (root / split).is_dir():
+                continue
+            rgb_files, depth_files = _split_files(root / split)
+            by_id: dict[str, dict[str, list[Path]]] = {}
+            for kind, files in (("rgb", rgb_files), ("depth", depth_files)):
+                for p in files:
+                    by_id.setdefault(p.stem, {"rgb": [], "depth": []})[kind].append(p)
+            for sid in sorted(by_id):
+                pair = by_id[sid]
+                first = (pair["rgb"] + pair["depth"])[0]
+                row = policy.call(first, self._read_pair, root, split, sid, pair, scale16, scale8)
+                if row is not None:
+                    rows.append(row)
+        if not rows:
+            raise DataError(f"{root}: no readable rgb/depth pairs ({len(policy.skipped)} "
+                            f"skipped, see table.attrs['ingestion_errors'])", reason="empty")
+        table = pd.DataFrame(rows)
+        table = table.astype({"label": "int64", "height": "int64", "width": "int64"})
+        for required in _REQUIRED_SPLITS:
+            if not (table["split"] == required).any():
+                raise DataError(f"{root}: no readable pairs left in split {required!r} "
+                                f"({len(policy.skipped)} file(s) skipped)", reason="empty")
+        # no labels: all train rows form one group, so this is a plain random split
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table)
+
+    @staticmethod
+    def _read_pair(root: Path, split: str, sid: str, pair: dict[str, list[Path]],
+                   scale16: float, scale8: float) -> dict[str, Any]:
+        rgbs, depths = pair["rgb"], pair["depth"]
+        for kind, files, exts in (("rgb", rgbs, RGB_EXTENSIONS), ("depth", depths, DEPTH_EXTENSIONS)):
+            for p in files:
+                if not p.is_file() or p.suffix.lower() not in exts:
+                    raise DataError(f"{p}: not a {kind} file with extension in {list(exts)}",
+                                    reason="invalid")
+            if len(files) > 1:
+                raise DataError(f"{files[0]}: several {kind} files for id {sid!r} "
+                                f"({[p.name for p in files]}); expected exactly one", reason="invalid")
+        if not depths:
+            raise DataError(f"{rgbs[0]}: RGB image has no depth map; expected "
+                            f"{root / split / 'depth' / sid}.png or .npy", reason="missing")
+        if not rgbs:
+            raise DataError(f"{depths[0]}: depth map has no RGB image; expected "
+                            f"{root / split / 'rgb' / sid}.png", reason="missing")
+        rgb_path, depth_path = rgbs[0], depths[0]
+        rgb = load_rgb(rgb_path)  # (H, W, 3)
+        depth = load_depth(depth_path, scale16, scale8)  # (H, W)
+        if depth.shape != rgb.shape[:2]:
+            raise DataError(f"{depth_path}: depth map is {depth.shape[0]}x{depth.shape[1]} but "
+                            f"{rgb_path.name} is {rgb.shape[0]}x{rgb.shape[1]} (H x W); expected "
+                            f"the same size", reason="shape")
+        rel = rgb_path.relative_to(root)
+        return {"sample_id": f"{split}/{sid}", "source_file": rel.as_posix(), "label": -1,
+                "label_name": "", "split": split,
+                "rgb": rgb.reshape(-1),  # (H, W, 3) -> (H*W*3,) row-major HWC
+                "depth": depth.reshape(-1),  # (H, W) -> (H*W,)
+                "height": rgb.shape[0], "width": rgb.shape[1],
+                "depth_file": depth_path.relative_to(root).as_posix()}
+
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Resize pairs, normalise RGB per channel and standardise depth with train statistics.
+
+        Args:
+            table: Canonical depth table (see :meth:`read`).
+            params: ``size`` ``[H, W]`` (bilinear resize of image and depth) and ``patch_size``
+                ``[ph, pw]`` (must divide ``size``).
+
+        Returns:
+            Arrays ``"<split>.x"`` float32 ``(N, 3, H, W)`` and ``"<split>.y.depth"`` float32
+            ``(N, 1, H, W)`` (``(depth - mean) / std``, train mean/std in
+            ``meta["tasks_scale"]["depth"]``) per split; task ``depth`` of kind
+            ``dense_regression`` through the ``patch2d`` tokenizer.
+
+        Raises:
+            DataError: bad params, no train rows, or a row whose payload does not match its
+                shape columns.
+        """
+        size = _pair(params, "size")
+        patch = _pair(params, "patch_size")
+        if size[0] % patch[0] or size[1] % patch[1]:
+            raise DataError(f"tokenization.depth.patch_size={list(patch)} must divide "
+                            f"tokenization.depth.size={list(size)} in both axes")
+        if not (table["split"] == "train").any():
+            raise DataError("depth table has no 'train' rows; normalisation statistics are "
+                            "computed on the train split")
+        xs: dict[str, np.ndarray] = {}
+        ds: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            part = table[table["split"] == split]
+            if len(part):
+                pairs = [_resize_pair(r, size) for r in part.itertuples(index=False)]
+                xs[split] = np.stack([p[0] for p in pairs])  # (N, 3, H, W) in [0, 1]
+                ds[split] = np.stack([p[1] for p in pairs])  # (N, 1, H, W)
+        mean = xs["train"].mean(axis=(0, 2, 3), dtype=np.float64)
+        std = np.maximum(xs["train"].std(axis=(0, 2, 3), dtype=np.float64), 1e-6)
+        d_mean = float(ds["train"].mean(dtype=np.float64))
+        d_std = max(float(ds["train"].std(dtype=np.float64)), 1e-6)
+        arrays: dict[str, np.ndarray] = {}
+        for split, x in xs.items():
+            arrays[f"{split}.x"] = ((x - mean[None, :, None, None])
+                                    / std[None, :, None, None]).astype(np.float32)
+            arrays[f"{split}.y.depth"] = ((ds[split] - d_mean) / d_std).astype(np.float32)
+        task = TaskSpec(name="depth", kind="dense_regression", input_key="x",
+                        target_key="y.depth", out_dim=1, out_shape=(1, size[0], size[1]))
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "patch2d", "in_channels": 3, "input_size": list(size),
+                          "patch_size": list(patch)},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "tasks_scale": {"depth": {"mean": d_mean, "std": d_std}},
+            "splits": {s: int(len(x)) for s, x in xs.items()},
+            "normalization": {"scale": 1.0 / 255.0, "mean": mean.tolist(), "std": std.tolist(),
+                              "formula": "(pixel * scale - mean[c]) / std[c]"},
+            "target_normalization": {"depth": {"mean": d_mean, "std": d_std,
+                                               "formula": "(depth - mean) / std"}},
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+
+def _pos_float(source: dict[str, Any], key: str, default: float) -> float:
+    value = source.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise DataError(f"depth.source.{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _pair(params: dict[str, Any], key: str) -> tuple[int, int]:
+    """Read a ``[a, b]`` pair of positive ints (or one int for both) from the tokenization params."""
+    value = params.get(key)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = [value, value]
+    try:
+        a, b = (int(v) for v in value)
+        ok = a > 0 and b > 0 and all(not isinstance(v, bool) and float(v) == int(v) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DataError(f"tokenization.depth.{key} must be a pair of positive ints [H, W], "
+                        f"got {value!r}")
+    return a, b
+
+
+def _resize_pair(row: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One row to float32 ``(3, H, W)`` in [0, 1] and float32 ``(1, H, W)`` depth, both resized."""
+    h, w = int(row.height), int(row.width)
+    rgb = np.asarray(row.rgb, dtype=np.uint8)
+    depth = np.asarray(row.depth, dtype=np.float32)
+    if rgb.size != h * w * 3 or depth.size != h * w:
+        raise DataError(f"{row.source_file}: rgb has {rgb.size} values and depth {depth.size}, "
+                        f"expected height*width*3 = {h}*{w}*3 and height*width", reason="shape")
+    img = Image.fromarray(rgb.reshape(h, w, 3))  # (H*W*3,) -> (H, W, 3) RGB
+    dep = Image.fromarray(depth.reshape(h, w))  # (H*W,) float32 -> (H, W) mode F
+    if (w, h) != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        dep = dep.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (H, W, 3) -> (3, H, W)
+    d = np.asarray(dep, dtype=np.float32)[None]  # (H, W) -> (1, H, W)
+    return x, d
+
+
+register(DepthModality())
