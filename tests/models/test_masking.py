@@ -21,7 +21,7 @@ def test_padding_is_hidden_first_and_seeded() -> None:
     valid = torch.ones(2, 10, dtype=torch.bool)
     valid[:, 6:] = False
     m = random_masking(valid, 0.5, torch.Generator().manual_seed(3))
-    assert valid.gather(1, m.ids_keep).all()  # 5 kept, all real tokens
+    assert m.ids_keep.shape == (2, 3) and valid.gather(1, m.ids_keep).all()  # 3 of 6 real kept
     assert m.masked[:, 6:].all()
     m2 = random_masking(valid, 0.5, torch.Generator().manual_seed(3))
     assert torch.equal(m.ids_keep, m2.ids_keep)
@@ -31,3 +31,15 @@ def test_padding_is_hidden_first_and_seeded() -> None:
 def test_ratio_out_of_range(ratio: float) -> None:
     with pytest.raises(ValueError, match=r"mask ratio must be in \(0, 1\)"):
         random_masking(torch.ones(1, 4, dtype=torch.bool), ratio)
+
+
+def test_short_padded_samples_are_masked_per_sample() -> None:
+    valid = torch.zeros(3, 48, dtype=torch.bool)
+    for i, n_real in enumerate((48, 20, 4)):
+        valid[i, :n_real] = True
+    m = random_masking(valid, 0.15, torch.Generator().manual_seed(0))
+    hidden_real = (m.masked & valid).sum(1).tolist()
+    assert hidden_real == [7, 3, 1]  # round(0.15 * n_real), at least one
+    assert m.ids_keep.shape[1] == 41  # the longest sample keeps 41; others pad with invalid tokens
+    kept_valid = valid.gather(1, m.ids_keep).sum(1).tolist()
+    assert kept_valid == [41, 17, 3]

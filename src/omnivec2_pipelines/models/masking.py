@@ -24,31 +24,39 @@ class MaskInfo:
 
 
 def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | None = None) -> MaskInfo:
-    """Hide ``ratio`` of the tokens of every sample at random.
+    """Hide ``ratio`` of the real tokens of every sample at random.
 
-    Padding tokens (``valid == False``) are always hidden first, so the kept set holds real
-    tokens whenever a sample has enough of them.
+    The hidden count is per sample (``round(ratio * n_real)``, at least one and never all real
+    tokens), so short, padded samples (e.g. texts) are masked as much as long ones. The kept set
+    has one size K for the whole batch: shorter samples fill it with padding tokens, which stay
+    marked invalid.
 
     Args:
         valid: (B, N) bool, True = real token.
-        ratio: Share of tokens to hide, in (0, 1).
+        ratio: Share of real tokens to hide, in (0, 1).
         generator: Optional RNG for reproducible masks.
 
     Returns:
-        The :class:`MaskInfo`; at least one token per sample is kept.
+        The :class:`MaskInfo`.
     """
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
     b, n = valid.shape
-    n_keep = max(1, int(round(n * (1.0 - ratio))))
+    n_real = valid.sum(1)
+    n_hide = (n_real.float() * ratio).round().long().clamp(min=1).minimum((n_real - 1).clamp(min=0))
+    n_keep_real = n_real - n_hide  # (B,)
     noise = torch.rand(b, n, generator=generator, device="cpu").to(valid.device)
-    noise = noise + (~valid).to(noise.dtype) * 2.0  # padding sorts last → hidden
-    ids_shuffle = noise.argsort(dim=1)
+    rank = noise.masked_fill(~valid, 2.0).argsort(1).argsort(1)  # rank among real tokens first
+    keep_real = valid & (rank < n_keep_real[:, None])
+    # sort order: kept real tokens, then padding, then hidden real tokens
+    key = torch.where(keep_real, noise, torch.where(valid, 3.0 + noise, 2.0 + noise))
+    ids_shuffle = key.argsort(dim=1)
     ids_restore = ids_shuffle.argsort(dim=1)
+    k = max(1, int(n_keep_real.max()))
     masked = torch.ones(b, n, dtype=torch.bool, device=valid.device)
-    masked[:, :n_keep] = False
+    masked[:, :k] = False
     masked = masked.gather(1, ids_restore)
-    return MaskInfo(ids_shuffle[:, :n_keep], ids_restore, masked)
+    return MaskInfo(ids_shuffle[:, :k], ids_restore, masked)
 
 
 def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:

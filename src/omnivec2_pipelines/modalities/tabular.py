@@ -1,0 +1,431 @@
+"""Tabular modality: one table with numeric and categorical columns → per-column tokens.
+
+Layout (``source.format: csv`` or ``parquet``), one file (or per-split files as for text)::
+
+    root/<any name>.csv          feature columns..., <target>[, split]
+
+``source.target`` names the target column (required). Categorical feature columns are the
+non-numeric ones (text, bool) plus those listed in ``source.categorical``; the others are
+numeric. ``source.drop_columns`` lists columns to ignore (ids, leaks). Without a ``split``
+column a deterministic test split is drawn (stratified for classification).
+
+The task follows the target: ``regression`` for a numeric target, ``classification`` for a
+categorical one (text/bool, or listed in ``categorical``); ``source.task`` overrides the
+choice. A missing or non-finite feature value raises a :class:`DataError` naming the file,
+row (1-based, header not counted) and column (``on_error: skip`` leaves the row out).
+
+Canonical table payload: ``feature.<column>`` per feature column (float64 numeric, str
+categorical) in file order, ``target.<column>`` (the raw target: float64 or str) and
+``source_row``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    ErrorPolicy,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+from omnivec2_pipelines.modalities.text import (
+    column_param,
+    find_table_files,
+    label_order,
+    read_frame,
+    stratified_test_split,
+    value_text,
+)
+
+FEATURE_PREFIX = "feature."
+TARGET_PREFIX = "target."
+_STD_FLOOR = 1e-6
+_TASKS = ("auto", "regression", "classification")
+_DIABETES_COLUMNS = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+
+
+def _name_list(source: dict[str, Any], key: str) -> list[str]:
+    value = source.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise DataError(f"tabular.source.{key} must be a list of column names, got {value!r}")
+    return list(value)
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return is_numeric_dtype(series) and not is_bool_dtype(series)
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class TabularModality(Modality):
+    """Rows of mixed numeric/categorical columns for regression or classification."""
+
+    name = "tabular"
+    formats = ("csv", "parquet")
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write scikit-learn's REAL diabetes data (``load_diabetes(scaled=False)``) as one CSV.
+
+        ``root/diabetes.csv`` has the ten baseline variables (age, sex, bmi, bp, s1..s6), the
+        target ``progression`` (disease progression one year after baseline) and a ``split``
+        column (a deterministic random ``test_fraction`` of the 442 rows is ``test``). ``sex``
+        (coded 1/2 in the source, the coding is not documented) is written as the categorical
+        strings ``sex_1``/``sex_2``.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``test_fraction`` (0.2), ``seed`` (0).
+
+        Returns:
+            Manifest ``{"source", "files", "rows", "classes", "target"}``.
+        """
+        from sklearn.datasets import load_diabetes
+
+        data = load_diabetes(scaled=False)
+        frame = pd.DataFrame(data.data, columns=list(_DIABETES_COLUMNS))
+        frame["sex"] = frame["sex"].map(lambda v: f"sex_{int(round(v))}")
+        for col in ("age", "s1", "s2"):
+            if np.allclose(frame[col], frame[col].round()):
+                frame[col] = frame[col].round().astype("int64")
+        frame["progression"] = data.target.astype("int64")
+        test = stratified_test_split(np.zeros(len(frame), dtype=np.int64),
+                                     params.get("test_fraction", 0.2), params.get("seed", 0),
+                                     "tabular.sample_data.test_fraction")
+        frame["split"] = np.where(test, "test", "train")
+        with atomic_directory(Path(root)) as tmp:
+            frame.to_csv(tmp / "diabetes.csv", index=False, encoding="utf-8", lineterminator="\n")
+        return {"source": "sklearn.datasets.load_diabetes(scaled=False) (real)", "files": 1,
+                "rows": {"train": int((~test).sum()), "test": int(test.sum())}, "classes": [],
+                "target": "progression (regression)"}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read a table (one file or per-split files) into the canonical table.
+
+        Source params: ``target`` (required), ``task`` (``auto``/``regression``/
+        ``classification``), ``categorical`` and ``drop_columns`` (lists of column names),
+        ``split_column`` ("split"), ``test_fraction`` (0.2, only without split information),
+        ``val_fraction`` (0.1), ``seed`` (0), ``on_error``.
+
+        Raises:
+            DataError: missing/unknown target or listed column, unreadable file, files with
+                different columns, a NaN/inf/missing feature or target or an unknown split
+                value (file, row and column named), no usable rows, or no train/test rows.
+        """
+        fmt, root = check_source(source, self)
+        policy = ErrorPolicy(source, self.name)
+        target = source.get("target")
+        if not isinstance(target, str) or not target:
+            raise DataError(f"tabular.source.target is required: the name of the target column, "
+                            f"got {target!r}", reason="missing")
+        task = source.get("task", "auto")
+        if task not in _TASKS:
+            raise DataError(f"tabular.source.task={task!r}; expected one of {list(_TASKS)}")
+        categorical = _name_list(source, "categorical")
+        drop = _name_list(source, "drop_columns")
+        split_col = column_param(source, self.name, "split_column", "split")
+        base = root if root.is_dir() else root.parent
+        loaded: list[tuple[str | None, Path, pd.DataFrame]] = []
+        for file_split, file in find_table_files(root, fmt, self.name):
+            frame = policy.call(file, read_frame, file, fmt, False)
+            if frame is not None:
+                loaded.append((file_split, file, frame))
+        if not loaded:
+            raise DataError(f"{root}: no readable table file ({policy.report()['skipped']} skipped)")
+        first_file, first = loaded[0][1], loaded[0][2]
+        for key, names in (("target", [target]), ("categorical", categorical), ("drop_columns", drop)):
+            for _, file, frame in loaded:
+                absent = [c for c in names if c not in frame.columns]
+                if absent:
+                    raise DataError(f"{file}: tabular.source.{key} column(s) {absent} not in the file; "
+                                    f"columns are {list(frame.columns)[:30]}", reason="missing")
+        features = [c for c in first.columns if c not in (target, split_col, *drop)]
+        if not features:
+            raise DataError(f"{first_file}: no feature columns besides target {target!r}, "
+                            f"{split_col!r} and drop_columns {drop}")
+        is_cat: dict[str, bool] = {}
+        for _, file, frame in loaded:
+            if sorted(c for c in frame.columns if c not in (target, split_col, *drop)) != sorted(features):
+                raise DataError(f"{file}: feature columns {sorted(frame.columns)} differ from "
+                                f"{first_file.name}'s {sorted(features)}", reason="shape")
+        for c in features:
+            cols = [frame[c] for _, _, frame in loaded]
+            # text columns whose values are nearly all numbers are numeric columns with bad cells
+            is_cat[c] = c in categorical or not all(
+                _is_numeric(s) or _mostly_numeric(s) for s in cols)
+        target_numeric = all(_is_numeric(f[target]) for _, _, f in loaded) and target not in categorical
+        if task == "auto":
+            task = "regression" if target_numeric else "classification"
+        elif task == "regression" and not target_numeric:
+            raise DataError(f"tabular.source.task='regression' but target column {target!r} is not "
+                            f"numeric (or is listed in tabular.source.categorical)")
+        parts: list[pd.DataFrame] = []
+        for file_split, file, frame in loaded:
+            part = self._rows(frame, file, base, policy, features, is_cat, target, task,
+                              split_col, file_split)
+            if part is not None and len(part):
+                parts.append(part)
+        if not parts:
+            raise DataError(f"{root}: no usable rows ({policy.report()['skipped']} skipped)")
+        table = pd.concat(parts, ignore_index=True)
+        if task == "classification":
+            classes = label_order(set(table["label_name"]))
+            table["label"] = table["label_name"].map({c: i for i, c in enumerate(classes)})
+        table = table.astype({"label": "int64", "source_row": "int64"})
+        if table["split"].isna().any():
+            if table["split"].notna().any():
+                raise DataError(f"{root}: some files have split information and others not")
+            test = stratified_test_split(table["label"].to_numpy(), source.get("test_fraction", 0.2),
+                                         source.get("seed", 0), "tabular.source.test_fraction")
+            table["split"] = np.where(test, "test", "train")
+        for required in ("train", "test"):
+            if not (table["split"] == required).any():
+                raise DataError(f"{root}: no rows for split {required!r} (have "
+                                f"{sorted(table['split'].unique())}); expected train and test rows")
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table.astype({"split": str}))
+
+    @staticmethod
+    def _rows(frame: pd.DataFrame, file: Path, base: Path, policy: ErrorPolicy, features: list[str],
+              is_cat: dict[str, bool], target: str, task: str, split_col: str,
+              file_split: str | None) -> pd.DataFrame | None:
+        """Validate one file's rows and build its part of the canonical table."""
+        n = len(frame)
+        problems: dict[int, DataError] = {}
+
+        def flag(mask: np.ndarray, message: str, reason: str) -> None:
+            for i in np.flatnonzero(mask):
+                problems.setdefault(int(i), DataError(f"{file}: row {i + 1}: {message}", reason=reason))
+
+        cols: dict[str, Any] = {}
+        for c in features:
+            if is_cat[c]:
+                vals, enc_bad = _texts(frame[c])
+                flag(enc_bad, f"column {c!r} has bytes that are not valid UTF-8", "encoding")
+                flag(np.array([v is None or not v.strip() for v in vals], dtype=bool),
+                     f"column {c!r} is empty/NaN; expected a category", "nan")
+                cols[FEATURE_PREFIX + c] = pd.Series([v or "" for v in vals], dtype=object)
+            else:
+                raw = frame[c].tolist()
+                vals = np.array([_as_float(v) for v in raw], dtype=np.float64)
+                missing = np.array([not isinstance(v, (bytes, bytearray)) and (
+                    value_text(v) is None or str(v).strip().lower() == "nan") for v in raw], dtype=bool)
+                not_number = np.isnan(vals) & ~missing
+                for i in np.flatnonzero(not_number):
+                    flag(np.arange(n) == i, f"column {c!r} value {raw[i]!r} is not a number (the "
+                         f"column is numeric; list it in tabular.source.categorical if it is not)",
+                         "invalid")
+                flag(~np.isfinite(vals), f"column {c!r} is NaN/inf; expected a finite number", "nan")
+                cols[FEATURE_PREFIX + c] = vals
+        if task == "regression":
+            y = np.array([_as_float(v) for v in frame[target].tolist()], dtype=np.float64)
+            flag(np.isnan(y), f"target {target!r} is missing", "missing")
+            flag(np.isinf(y), f"target {target!r} is inf; expected a finite number", "nan")
+            label_name = [""] * n
+            tcol: Any = y
+        else:
+            names, enc_bad = _texts(frame[target])
+            flag(enc_bad, f"target {target!r} has bytes that are not valid UTF-8", "encoding")
+            flag(np.array([v is None or not v.strip() for v in names], dtype=bool),
+                 f"target {target!r} is missing; every row needs a class", "missing")
+            label_name = [(v or "").strip() for v in names]
+            tcol = pd.Series(label_name, dtype=object)
+        if split_col in frame.columns:
+            sp = [(value_text(v) or "").strip().lower() for v in frame[split_col].tolist()]
+            flag(np.array([s not in SPLITS for s in sp], dtype=bool),
+                 f"column {split_col!r} is not one of {list(SPLITS)}", "invalid")
+            if file_split is not None:
+                flag(np.array([s in SPLITS and s != file_split for s in sp], dtype=bool),
+                     f"column {split_col!r} contradicts the file name ({file_split})", "invalid")
+            split: list[Any] = sp
+        else:
+            split = [file_split] * n
+        keep = np.ones(n, dtype=bool)
+        for i in sorted(problems):
+            err = problems[i]
+            policy.call(f"{file}:row {i + 1}", _raise, err)  # raises unless on_error: skip
+            keep[i] = False
+        rel = file.relative_to(base).as_posix()
+        stem = rel[: rel.rfind(".")]
+        rows = np.arange(1, n + 1)
+        out = pd.DataFrame({
+            "sample_id": [f"{stem}/{r:06d}" for r in rows],
+            "source_file": rel,
+            "label": -1,
+            "label_name": label_name,
+            "split": pd.Series(split, dtype=object),
+        })
+        out[TARGET_PREFIX + target] = tcol
+        for k, v in cols.items():
+            out[k] = v
+        out["source_row"] = rows
+        out = out[keep].reset_index(drop=True)
+        for c in features:
+            if is_cat[c]:
+                out[FEATURE_PREFIX + c] = out[FEATURE_PREFIX + c].astype(str)
+        return out
+
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Standardise numeric columns and code categorical ones with train statistics.
+
+        Args:
+            table: Canonical tabular table (see :meth:`read`).
+            params: ``max_categories`` (100: per column, the most frequent train categories
+                kept; the rest map to the unknown code 0) and ``clip`` (null, or a positive
+                bound on the standardised numeric values).
+
+        Returns:
+            Per split ``x`` float32 ``(N, n_numeric + n_categorical)`` (numeric columns first,
+            then categorical codes as floats, 0 = unknown) and ``y.regression`` float32
+            ``(N, 1)`` (standardised with train mean/std, stored in ``meta["tasks_scale"]``) or
+            ``y.classification`` int64 ``(N,)``.
+
+        Raises:
+            DataError: bad params, no train rows, no feature columns, or a table mixing rows
+                with and without class labels.
+        """
+        max_cat = params.get("max_categories", 100)
+        if isinstance(max_cat, bool) or not isinstance(max_cat, (int, np.integer)) or max_cat < 1:
+            raise DataError(f"tokenization.tabular.max_categories must be an int >= 1, got {max_cat!r}")
+        clip = params.get("clip")
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                                 or not clip > 0):
+            raise DataError(f"tokenization.tabular.clip must be null or a positive number, got {clip!r}")
+        if not (table["split"] == "train").any():
+            raise DataError("tabular table has no 'train' rows; normalisation statistics are "
+                            "computed on the train split")
+        feats = [c for c in table.columns if c.startswith(FEATURE_PREFIX)]
+        targets = [c for c in table.columns if c.startswith(TARGET_PREFIX)]
+        if not feats or len(targets) != 1:
+            raise DataError(f"tabular table needs '{FEATURE_PREFIX}<column>' columns and one "
+                            f"'{TARGET_PREFIX}<column>' column, got {list(table.columns)}")
+        numeric = [c for c in feats if _is_numeric(table[c])]
+        categorical = [c for c in feats if c not in numeric]
+        is_train = (table["split"] == "train").to_numpy()
+        num = table[numeric].to_numpy(dtype=np.float64).reshape(len(table), len(numeric))
+        mean = num[is_train].mean(axis=0) if numeric else np.zeros(0)
+        std = np.maximum(num[is_train].std(axis=0), _STD_FLOOR) if numeric else np.ones(0)
+        z = (num - mean) / std
+        if clip is not None:
+            z = np.clip(z, -float(clip), float(clip))
+        codes = np.zeros((len(table), len(categorical)), dtype=np.float64)
+        categories: dict[str, list[str]] = {}
+        for j, c in enumerate(categorical):
+            values = table[c].astype(str)
+            counts = values[is_train].value_counts()
+            kept = sorted(sorted(counts.index, key=lambda v: (-counts[v], v))[: int(max_cat)])
+            categories[c[len(FEATURE_PREFIX):]] = kept
+            code_of = {v: i + 1 for i, v in enumerate(kept)}
+            codes[:, j] = values.map(lambda v: code_of.get(v, 0)).to_numpy(dtype=np.float64)
+        x_all = np.concatenate([z, codes], axis=1).astype(np.float32)
+        labelled = table["label"].to_numpy() >= 0
+        if labelled.any() and not labelled.all():
+            raise DataError("tabular table mixes rows with class labels and rows without "
+                            "(label -1); expected one task")
+        target_col = targets[0]
+        meta_extra: dict[str, Any] = {}
+        if labelled.all():
+            class_names = table_class_names(table)
+            task = TaskSpec(name="classification", kind="classification", input_key="x",
+                            target_key="y.classification", out_dim=len(class_names),
+                            out_shape=(len(class_names),), class_names=class_names)
+            y_all: np.ndarray = table["label"].to_numpy(dtype=np.int64)
+        else:
+            y = table[target_col].to_numpy(dtype=np.float64)
+            y_mean = float(y[is_train].mean())
+            y_std = max(float(y[is_train].std()), _STD_FLOOR)
+            y_all = ((y - y_mean) / y_std).astype(np.float32)[:, None]  # (N,) -> (N, 1)
+            task = TaskSpec(name="regression", kind="regression", input_key="x",
+                            target_key="y.regression", out_dim=1, out_shape=(1,))
+            meta_extra["tasks_scale"] = {"regression": {"mean": y_mean, "std": y_std}}
+        arrays: dict[str, np.ndarray] = {}
+        splits: dict[str, int] = {}
+        for split in SPLITS:
+            sel = (table["split"] == split).to_numpy()
+            if sel.any():
+                arrays[f"{split}.x"] = x_all[sel]
+                arrays[f"{split}.{task.target_key}"] = y_all[sel]
+                splits[split] = int(sel.sum())
+        cards = [len(categories[c[len(FEATURE_PREFIX):]]) + 1 for c in categorical]
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "tabular_columns", "n_numeric": len(numeric),
+                          "cardinalities": cards},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "splits": splits,
+            "target": target_col[len(TARGET_PREFIX):],
+            "columns": {"numeric": [c[len(FEATURE_PREFIX):] for c in numeric],
+                        "categorical": [c[len(FEATURE_PREFIX):] for c in categorical]},
+            "normalization": {"mean": mean.tolist(), "std": std.tolist(),
+                              "clip": None if clip is None else float(clip),
+                              "formula": "(value[j] - mean[j]) / std[j] for numeric column j"},
+            "categories": categories,
+            "category_coding": "code 0 = unknown/rare, code i = categories[column][i - 1]",
+            **meta_extra,
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+    def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Numeric columns as they are plus one-hot categorical codes: ``(N, n_num + sum(card))``."""
+        x = np.asarray(x, dtype=np.float32)
+        k = int(meta["tokenizer"]["n_numeric"])
+        cards = [int(c) for c in meta["tokenizer"]["cardinalities"]]
+        if x.ndim != 2 or x.shape[1] != k + len(cards):
+            raise ValueError(f"tabular baseline features expect (N, {k + len(cards)}), got {x.shape}")
+        blocks = [x[:, :k]]
+        for j, card in enumerate(cards):
+            codes = np.clip(np.rint(x[:, k + j]).astype(np.int64), 0, card - 1)
+            blocks.append(np.eye(card, dtype=np.float32)[codes])
+        return np.concatenate(blocks, axis=1)
+
+
+def _texts(series: pd.Series) -> tuple[list[str | None], np.ndarray]:
+    """Cells as text (None = missing) and a mask of cells with undecodable bytes."""
+    out: list[str | None] = []
+    bad = np.zeros(len(series), dtype=bool)
+    for i, v in enumerate(series.tolist()):
+        try:
+            out.append(value_text(v))
+        except UnicodeDecodeError:
+            out.append("")
+            bad[i] = True
+    return out, bad
+
+
+def _mostly_numeric(series: pd.Series, share: float = 0.9) -> bool:
+    """True when at least ``share`` of the non-missing cells of a text column are numbers."""
+    cells = [v for v in series.tolist() if not (v is None or (isinstance(v, float) and math.isnan(v))
+                                                 or v is pd.NA)]
+    if not cells or any(isinstance(v, (bool, np.bool_, bytes)) for v in cells):
+        return False
+    numbers = sum(1 for v in cells if math.isfinite(_as_float(v)) or str(v).strip().lower()
+                  in ("inf", "-inf", "nan"))
+    return numbers >= share * len(cells)
+
+
+def _raise(err: DataError) -> None:
+    raise err
+
+
+register(TabularModality())
