@@ -47,7 +47,7 @@ def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray,
     """Metrics of one task.
 
     * classification: ``accuracy``, ``macro_f1`` (``y_pred``: logits or labels);
-    * regression: ``mse``, ``mae``;
+    * regression: ``mse``, ``mae`` (in the target's units when ``scale`` is given);
     * dense_regression: ``rmse``, ``abs_rel`` (on the de-normalised scale when ``scale`` =
       ``{"mean", "std"}`` is given; ``abs_rel`` over pixels with a positive target), ``mse``;
     * segmentation: ``miou`` (mean over classes present in target or prediction), ``accuracy`` per point.
@@ -69,6 +69,8 @@ def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray,
                 "abs_rel": float(np.mean(np.abs(yt[pos] - yp[pos]) / yt[pos])) if pos.any() else float("nan"),
                 "mse": float(np.mean((y_true - y_pred) ** 2))}
     yt, yp = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
+    if scale:  # report in the target's own units
+        yt, yp = yt * scale["std"] + scale["mean"], yp * scale["std"] + scale["mean"]
     return {"mse": float(mean_squared_error(yt, yp)), "mae": float(mean_absolute_error(yt, yp))}
 
 

@@ -1,0 +1,420 @@
+"""Hyperspectral modality: a ``.mat`` cube + ground-truth map → labelled pixel neighbourhoods.
+
+Layout (``source.format: mat``), Indian Pines style::
+
+    root/cube.mat            one array (H, W, bands), any real dtype   (source.cube_file / cube_key)
+    root/gt.mat              one array (H, W) of ints, 0 = unlabelled   (source.gt_file / gt_key)
+    root/class_names.txt     optional: line k names ground-truth value k (k = 1, 2, ...)
+
+For the real Indian Pines release set ``cube_file: Indian_pines_corrected.mat``,
+``gt_file: Indian_pines_gt.mat`` (the keys are found automatically: each file must then hold
+exactly one non-``__dunder__`` array, else set ``cube_key``/``gt_key``). MATLAB v7.3 (HDF5)
+files are not readable by ``scipy.io.loadmat`` and are an ``encoding`` error.
+
+Samples are the labelled pixels (gt > 0), each with its ``patch × patch`` neighbourhood
+(``source.patch``, odd, default 5; the cube is reflect-padded at the borders). Without class
+names, ``label_name`` is the ground-truth value as text. Labels index the class names in
+sorted order (numeric order when all names are numbers).
+
+Split (``source.split``), deterministic with ``source.seed``:
+
+* ``spatial`` (default): per class, pixels are ordered by column then row and the left-most
+  ``train_fraction`` is train, the rest test, so the train and test areas of a class are
+  spatially disjoint (only neighbourhoods along the cut overlap). Chosen as default because
+  a random per-pixel split lets test neighbourhoods overlap train ones and inflates scores.
+* ``stratified`` (the classic Indian Pines protocol): per class, a random ``train_fraction``
+  of the pixels is train, the rest test (optimistic for spatial models, see above).
+
+``source.max_per_class`` caps the pixels per class (a deterministic random subset, before
+splitting) to keep training small. Pixels whose neighbourhood holds NaN/inf are errors
+(``nan``) named ``<cube file>[row=r, col=c]``, or skipped with ``on_error: skip``.
+
+Embedded default data: a GENERATED scene (not a real image): random warped Voronoi regions
+with distinct smooth spectral signatures, soft mixing at region borders (border pixels are
+left unlabelled), smooth illumination changes and noise.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    ErrorPolicy,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+from omnivec2_pipelines.modalities.time_series import _label_order
+
+#: Class names of the generated sample scene (ground-truth values 1..6).
+SAMPLE_CLASSES: tuple[str, ...] = ("corn", "grass", "hay", "soybean", "wheat", "woods")
+_SPLIT_KINDS = ("spatial", "stratified")
+_STD_FLOOR = 1e-6
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by omnivec2_pipelines (generated sample data)"
+
+
+# --------------------------------------------------------------------------------------------
+# .mat reading
+# --------------------------------------------------------------------------------------------
+def load_mat_array(path: Path, key: str | None, param: str) -> np.ndarray:
+    """The array ``key`` of a MATLAB v4–v7.2 file, or its single non-``__dunder__`` array.
+
+    Raises:
+        DataError: missing/corrupt/v7.3 file, missing key, or an ambiguous file without key.
+    """
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; expected a .mat file (hyperspectral.source."
+                        f"{param}_file)", reason="missing")
+    try:
+        data = loadmat(str(path))
+    except NotImplementedError as e:
+        raise DataError(f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported ({e}); "
+                        f"re-save it with save(..., '-v7')", reason="encoding") from e
+    except (MatReadError, ValueError, TypeError, OSError, EOFError, KeyError, IndexError) as e:
+        raise DataError(f"{path}: unreadable, truncated or corrupt .mat file "
+                        f"({type(e).__name__}: {e})", reason="corrupt") from e
+    arrays = {k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
+    if key is not None:
+        if key not in arrays:
+            raise DataError(f"{path}: no array {key!r} (hyperspectral.source.{param}_key); the "
+                            f"file holds {sorted(arrays)}", reason="missing")
+        return arrays[key]
+    if len(arrays) != 1:
+        raise DataError(f"{path}: holds {len(arrays)} arrays {sorted(arrays)}; expected exactly one "
+                        f"or set hyperspectral.source.{param}_key", reason="invalid")
+    return next(iter(arrays.values()))
+
+
+def save_mat(path: Path, name: str, array: np.ndarray) -> None:
+    """``scipy.io.savemat`` with a fixed header text, so equal arrays give equal bytes."""
+    from scipy.io import savemat
+
+    buf = io.BytesIO()
+    savemat(buf, {name: array}, do_compression=True)
+    data = bytearray(buf.getvalue())
+    data[:116] = _MAT_HEADER.ljust(116, b" ")  # replaces the "Created on: <time>" text
+    Path(path).write_bytes(bytes(data))
+
+
+def _check_cube_gt(cube: np.ndarray, gt: np.ndarray, cube_path: Path, gt_path: Path) -> np.ndarray:
+    """Validate shapes/dtypes; return the ground truth as int64."""
+    if cube.ndim != 3:
+        raise DataError(f"{cube_path}: cube has shape {cube.shape}; expected (H, W, bands)", reason="shape")
+    if cube.size == 0:
+        raise DataError(f"{cube_path}: cube is empty {cube.shape}", reason="empty")
+    if not (np.issubdtype(cube.dtype, np.integer) or np.issubdtype(cube.dtype, np.floating)):
+        raise DataError(f"{cube_path}: cube dtype {cube.dtype} is not a real number type", reason="invalid")
+    if gt.ndim != 2 or gt.shape != cube.shape[:2]:
+        raise DataError(f"{gt_path}: ground truth has shape {gt.shape}; expected (H, W) = "
+                        f"{cube.shape[:2]} like the cube", reason="shape")
+    if not (np.issubdtype(gt.dtype, np.integer) or np.issubdtype(gt.dtype, np.floating)):
+        raise DataError(f"{gt_path}: ground-truth dtype {gt.dtype} is not numeric", reason="invalid")
+    g = gt.astype(np.float64)
+    if not np.isfinite(g).all():
+        raise DataError(f"{gt_path}: ground truth holds NaN/inf", reason="nan")
+    if (g != np.round(g)).any() or (g < 0).any():
+        raise DataError(f"{gt_path}: ground truth must hold integers >= 0 (0 = unlabelled)",
+                        reason="invalid")
+    if not (g > 0).any():
+        raise DataError(f"{gt_path}: no labelled pixel (all ground-truth values are 0)", reason="empty")
+    return g.astype(np.int64)
+
+
+def _class_names(root: Path, source: dict[str, Any], values: list[int]) -> dict[int, str]:
+    """Ground-truth value → class name (from class_names.txt when present)."""
+    path = root / str(source.get("class_names_file", "class_names.txt"))
+    if not path.is_file():
+        return {v: str(v) for v in values}
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read class names ({e})", reason="encoding") from e
+    while lines and not lines[-1]:
+        lines.pop()
+    if len(lines) < max(values):
+        raise DataError(f"{path}: names {len(lines)} classes but the ground truth uses value "
+                        f"{max(values)}; expected line k to name value k", reason="invalid")
+    names = {v: lines[v - 1] for v in values}
+    if any(not n for n in names.values()):
+        v = next(v for v, n in names.items() if not n)
+        raise DataError(f"{path}: line {v} (name of value {v}) is empty", reason="invalid")
+    if len(set(names.values())) != len(names):
+        raise DataError(f"{path}: class names are not unique", reason="invalid")
+    return names
+
+
+def _split_pixels(rows: np.ndarray, cols: np.ndarray, kind: str, fraction: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Boolean train mask for the pixels of one class."""
+    n = len(rows)
+    n_train = n if n == 1 else min(max(int(round(n * fraction)), 1), n - 1)
+    train = np.zeros(n, dtype=bool)
+    if kind == "stratified":
+        train[rng.permutation(n)[:n_train]] = True
+    else:
+        train[np.lexsort((rows, cols))[:n_train]] = True  # by column, then row
+    return train
+
+
+# --------------------------------------------------------------------------------------------
+# generated sample scene
+# --------------------------------------------------------------------------------------------
+def synth_scene(size: int, bands: int, n_classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A GENERATED hyperspectral scene (not a real image): cube float ``(H, W, bands)`` in
+    reflectance units and ground truth ``(H, W)`` int (0 = unlabelled, 1..n_classes).
+
+    Two warped Voronoi regions per class plus two unlabelled background regions; each class
+    has a smooth signature (baseline + slope + three Gaussian bumps + an absorption dip; the
+    classes share a common part and differ by 20 % of their own shape), each region a slightly
+    perturbed copy. Spectra are mixed softly across region borders (border pixels within
+    ~1.5 px of another region are unlabelled), mixed per pixel with up to 40 % bare soil,
+    scaled by a smooth illumination field and a per-pixel brightness factor, and get noise.
+    """
+    n_regions = 2 * n_classes + 2
+    seeds = rng.uniform(0, size, (n_regions, 2))
+    region_class = rng.permutation(np.r_[np.zeros(2, int), np.repeat(np.arange(1, n_classes + 1), 2)])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    wy, wx = np.zeros_like(yy), np.zeros_like(xx)
+    for _ in range(3):  # smooth warp → irregular borders
+        f, ph = rng.uniform(0.5, 2.0, 2) * 2 * np.pi / size, rng.uniform(0, 2 * np.pi, 2)
+        wy += rng.uniform(1, 3) * np.sin(f[0] * xx + ph[0])
+        wx += rng.uniform(1, 3) * np.sin(f[1] * yy + ph[1])
+    d = np.sqrt((yy[..., None] + wy[..., None] - seeds[:, 0]) ** 2
+                + (xx[..., None] + wx[..., None] - seeds[:, 1]) ** 2)  # (H, W, R)
+    order = np.sort(d, axis=2)
+    nearest = d.argmin(axis=2)
+    gt = region_class[nearest]
+    gt[(order[..., 1] - order[..., 0]) < 1.5] = 0  # mixed border pixels are unlabelled
+    w = np.exp(-(d - order[..., :1]) / 0.8)
+    w /= w.sum(axis=2, keepdims=True)  # soft membership (H, W, R)
+    t = np.linspace(0.0, 1.0, bands)
+
+    def signature() -> np.ndarray:
+        s = rng.uniform(0.15, 0.3) + rng.uniform(-0.15, 0.15) * t
+        for _ in range(3):
+            s += rng.uniform(0.05, 0.25) * np.exp(-(t - rng.uniform(0, 1)) ** 2 / (2 * rng.uniform(0.04, 0.15) ** 2))
+        s -= rng.uniform(0.02, 0.1) * np.exp(-(t - rng.uniform(0.3, 0.9)) ** 2 / (2 * 0.02 ** 2))
+        return s
+
+    common = signature()
+    soil = signature()
+    class_sig = np.stack([common + 0.2 * (signature() - common) for _ in range(n_classes + 1)])  # (K+1, bands)
+    region_sig = class_sig[region_class] * (1 + rng.normal(0, 0.04, (n_regions, 1))) \
+        + rng.normal(0, 0.01, (n_regions, bands))
+    cube = w @ region_sig  # (H, W, R) @ (R, bands) -> (H, W, bands)
+    soil_frac = rng.uniform(0.0, 0.4, (size, size, 1))  # sub-pixel mixing with bare soil
+    cube = (1 - soil_frac) * cube + soil_frac * soil
+    light = 1 + 0.1 * np.sin(2 * np.pi * (yy / size * rng.uniform(0.5, 1.5) + rng.uniform(0, 1))) \
+        * np.cos(2 * np.pi * xx / size * rng.uniform(0.5, 1.5))
+    light = light[..., None] * rng.normal(1.0, 0.05, (size, size, 1))
+    cube = cube * light + rng.normal(0, 0.03, cube.shape)
+    return np.clip(cube, 0.0, None), gt
+
+
+class HyperspectralModality(Modality):
+    """Labelled pixels of a hyperspectral cube with their spatial neighbourhood."""
+
+    name = "hyperspectral"
+    formats = ("mat",)
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write a GENERATED scene (:func:`synth_scene`) as ``cube.mat`` / ``gt.mat``.
+
+        The cube is stored as ``uint16`` reflectance x 10000 (key ``cube``), the ground
+        truth as ``uint8`` (key ``gt``), plus ``class_names.txt``.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``size`` (64), ``bands`` (48), ``classes`` (6, at most 6), ``seed`` (0).
+
+        Returns:
+            Manifest ``{"source", "files", "classes", "shape", "labelled_pixels"}``.
+        """
+        size, bands = int(params.get("size", 64)), int(params.get("bands", 48))
+        k = int(params.get("classes", len(SAMPLE_CLASSES)))
+        if size < 8 or bands < 2 or not 2 <= k <= len(SAMPLE_CLASSES):
+            raise DataError(f"hyperspectral sample data params need size >= 8, bands >= 2, "
+                            f"2 <= classes <= {len(SAMPLE_CLASSES)}; got {params}")
+        cube, gt = synth_scene(size, bands, k, np.random.default_rng(int(params.get("seed", 0))))
+        with atomic_directory(Path(root)) as tmp:
+            save_mat(tmp / "cube.mat", "cube", np.round(cube * 10000).clip(0, 65535).astype(np.uint16))
+            save_mat(tmp / "gt.mat", "gt", gt.astype(np.uint8))
+            (tmp / "class_names.txt").write_text("\n".join(SAMPLE_CLASSES[:k]) + "\n")
+        return {"source": "synthetic hyperspectral scene generated by omnivec2_pipelines "
+                          "(generated, not a real image)",
+                "files": 3, "classes": list(SAMPLE_CLASSES[:k]), "shape": [size, size, bands],
+                "labelled_pixels": int((gt > 0).sum())}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read the cube and ground truth into one row per (kept) labelled pixel.
+
+        Source params: ``cube_file`` (``cube.mat``), ``gt_file`` (``gt.mat``), ``cube_key``,
+        ``gt_key``, ``class_names_file`` (``class_names.txt``), ``patch`` (5, odd), ``split``
+        (``spatial``/``stratified``), ``train_fraction`` (0.5), ``max_per_class`` (none),
+        ``seed``, ``val_fraction``, ``on_error``.
+
+        Payload columns: ``patch`` (float32, ``(bands, s, s)`` flattened band-major),
+        ``bands``, ``patch_size``, ``row``, ``col``, ``gt_value``.
+
+        Raises:
+            DataError: see the module docstring.
+        """
+        _, root = check_source(source, self)
+        if not root.is_dir():
+            raise DataError(f"hyperspectral.source.path: {root} is not a directory; expected a "
+                            f"folder with the cube and ground-truth .mat files")
+        patch = source.get("patch", 5)
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or patch % 2 == 0:
+            raise DataError(f"hyperspectral.source.patch must be a positive odd int, got {patch!r}")
+        kind = source.get("split", "spatial")
+        if kind not in _SPLIT_KINDS:
+            raise DataError(f"hyperspectral.source.split={kind!r}; expected one of {list(_SPLIT_KINDS)}")
+        fraction = source.get("train_fraction", 0.5)
+        if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
+            raise DataError(f"hyperspectral.source.train_fraction must be in (0, 1), got {fraction!r}")
+        cap = source.get("max_per_class")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 2):
+            raise DataError(f"hyperspectral.source.max_per_class must be an int >= 2 or null, got {cap!r}")
+        cube_path = root / str(source.get("cube_file", "cube.mat"))
+        gt_path = root / str(source.get("gt_file", "gt.mat"))
+        cube = load_mat_array(cube_path, source.get("cube_key"), "cube")
+        gt = _check_cube_gt(cube, load_mat_array(gt_path, source.get("gt_key"), "gt"), cube_path, gt_path)
+        h, w, n_bands = cube.shape
+        half = patch // 2
+        if half and min(h, w) < 2:
+            raise DataError(f"{cube_path}: cube of {h}x{w} pixels is too small to reflect-pad "
+                            f"for hyperspectral.source.patch={patch}", reason="shape")
+        values = sorted(int(v) for v in np.unique(gt[gt > 0]))
+        names = _class_names(root, source, values)
+        label_of = {n: i for i, n in enumerate(_label_order(set(names.values())))}
+        rng = np.random.default_rng(int(source.get("seed", 0)))
+        picked: list[tuple[int, int, int, str]] = []  # (row, col, value, split)
+        for v in values:
+            r, c = np.nonzero(gt == v)  # row-major order
+            if cap is not None and len(r) > cap:
+                keep = np.sort(rng.choice(len(r), size=cap, replace=False))
+                r, c = r[keep], c[keep]
+            train = _split_pixels(r, c, kind, float(fraction), rng)
+            picked += [(int(a), int(b), v, "train" if t else "test") for a, b, t in zip(r, c, train)]
+        padded = np.pad(cube.astype(np.float32), ((half, half), (half, half), (0, 0)), mode="reflect")
+        policy = ErrorPolicy(source, self.name)
+
+        def extract(r: int, c: int) -> np.ndarray:
+            p = padded[r:r + patch, c:c + patch, :]  # (s, s, bands)
+            if not np.isfinite(p).all():
+                raise DataError(f"{cube_path.name}[row={r}, col={c}]: neighbourhood holds "
+                                f"{int((~np.isfinite(p)).sum())} NaN/inf value(s)", reason="nan")
+            return np.ascontiguousarray(p.transpose(2, 0, 1)).reshape(-1)  # (bands*s*s,) band-major
+
+        rows: list[dict[str, Any]] = []
+        for r, c, v, split in picked:
+            p = policy.call(f"{cube_path}[row={r}, col={c}]", extract, r, c)
+            if p is None:
+                continue
+            rows.append({"sample_id": f"r{r:04d}_c{c:04d}", "source_file": cube_path.name,
+                         "label": label_of[names[v]], "label_name": names[v], "split": split,
+                         "patch": p, "bands": n_bands, "patch_size": patch, "row": r, "col": c,
+                         "gt_value": v})
+        if not rows:
+            raise DataError(f"{cube_path}: every labelled pixel was skipped (on_error: skip)")
+        table = pd.DataFrame(rows)
+        for split in ("train", "test"):
+            if not (table["split"] == split).any():
+                raise DataError(f"{gt_path}: no {split!r} pixels (every class has a single "
+                                f"labelled pixel, or all were skipped)")
+        present = _label_order(set(table["label_name"]))  # keep 0..K-1 if a class was skipped
+        table["label"] = table["label_name"].map({n: i for i, n in enumerate(present)})
+        table = table.astype({"label": "int64", "bands": "int64", "patch_size": "int64",
+                              "row": "int64", "col": "int64", "gt_value": "int64"})
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table)
+
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Stack neighbourhoods, optionally centre-crop, normalise per band with train stats.
+
+        Args:
+            table: Canonical hyperspectral table (see :meth:`read`).
+            params: ``group_size`` g (bands per token, ``1 <= g <= bands``; tokens =
+                ceil(bands / g)); ``patch`` (optional odd int <= the read patch: centre crop).
+
+        Returns:
+            Per split ``x`` float32 ``(N, bands, s, s)`` and ``y.classification`` int64;
+            meta with a ``band_groups`` tokenizer ``{bands, patch, group_size}``.
+        """
+        if not (table["split"] == "train").any():
+            raise DataError("hyperspectral table has no 'train' rows; normalisation statistics "
+                            "are computed on the train split")
+        shapes = sorted(set(zip(table["bands"].astype(int), table["patch_size"].astype(int))))
+        if len(shapes) != 1:
+            raise DataError(f"hyperspectral table mixes (bands, patch) {shapes}; expected one", reason="shape")
+        n_bands, stored = shapes[0]
+        g = params.get("group_size")
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= n_bands:
+            raise DataError(f"tokenization.hyperspectral.group_size must be an int in [1, bands="
+                            f"{n_bands}], got {g!r}")
+        s = params.get("patch", stored)
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 or s % 2 == 0 or s > stored:
+            raise DataError(f"tokenization.hyperspectral.patch must be an odd int <= the read patch "
+                            f"{stored}, got {s!r}")
+        off = (stored - s) // 2
+        class_names = table_class_names(table)
+        xs: dict[str, np.ndarray] = {}
+        ys: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            part = table[table["split"] == split]
+            if not len(part):
+                continue
+            x = np.stack([np.asarray(p, dtype=np.float32) for p in part["patch"]])
+            if x.shape[1] != n_bands * stored * stored:
+                raise DataError(f"hyperspectral table: patch has {x.shape[1]} values, expected "
+                                f"bands*patch*patch = {n_bands}*{stored}*{stored}", reason="shape")
+            x = x.reshape(len(part), n_bands, stored, stored)[:, :, off:off + s, off:off + s]
+            xs[split] = x
+            ys[split] = part["label"].to_numpy(dtype=np.int64)
+        mean = xs["train"].mean(axis=(0, 2, 3), dtype=np.float64)  # (bands,)
+        std = np.maximum(xs["train"].std(axis=(0, 2, 3), dtype=np.float64), _STD_FLOOR)
+        arrays: dict[str, np.ndarray] = {}
+        for split, x in xs.items():
+            arrays[f"{split}.x"] = ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
+            arrays[f"{split}.y.classification"] = ys[split]
+        task = TaskSpec(name="classification", kind="classification", input_key="x",
+                        target_key="y.classification", out_dim=len(class_names),
+                        out_shape=(len(class_names),), class_names=class_names)
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "band_groups", "bands": int(n_bands), "patch": int(s), "group_size": int(g)},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "splits": {k: int(len(x)) for k, x in xs.items()},
+            "normalization": {"mean": mean.tolist(), "std": std.tolist(),
+                              "formula": "(value[band] - mean[band]) / std[band], train statistics"},
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+    def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Centre-pixel spectrum and neighbourhood-mean spectrum: ``(N, 2 * bands)``.
+
+        A classic spectral–spatial baseline; flattening ``bands * s * s`` values would mostly
+        add correlated copies of the same spectra.
+        """
+        x = np.asarray(x, dtype=np.float32)  # (N, bands, s, s)
+        c = x.shape[2] // 2
+        return np.concatenate([x[:, :, c, c], x.mean(axis=(2, 3))], axis=1)
+
+
+register(HyperspectralModality())

@@ -1,0 +1,65 @@
+"""Spectral band-group tokens for hyperspectral pixel neighbourhoods."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnivec2_pipelines.models.layers import trunc_normal_param
+from omnivec2_pipelines.models.tokenizers import register_tokenizer
+from omnivec2_pipelines.models.tokenizers.base import Tokenizer
+
+
+@register_tokenizer("band_groups")
+class BandGroupTokenizer(Tokenizer):
+    """One token per group of ``g`` consecutive bands of an ``s × s`` pixel neighbourhood.
+
+    Input ``(B, bands, s, s)``; group ``k`` holds bands ``k*g .. k*g+g-1`` of all ``s*s``
+    pixels, flattened to ``g*s*s`` values (band-major) and linearly embedded, plus a learnable
+    position embedding per group. When ``bands`` is not a multiple of ``g`` the last group is
+    zero-padded (it still holds real bands, so it is valid). An input with fewer bands than
+    ``bands`` (e.g. a sensor that lacks the last bands) is zero-padded too; groups that then
+    hold no real band are padding tokens (``valid = False``).
+
+    Args:
+        bands: Number of spectral bands (largest accepted).
+        patch: Neighbourhood side ``s``.
+        group_size: Bands per token ``g``.
+        width: Token width.
+    """
+
+    def __init__(self, bands: int, patch: int, group_size: int, width: int) -> None:
+        super().__init__()
+        self.bands, self.patch, self.group_size = int(bands), int(patch), int(group_size)
+        if self.bands <= 0 or self.patch <= 0 or not 0 < self.group_size <= self.bands:
+            raise ValueError(f"band_groups needs bands > 0, patch > 0 and 0 < group_size <= bands; "
+                             f"got bands={bands}, patch={patch}, group_size={group_size}")
+        self.n_groups = math.ceil(self.bands / self.group_size)
+        self.max_tokens = self.n_groups
+        self.patch_dim = self.group_size * self.patch * self.patch
+        self.proj = nn.Linear(self.patch_dim, width)
+        self.pos = trunc_normal_param(1, self.n_groups, width)
+
+    def _groups(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, b, s, s) → groups (B, n_groups, g*s*s) and valid (B, n_groups)."""
+        s = self.patch
+        if x.ndim != 4 or not 0 < x.shape[1] <= self.bands or tuple(x.shape[2:]) != (s, s):
+            raise ValueError(f"expected input (B, bands<={self.bands}, {s}, {s}), got {tuple(x.shape)}")
+        b, n_bands = x.shape[:2]
+        x = F.pad(x, (0, 0, 0, 0, 0, self.n_groups * self.group_size - n_bands))  # pad bands
+        groups = x.reshape(b, self.n_groups, self.patch_dim)  # (B, n_groups, g*s*s), band-major
+        n_real = math.ceil(n_bands / self.group_size)
+        valid = (torch.arange(self.n_groups, device=x.device) < n_real).repeat(b, 1)  # (B, n_groups)
+        return groups, valid
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        groups, valid = self._groups(x)
+        tokens = self.proj(groups) + self.pos  # (B, n_groups, D)
+        return tokens, valid
+
+    def patchify(self, x: Tensor) -> Tensor:
+        groups, _ = self._groups(x)
+        return groups  # (B, n_groups, g*s*s)
