@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def _ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([a-z_]+)'", output)
+    return re.findall(r"Running stage '([a-z_@]+)'", output)
 
 
 def test_dvc_repro_twice_then_param_change(tmp_path) -> None:
@@ -25,8 +25,11 @@ def test_dvc_repro_twice_then_param_change(tmp_path) -> None:
     run_cmd(["dvc", "config", "core.analytics", "false"], root)
 
     first = run_cmd(["dvc", "repro"], root).stdout
-    assert _ran(first) == ["sample_data", "ingestion", "tokenization", "pretrain_unimodal", "pretrain_paired",
-                           "multitask", "evaluation"]
+    modalities = yaml.safe_load((root / "conf/base/parameters.yml").read_text())["modalities"]
+    expected = {f"{stage}@{m}" for stage in ("sample_data", "ingestion", "tokenization") for m in modalities}
+    ran = _ran(first)
+    assert set(ran[:-4]) == expected and len(ran) == len(expected) + 4
+    assert ran[-4:] == ["pretrain_unimodal", "pretrain_paired", "multitask", "evaluation"]
     assert "time_series.forecasting.mse" in json.loads((root / "data/08_reporting/metrics.json").read_text())
 
     second = run_cmd(["dvc", "repro"], root).stdout

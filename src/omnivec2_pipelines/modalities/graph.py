@@ -1,0 +1,549 @@
+"""Graph modality: TU Dortmund benchmark files → canonical table → padded node-feature arrays.
+
+Layout (``source.format: tu``), all files comma/space separated, 1-based ids::
+
+    root/<NAME>_A.txt                 m lines "i, j": edge from node i to node j
+    root/<NAME>_graph_indicator.txt   n lines: graph id (1..N) of node i (line i)
+    root/<NAME>_graph_labels.txt      N lines: class label of graph i (integers)
+    root/<NAME>_node_labels.txt       optional, n lines: integer label of node i
+    root/<NAME>_node_attributes.txt   optional, n lines: comma-separated floats of node i
+
+``source.name`` picks ``<NAME>`` (optional when ``root`` holds exactly one ``*_A.txt``). Edge
+labels/attributes and other files are ignored. Edges are read as undirected (TU lists both
+directions). TU has no split: a deterministic stratified ``test_fraction`` of the graphs is
+the test split unless ``source.split_file`` gives one ``train``/``val``/``test`` word per graph.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    ErrorPolicy,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+
+#: Files of a TU data set this reader uses: required, then optional.
+REQUIRED_SUFFIXES: tuple[str, ...] = ("_A.txt", "_graph_indicator.txt", "_graph_labels.txt")
+OPTIONAL_SUFFIXES: tuple[str, ...] = ("_node_labels.txt", "_node_attributes.txt")
+#: Files copied for the embedded default data (MUTAG from grakel).
+_SAMPLE_SUFFIXES: tuple[str, ...] = REQUIRED_SUFFIXES + ("_node_labels.txt", "_edge_labels.txt")
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+# ---------------------------------------------------------------------------------------------
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty stripped lines with 1-based line numbers; blank lines only at the end."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e})", reason="encoding") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})", reason="corrupt") from e
+    raw = text.splitlines()
+    while raw and not raw[-1].strip():
+        raw.pop()
+    out = []
+    for i, line in enumerate(raw, start=1):
+        line = line.strip()
+        if not line:
+            raise DataError(f"{path}:{i}: blank line inside the file; expected one entry per "
+                            f"line (line numbers are node/graph ids)", reason="corrupt")
+        out.append((i, line))
+    return out
+
+
+def _parse_ints(path: Path, n_cols: int, what: str) -> np.ndarray:
+    """Integer table of ``n_cols`` columns per line → int64 ``(m, n_cols)``; ``file:line`` errors."""
+    rows = []
+    for lineno, line in _lines(path):
+        tokens = line.replace(",", " ").split()
+        if len(tokens) != n_cols:
+            raise DataError(f"{path}:{lineno}: malformed line {line[:40]!r}; expected {what}",
+                            reason="corrupt")
+        try:
+            rows.append([_to_int(t) for t in tokens])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: malformed line {line[:40]!r}; expected {what} "
+                            f"(integers)", reason="corrupt") from None
+    if not rows:
+        raise DataError(f"{path}: file is empty; expected {what}", reason="empty")
+    return np.array(rows, dtype=np.int64).reshape(len(rows), n_cols)
+
+
+def _to_int(token: str) -> int:
+    """``"3"`` or ``"3.0"`` → 3; anything else raises ValueError."""
+    try:
+        return int(token)
+    except ValueError:
+        value = float(token)
+        if not value.is_integer():
+            raise
+        return int(value)
+
+
+def _parse_floats(path: Path, what: str) -> tuple[np.ndarray, list[int]]:
+    """Float table with the same column count on every line → float64 ``(m, C)`` + line numbers."""
+    rows, lines = [], []
+    for lineno, line in _lines(path):
+        tokens = [t for t in line.replace(",", " ").split()]
+        if rows and len(tokens) != len(rows[0]):
+            raise DataError(f"{path}:{lineno}: {len(tokens)} values but line {lines[0]} has "
+                            f"{len(rows[0])}; expected {what}", reason="shape")
+        try:
+            rows.append([float(t) for t in tokens])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: non-numeric value in {line[:40]!r}; expected "
+                            f"{what}", reason="corrupt") from None
+        lines.append(lineno)
+    if not rows:
+        raise DataError(f"{path}: file is empty; expected {what}", reason="empty")
+    return np.array(rows, dtype=np.float64), lines
+
+
+def resolve_name(root: Path, name: str | None) -> str:
+    """The TU data set name read from ``root``: ``name`` or the single ``*_A.txt`` prefix."""
+    if name:
+        missing = [f"{name}{s}" for s in REQUIRED_SUFFIXES if not (root / f"{name}{s}").is_file()]
+        if missing:
+            raise DataError(f"{root}: missing {missing}; expected the TU files "
+                            f"{[name + s for s in REQUIRED_SUFFIXES]} for graph.source.name="
+                            f"{name!r}", reason="missing")
+        return str(name)
+    names = sorted(p.name[: -len("_A.txt")] for p in root.glob("*_A.txt") if not p.name.startswith("."))
+    if len(names) != 1:
+        raise DataError(f"{root}: found {len(names)} TU data sets {names} (<NAME>_A.txt files); "
+                        f"expected exactly one, or set graph.source.name",
+                        reason="empty" if not names else "invalid")
+    return resolve_name(root, names[0])
+
+
+def _bundled_tu_dir(name: str) -> Path:
+    """Folder of the TU data set ``name`` shipped in grakel's test data (found without import)."""
+    spec = importlib.util.find_spec("grakel")
+    if spec is None or spec.origin is None:
+        raise DataError("grakel is not installed; it provides the bundled MUTAG sample data")
+    folder = Path(spec.origin).parent / "tests" / "data" / name
+    if not all((folder / f"{name}{s}").is_file() for s in REQUIRED_SUFFIXES):
+        have = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
+        raise DataError(f"grakel has no bundled TU data set {name!r} under {folder.parent}; "
+                        f"available: {have}")
+    return folder
+
+
+def laplacian_pe(n: int, edges: np.ndarray, k: int) -> np.ndarray:
+    """Laplacian eigenvector positional encodings of one graph: float64 ``(n, k)``.
+
+    Eigenvectors of the symmetric normalised Laplacian ``I - D^-1/2 A D^-1/2`` (undirected,
+    self loops dropped, isolated nodes get a zero row in ``D^-1/2 A D^-1/2``) in ascending
+    eigenvalue order, skipping the first (trivial) one; columns beyond ``n - 1`` are zero.
+    Signs are fixed deterministically: the entry of largest magnitude (first such index,
+    magnitudes rounded to 1e-8) is made positive.
+    """
+    out = np.zeros((n, k))
+    if k == 0 or n < 2:
+        return out
+    a = np.zeros((n, n))
+    if len(edges):
+        a[edges[:, 0], edges[:, 1]] = 1.0
+        a[edges[:, 1], edges[:, 0]] = 1.0
+    np.fill_diagonal(a, 0.0)
+    deg = a.sum(1)
+    dinv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+    lap = np.eye(n) - dinv[:, None] * a * dinv[None, :]
+    _, vecs = np.linalg.eigh(lap)
+    vecs = vecs[:, 1:k + 1]
+    pivot = np.round(np.abs(vecs), 8).argmax(0)
+    signs = np.sign(vecs[pivot, np.arange(vecs.shape[1])])
+    signs[signs == 0] = 1.0
+    out[:, :vecs.shape[1]] = vecs * signs
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the modality
+# ---------------------------------------------------------------------------------------------
+class GraphModality(Modality):
+    """Labelled graphs (TU format) for graph classification, one token per node."""
+
+    name = "graph"
+    formats = ("tu",)
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Copy the REAL MUTAG data set bundled with grakel (its test data) into ``root``.
+
+        MUTAG: 188 nitroaromatic compounds (nodes = atoms with 7 atom-type labels, edges =
+        bonds), labelled by mutagenic effect on a bacterium (2 classes). Copied as TU files
+        ``MUTAG_A.txt``, ``_graph_indicator``, ``_graph_labels``, ``_node_labels``,
+        ``_edge_labels`` (+ the README when present); grakel is located without importing it.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``name`` of the bundled TU data set (default ``"MUTAG"``).
+
+        Returns:
+            Manifest ``{"source", "name", "files", "graphs", "classes"}``.
+        """
+        name = str(params.get("name", "MUTAG"))
+        src = _bundled_tu_dir(name)
+        copied = 0
+        with atomic_directory(Path(root)) as tmp:
+            for suffix in _SAMPLE_SUFFIXES + ("_node_attributes.txt",):
+                f = src / f"{name}{suffix}"
+                if f.is_file():
+                    (tmp / f.name).write_bytes(f.read_bytes())
+                    copied += 1
+            if (src / "README.txt").is_file():
+                (tmp / f"{name}_README.txt").write_bytes((src / "README.txt").read_bytes())
+                copied += 1
+            labels = _parse_ints(tmp / f"{name}_graph_labels.txt", 1, "one graph label per line")
+        classes = [str(v) for v in sorted(set(labels[:, 0].tolist()))]
+        return {"source": f"TU {name} bundled with grakel (real)", "name": name, "files": copied,
+                "graphs": int(len(labels)), "classes": classes}
+
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read a TU data set into the canonical table (one row per graph).
+
+        Source params: ``name``; ``test_fraction`` (0.2, stratified, seeded by ``seed``) or
+        ``split_file`` (relative to ``root`` or absolute; line i = ``train|val|test`` of
+        graph i); ``val_fraction`` (0.1); ``seed`` (0); ``allow_edgeless`` (false);
+        ``on_error`` (raise|skip; skip leaves out bad graphs).
+
+        Payload columns: ``graph_id`` (1-based id in the files), ``n_nodes``, ``node_labels``
+        (int64 per node; empty without a node-label file), ``node_attributes`` (float32,
+        flattened ``(n_nodes, n_node_attributes)``), ``n_node_attributes``, ``edges`` (int64,
+        flattened ``(n_edges, 2)`` of 0-based node indices within the graph, as listed),
+        ``n_edges``. ``label`` indexes the graph labels in numeric order.
+
+        Raises:
+            DataError: missing files, malformed lines (``file:line``), line-count mismatches,
+                node ids outside the data, edges between graphs, graphs without nodes
+                (``empty``), edges to missing nodes (``missing``), NaN attributes (``nan``),
+                graphs without edges (``degenerate``, unless ``allow_edgeless``), bad splits.
+        """
+        _, root = check_source(source, self)
+        if not root.is_dir():
+            raise DataError(f"graph.source.path: {root} is not a directory; expected TU files "
+                            f"<NAME>_A.txt, <NAME>_graph_indicator.txt, <NAME>_graph_labels.txt")
+        policy = ErrorPolicy(source, self.name)
+        seed = source.get("seed", 0)
+        allow_edgeless = source.get("allow_edgeless", False)
+        if not isinstance(allow_edgeless, bool):
+            raise DataError(f"graph.source.allow_edgeless must be true or false, got {allow_edgeless!r}")
+        name = resolve_name(root, source.get("name"))
+        f_a, f_ind, f_lab = (root / f"{name}{s}" for s in REQUIRED_SUFFIXES)
+        indicator = _parse_ints(f_ind, 1, "one graph id per line (line i = node i)")[:, 0]
+        graph_labels = _parse_ints(f_lab, 1, "one integer graph label per line")[:, 0]
+        edges = _parse_ints(f_a, 2, "'i, j' (two node ids) per line")
+        n, n_graphs = len(indicator), len(graph_labels)
+        bad = np.flatnonzero((indicator < 1) | (indicator > n_graphs))
+        if len(bad):
+            raise DataError(f"{f_ind}:{bad[0] + 1}: graph id {indicator[bad[0]]} is outside 1.."
+                            f"{n_graphs} ({f_lab.name} has {n_graphs} lines)", reason="invalid")
+        node_labels = attrs = None
+        f_nl, f_na = (root / f"{name}{s}" for s in OPTIONAL_SUFFIXES)
+        if f_nl.is_file():
+            node_labels = _parse_ints(f_nl, 1, "one integer node label per line")[:, 0]
+            if len(node_labels) != n:
+                raise DataError(f"{f_nl}: {len(node_labels)} lines but {f_ind.name} lists {n} "
+                                f"nodes; expected one label per node", reason="shape")
+        attr_lines: list[int] = []
+        if f_na.is_file():
+            attrs, attr_lines = _parse_floats(f_na, "the same number of comma-separated floats per node")
+            if len(attrs) != n:
+                raise DataError(f"{f_na}: {len(attrs)} lines but {f_ind.name} lists {n} nodes; "
+                                f"expected one attribute vector per node", reason="shape")
+        problems: dict[int, DataError] = {}  # graph id -> first per-graph problem
+
+        def note(gid: int, err: DataError) -> None:
+            problems.setdefault(int(gid), err)
+
+        # edges pointing at missing nodes: blame the graph of the endpoint that exists
+        out_of_range = (edges < 1) | (edges > n)
+        for row in np.flatnonzero(out_of_range.any(1)):
+            u, v = edges[row]
+            ok = [x for x in (u, v) if 1 <= x <= n]
+            msg = (f"{f_a}:{row + 1}: edge ({u}, {v}) points at a missing node; "
+                   f"{f_ind.name} lists nodes 1..{n}")
+            if not ok:
+                raise DataError(msg, reason="missing")
+            note(indicator[ok[0] - 1], DataError(msg, reason="missing"))
+        good = ~out_of_range.any(1)
+        e0 = edges[good] - 1  # 0-based global node ids
+        rows_good = np.flatnonzero(good)
+        cross = indicator[e0[:, 0]] != indicator[e0[:, 1]]
+        if cross.any():
+            r = int(np.flatnonzero(cross)[0])
+            u, v = edges[rows_good[r]]
+            raise DataError(f"{f_a}:{rows_good[r] + 1}: edge ({u}, {v}) joins graph "
+                            f"{indicator[u - 1]} and graph {indicator[v - 1]}; expected edges "
+                            f"within one graph", reason="invalid")
+        if attrs is not None:
+            for i in np.flatnonzero(~np.isfinite(attrs).all(1)):
+                note(indicator[i], DataError(f"{f_na}:{attr_lines[i]}: NaN/inf attribute of node "
+                                             f"{i + 1}", reason="nan"))
+        # nodes and edges per graph
+        order = np.argsort(indicator, kind="stable")
+        starts = np.searchsorted(indicator[order], np.arange(1, n_graphs + 2))
+        local = np.empty(n, dtype=np.int64)
+        for g in range(n_graphs):
+            nodes = order[starts[g]:starts[g + 1]]
+            local[nodes] = np.arange(len(nodes))
+        edge_graph = indicator[e0[:, 0]] if len(e0) else np.zeros(0, dtype=np.int64)
+        e_order = np.argsort(edge_graph, kind="stable")
+        e_starts = np.searchsorted(edge_graph[e_order], np.arange(1, n_graphs + 2))
+        split_of = self._splits(root, source, graph_labels, seed)
+        rows: list[dict[str, Any]] = []
+        for g in range(n_graphs):
+            gid = g + 1
+            nodes = order[starts[g]:starts[g + 1]]
+            ge = e0[e_order[e_starts[g]:e_starts[g + 1]]]
+            row = policy.call(f"{f_a} (graph {gid})", _graph_row, gid, nodes, ge, local,
+                              node_labels, attrs, problems.get(gid), allow_edgeless, f_ind)
+            if row is None:
+                continue
+            lab = int(graph_labels[g])
+            rows.append({"sample_id": f"{name}/{gid:06d}", "source_file": f_ind.name,
+                         "label": lab, "label_name": str(lab), "split": split_of[g], **row})
+        if not rows:
+            raise DataError(f"{root}: every graph of {name} was skipped (on_error: skip)",
+                            reason="empty")
+        kept = sorted({r["label"] for r in rows})
+        label_of = {c: i for i, c in enumerate(kept)}
+        for r in rows:
+            r["label"] = label_of[r["label"]]
+        table = pd.DataFrame(rows)
+        for s in ("train", "test"):
+            if not (table["split"] == s).any():
+                raise DataError(f"{root}: no graphs left in split {s!r}; check test_fraction / "
+                                f"split_file and skipped graphs")
+        table = table.astype({"label": "int64", "graph_id": "int64", "n_nodes": "int64",
+                              "n_edges": "int64", "n_node_attributes": "int64"})
+        table = assign_val_split(table, source.get("val_fraction", 0.1), seed)
+        return policy.attach(table)
+
+    @staticmethod
+    def _splits(root: Path, source: dict[str, Any], labels: np.ndarray, seed: Any) -> list[str]:
+        """Split name of every graph: from ``split_file`` or a stratified ``test_fraction``."""
+        n = len(labels)
+        split_file = source.get("split_file")
+        if split_file:
+            path = Path(split_file)
+            path = path if path.is_absolute() else root / path
+            if not path.is_file():
+                raise DataError(f"graph.source.split_file: {path} does not exist; expected one "
+                                f"of train/val/test per line, line i = graph i", reason="missing")
+            words = _lines(path)
+            if len(words) != n:
+                raise DataError(f"{path}: {len(words)} lines but the data set has {n} graphs; "
+                                f"expected one split per graph", reason="shape")
+            for lineno, w in words:
+                if w not in SPLITS:
+                    raise DataError(f"{path}:{lineno}: split {w!r}; expected one of {list(SPLITS)}")
+            return [w for _, w in words]
+        frac = source.get("test_fraction", 0.2)
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise DataError(f"graph.source.test_fraction must be in (0, 1), got {frac!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise DataError(f"graph.source.seed must be an int, got {seed!r}")
+        rng = np.random.default_rng(int(seed))
+        out = ["train"] * n
+        for c in sorted(set(labels.tolist())):
+            idx = np.flatnonzero(labels == c)
+            n_test = int(round(len(idx) * float(frac)))
+            if n_test and len(idx) - n_test >= 1:
+                for i in rng.choice(idx, size=n_test, replace=False):
+                    out[int(i)] = "test"
+        return out
+
+    # -- tokenization -----------------------------------------------------------------------
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Padded per-node feature matrices.
+
+        ``x`` float32 ``(N, max_nodes, F)``, per real node ``[one-hot node label (vocabulary of
+        the train graphs; unseen labels all zero) | node attributes (standardised with train
+        mean/std) | lap_pe_dim Laplacian eigenvector PE | degree / max train degree | 1.0]``;
+        padding rows are all zero (the last column is the validity flag).
+
+        Args:
+            table: Canonical graph table (see :meth:`read`).
+            params: ``max_nodes`` (graphs with more nodes raise, or are cut to their first
+                ``max_nodes`` nodes with ``truncate: true``), ``lap_pe_dim`` (>= 0).
+
+        Returns:
+            Per split ``x`` and ``y.classification`` int64 ``(N,)``; tokenizer ``graph_nodes``.
+
+        Raises:
+            DataError: bad params (naming ``tokenization.graph.<key>``), too-large graphs,
+                no train rows, inconsistent attribute counts.
+        """
+        max_nodes = params.get("max_nodes")
+        if isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)) or max_nodes <= 0:
+            raise DataError(f"tokenization.graph.max_nodes must be a positive int, got {max_nodes!r}")
+        k = params.get("lap_pe_dim", 8)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise DataError(f"tokenization.graph.lap_pe_dim must be an int >= 0, got {k!r}")
+        truncate = params.get("truncate", False)
+        if not isinstance(truncate, bool):
+            raise DataError(f"tokenization.graph.truncate must be true or false, got {truncate!r}")
+        max_nodes, k = int(max_nodes), int(k)
+        if not (table["split"] == "train").any():
+            raise DataError("graph table has no 'train' rows; the node-label vocabulary and "
+                            "normalisation statistics come from the train split")
+        n_attr = sorted(set(int(v) for v in table["n_node_attributes"]))
+        if len(n_attr) != 1:
+            raise DataError(f"graph table mixes node-attribute counts {n_attr}; expected one")
+        n_attr = n_attr[0]
+        too_big = table[table["n_nodes"] > max_nodes]
+        if len(too_big) and not truncate:
+            r = too_big.iloc[0]
+            raise DataError(f"graph {r['sample_id']} has {int(r['n_nodes'])} nodes, more than "
+                            f"tokenization.graph.max_nodes={max_nodes} ({len(too_big)} graph(s) "
+                            f"too large; largest {int(table['n_nodes'].max())}); raise max_nodes "
+                            f"or set tokenization.graph.truncate: true")
+        graphs = {i: _graph_arrays(r, max_nodes) for i, r in enumerate(table.itertuples(index=False))}
+        train_pos = np.flatnonzero((table["split"] == "train").to_numpy())
+        has_labels = all(len(graphs[i][1]) for i in graphs)
+        vocab = sorted({int(v) for i in train_pos for v in graphs[i][1]}) if has_labels else []
+        slot = {v: j for j, v in enumerate(vocab)}
+        if n_attr:
+            tr_attr = np.concatenate([graphs[i][2] for i in train_pos])
+            a_mean = tr_attr.mean(0)
+            a_std = np.maximum(tr_attr.std(0), 1e-6)
+        else:
+            a_mean = a_std = np.zeros(0)
+        max_deg = max(1.0, max(float(graphs[i][4].max(initial=0)) for i in train_pos))
+        v, f = len(vocab), len(vocab) + n_attr + k + 2
+        arrays: dict[str, np.ndarray] = {}
+        splits: dict[str, int] = {}
+        unseen: dict[str, int] = {}
+        for split in SPLITS:
+            pos = np.flatnonzero((table["split"] == split).to_numpy())
+            if not len(pos):
+                continue
+            x = np.zeros((len(pos), max_nodes, f), dtype=np.float32)
+            n_unseen = 0
+            for row, i in enumerate(pos):
+                nn_, labels, at, edges, deg = graphs[i]
+                if v:
+                    cols = np.array([slot.get(int(lab), -1) for lab in labels])
+                    n_unseen += int((cols < 0).sum())
+                    hit = np.flatnonzero(cols >= 0)
+                    x[row, hit, cols[hit]] = 1.0
+                if n_attr:
+                    x[row, :nn_, v:v + n_attr] = (at - a_mean) / a_std
+                x[row, :nn_, v + n_attr:v + n_attr + k] = laplacian_pe(nn_, edges, k)
+                x[row, :nn_, f - 2] = deg / max_deg
+                x[row, :nn_, f - 1] = 1.0
+            arrays[f"{split}.x"] = x
+            arrays[f"{split}.y.classification"] = table["label"].to_numpy(dtype=np.int64)[pos]
+            splits[split] = int(len(pos))
+            unseen[split] = n_unseen
+        class_names = table_class_names(table)
+        task = TaskSpec(name="classification", kind="classification", input_key="x",
+                        target_key="y.classification", out_dim=len(class_names),
+                        out_shape=(len(class_names),), class_names=class_names)
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "graph_nodes", "n_features": f, "max_nodes": max_nodes,
+                          "n_node_labels": v},
+            "pretrain_input_key": "x",
+            "tasks": {task.name: task.to_dict()},
+            "splits": splits,
+            "features": {
+                "node_label_vocab": vocab,
+                "columns": {"node_label_onehot": [0, v], "node_attributes": [v, v + n_attr],
+                            "lap_pe": [v + n_attr, v + n_attr + k], "degree": f - 2, "valid": f - 1},
+                "lap_pe_dim": k,
+                "unseen_node_labels": unseen,
+                "truncated_graphs": int(len(too_big)) if truncate else 0,
+            },
+            "normalization": {"attribute_mean": a_mean.tolist(), "attribute_std": a_std.tolist(),
+                              "max_degree": max_deg,
+                              "formula": "attrs: (a - mean) / std; degree: deg / max_degree "
+                                         "(train statistics)"},
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+    def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Sum- and mean-pooled node features (flag excluded) plus node and edge counts:
+        ``(N, 2 * (F - 1) + 2)``. The edge count is recovered from the degree column."""
+        if x.ndim != 3:
+            raise ValueError(f"graph baseline features expect x (N, max_nodes, F), got {x.shape}")
+        valid = (x[..., -1] > 0.5).astype(np.float64)  # (N, M)
+        feats = x[..., :-1].astype(np.float64) * valid[..., None]
+        n_nodes = valid.sum(1)
+        total = feats.sum(1)
+        mean = total / np.maximum(n_nodes, 1.0)[:, None]
+        cols = meta.get("features", {}).get("columns", {})
+        max_deg = float(meta.get("normalization", {}).get("max_degree", 1.0))
+        deg_col = cols.get("degree", x.shape[-1] - 2)
+        n_edges = total[:, deg_col] * max_deg / 2.0
+        return np.concatenate([total, mean, n_nodes[:, None], n_edges[:, None]], axis=1).astype(np.float32)
+
+
+def _graph_row(gid: int, nodes: np.ndarray, edges: np.ndarray, local: np.ndarray,
+               node_labels: np.ndarray | None, attrs: np.ndarray | None, problem: DataError | None,
+               allow_edgeless: bool, f_ind: Path) -> dict[str, Any]:
+    """Payload of one graph, or the DataError of its first problem."""
+    if problem is not None:
+        raise problem
+    if len(nodes) == 0:
+        raise DataError(f"{f_ind}: graph {gid} has no nodes (no line of the indicator file "
+                        f"names it)", reason="empty")
+    le = local[edges] if len(edges) else np.zeros((0, 2), dtype=np.int64)  # (E, 2) local ids
+    if not allow_edgeless and not (le[:, 0] != le[:, 1]).any():
+        raise DataError(f"{f_ind.with_name(f_ind.name.replace('_graph_indicator', '_A'))}: graph "
+                        f"{gid} ({len(nodes)} nodes) has no edges; set graph.source.allow_edgeless"
+                        f": true to keep edgeless graphs", reason="degenerate")
+    at = attrs[nodes] if attrs is not None else np.zeros((len(nodes), 0))
+    return {"graph_id": gid, "n_nodes": int(len(nodes)),
+            "node_labels": (node_labels[nodes] if node_labels is not None
+                            else np.zeros(0)).astype(np.int64),
+            "node_attributes": at.astype(np.float32).reshape(-1),
+            "n_node_attributes": int(at.shape[1]),
+            "edges": le.astype(np.int64).reshape(-1), "n_edges": int(len(le))}
+
+
+def _graph_arrays(row: Any, max_nodes: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One table row → ``(n, node_labels, attrs (n, A), undirected edges (E, 2), degree (n,))``,
+    cut to the first ``max_nodes`` nodes (the caller decides whether that is allowed)."""
+    n_full = int(row.n_nodes)
+    labels = np.asarray(row.node_labels, dtype=np.int64)
+    a = int(row.n_node_attributes)
+    attrs = np.asarray(row.node_attributes, dtype=np.float64)
+    edges = np.asarray(row.edges, dtype=np.int64)
+    if attrs.size != n_full * a or edges.size != 2 * int(row.n_edges) or labels.size not in (0, n_full):
+        raise DataError(f"{row.source_file}: graph {row.sample_id} payload sizes do not match "
+                        f"n_nodes={n_full}, n_edges={int(row.n_edges)}, n_node_attributes={a}")
+    edges = edges.reshape(-1, 2)
+    if edges.size and (edges.min() < 0 or edges.max() >= n_full):
+        raise DataError(f"{row.source_file}: graph {row.sample_id} has edges to nodes outside "
+                        f"0..{n_full - 1}")
+    n = min(n_full, max_nodes)
+    keep = (edges[:, 0] < n) & (edges[:, 1] < n) & (edges[:, 0] != edges[:, 1])
+    edges = edges[keep]
+    adj = np.zeros((n, n), dtype=bool)
+    adj[edges[:, 0], edges[:, 1]] = True
+    adj[edges[:, 1], edges[:, 0]] = True
+    deg = adj.sum(1).astype(np.float64)
+    und = np.argwhere(np.triu(adj, 1))  # (E_undirected, 2)
+    return n, labels[:n], attrs.reshape(n_full, a)[:n], und, deg
+
+
+register(GraphModality())

@@ -1,0 +1,918 @@
+"""Point-cloud modality: meshes / point files / part-labelled point tables → ``(N, P, 3)`` clouds.
+
+Two layouts (``source.format``):
+
+``segmentation_txt`` (S3DIS / ShapeNet-part style; the default)::
+
+    root/classes.txt                       optional: part class names, line i = part label i
+    root/<split>/<shape>/<name>.txt        rows "x y z [more columns...] label"
+    root/<split>/<name>.txt                (alternative without shape folders)
+
+    split in {train, val, test}; train and test are required, val is optional.
+
+  With shape folders every sample also has a shape label (its folder), giving the tasks
+  ``classification`` (shape) and ``segmentation`` (part label per point); without them only
+  ``segmentation``. ``source.label_column`` picks the part-label column (default ``-1``, the
+  last); x, y, z are columns 0..2. Without ``classes.txt`` the part classes are
+  ``part_0..part_<max label>``. Entries of ``root`` other than the split folders and
+  ``classes.txt`` are ignored (the embedded default data keeps its ModelNet meshes there).
+
+``modelnet`` (ModelNet10/40 style)::
+
+    root/<class>/<split>/<name>.off|.ply|.xyz
+
+  Meshes (``.off``, ``.ply`` with faces) are read with trimesh and ``source.n_points`` points
+  are sampled on their surface with a seed derived from ``source.seed`` and the file path
+  (deterministic); ``.ply`` point clouds and ``.xyz`` files (one point per line, first three
+  columns) are used as they are. Files directly in ``root`` other than mesh/point files
+  (e.g. a README) are ignored. Task: ``classification``.
+
+Fixed point counts, centring and scaling are tokenization params (:meth:`PointCloudModality.tokenize`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from omnivec2_pipelines.modalities.base import (
+    SPLITS,
+    ArrayBundle,
+    DataError,
+    ErrorPolicy,
+    Modality,
+    TaskSpec,
+    assign_val_split,
+    atomic_directory,
+    check_source,
+    register,
+    table_class_names,
+)
+
+#: Extensions of the ``modelnet`` layout: meshes (trimesh) and point files.
+MODELNET_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".xyz")
+#: Shape categories of the generated part-segmentation sample data (folder names).
+SAMPLE_SHAPES: tuple[str, ...] = ("airplane", "chair", "lamp", "mug", "table")
+#: Global part classes of the generated sample data (``classes.txt``), grouped by shape.
+SAMPLE_PARTS: tuple[str, ...] = (
+    "airplane_body", "airplane_wing", "airplane_tail",
+    "chair_seat", "chair_back", "chair_leg",
+    "lamp_base", "lamp_pole", "lamp_shade",
+    "mug_body", "mug_handle",
+    "table_top", "table_leg",
+)
+#: Primitive classes of the generated ModelNet-style meshes.
+SAMPLE_PRIMITIVES: tuple[str, ...] = ("box", "capsule", "cone", "cylinder", "sphere", "torus")
+_REQUIRED_SPLITS = ("train", "test")
+_PART_ID = {name: i for i, name in enumerate(SAMPLE_PARTS)}
+
+
+# ---------------------------------------------------------------------------------------------
+# file readers
+# ---------------------------------------------------------------------------------------------
+def _check_cloud(points: np.ndarray, path: Path) -> np.ndarray:
+    """Validate a ``(n, 3)`` cloud: non-empty, finite, not all one point."""
+    if points.shape[0] == 0:
+        raise DataError(f"{path}: no points; expected at least one point", reason="degenerate")
+    if not np.isfinite(points).all():
+        row = int(np.flatnonzero(~np.isfinite(points).all(axis=1))[0])
+        raise DataError(f"{path}: point {row} has NaN/inf coordinates", reason="nan")
+    if float(np.ptp(points, axis=0).max()) == 0.0:
+        raise DataError(f"{path}: all {points.shape[0]} points are identical; expected a cloud "
+                        f"with spatial extent", reason="degenerate")
+    return points
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e}); expected a text file", reason="encoding") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})", reason="corrupt") from e
+
+
+def _numeric_rows(path: Path, min_cols: int, what: str) -> tuple[np.ndarray, list[int]]:
+    """Parse whitespace-separated numeric rows (``#`` comments and blank lines skipped).
+
+    Returns:
+        ``(values (n, C) float64, line numbers)``.
+
+    Raises:
+        DataError: naming ``file:line`` for a short/ragged row or a non-numeric value.
+    """
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        tokens = line.replace(",", " ").split()
+        if len(tokens) < min_cols:
+            raise DataError(f"{path}:{lineno}: {len(tokens)} column(s); expected {what}",
+                            reason="shape")
+        if rows and len(tokens) != len(rows[0]):
+            raise DataError(f"{path}:{lineno}: {len(tokens)} columns but line {lines[0]} has "
+                            f"{len(rows[0])}; expected the same columns on every line",
+                            reason="shape")
+        rows.append(tokens)
+        lines.append(lineno)
+    if not rows:
+        raise DataError(f"{path}: no data rows; expected {what}", reason="empty")
+    try:
+        return np.array(rows, dtype=np.float64), lines
+    except ValueError:
+        for tokens, lineno in zip(rows, lines):
+            for t in tokens:
+                try:
+                    float(t)
+                except ValueError:
+                    raise DataError(f"{path}:{lineno}: non-numeric value {t!r}; expected {what}",
+                                    reason="corrupt") from None
+        raise  # pragma: no cover  (np.array failed but every token parses)
+
+
+def read_xyz(path: Path) -> np.ndarray:
+    """Read an ``.xyz`` point file: one point per line, ``x y z`` first (extra columns ignored).
+
+    Returns:
+        float64 ``(n, 3)``.
+    """
+    values, _ = _numeric_rows(Path(path), 3, "'x y z' (one point per line)")
+    return _check_cloud(values[:, :3], path)
+
+
+def _check_off(path: Path, text: str) -> None:
+    """Check an OFF header and that the file holds all declared vertex and face lines."""
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines or not lines[0].upper().startswith("OFF"):
+        raise DataError(f"{path}: not an OFF file (first line {lines[0][:30] if lines else ''!r}); "
+                        f"expected 'OFF' then 'n_vertices n_faces n_edges'", reason="corrupt")
+    head = lines[0][3:].split()  # ModelNet quirk: counts glued to the 'OFF' line
+    body = lines[1:]
+    if not head:
+        if not body:
+            raise DataError(f"{path}: OFF file ends after the header", reason="truncated")
+        head, body = body[0].split(), body[1:]
+    try:
+        nv, nf = int(head[0]), int(head[1])
+    except (IndexError, ValueError):
+        raise DataError(f"{path}: bad OFF counts line {' '.join(head)!r}; expected "
+                        f"'n_vertices n_faces n_edges'", reason="corrupt") from None
+    if nv <= 0 or nf <= 0:
+        raise DataError(f"{path}: OFF mesh has {nv} vertices and {nf} faces; expected a mesh "
+                        f"with faces", reason="degenerate")
+    if len(body) < nv + nf:
+        raise DataError(f"{path}: OFF file declares {nv} vertices + {nf} faces but has only "
+                        f"{len(body)} data lines", reason="truncated")
+
+
+def load_points(path: Path, n_points: int, seed: list[int]) -> np.ndarray:
+    """Points of one ``modelnet`` layout file.
+
+    Meshes (``.off``; ``.ply`` with faces) are loaded with trimesh and ``n_points`` points are
+    sampled on the surface with ``trimesh.sample.sample_surface(seed=seed)``; point clouds
+    (``.ply`` without faces, ``.xyz``) are returned as they are.
+
+    Returns:
+        float32 ``(n, 3)``.
+
+    Raises:
+        DataError: unreadable/truncated file (``corrupt``/``truncated``), NaN/inf vertices
+            (``nan``), no faces or points, zero surface area or all points identical
+            (``degenerate``).
+    """
+    import trimesh
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".xyz":
+        return read_xyz(path).astype(np.float32)
+    try:
+        if suffix == ".off":
+            text = _read_text(path)
+            _check_off(path, text)
+            obj = trimesh.load(io.BytesIO(text.encode("utf-8")), file_type="off", process=False)
+        else:
+            obj = trimesh.load(str(path), file_type=suffix.lstrip("."), process=False)
+    except DataError:
+        raise
+    except Exception as e:  # trimesh raises many types on bad input
+        raise DataError(f"{path}: unreadable or corrupt {suffix} file ({type(e).__name__}: {e})",
+                        reason="corrupt") from e
+    if isinstance(obj, trimesh.Scene):
+        geoms = list(obj.geometry.values())
+        meshes = [g for g in geoms if isinstance(g, trimesh.Trimesh)]
+        if meshes and len(meshes) == len(geoms):
+            obj = trimesh.util.concatenate(meshes)
+        elif geoms and all(isinstance(g, trimesh.PointCloud) for g in geoms):
+            obj = trimesh.PointCloud(np.concatenate([g.vertices for g in geoms]))
+        else:
+            raise DataError(f"{path}: scene with {len(geoms)} geometries of mixed/unsupported "
+                            f"types; expected one mesh or point cloud", reason="degenerate")
+    vertices = np.asarray(getattr(obj, "vertices", np.zeros((0, 3))), dtype=np.float64)
+    if isinstance(obj, trimesh.PointCloud):
+        return _check_cloud(vertices.reshape(-1, 3), path).astype(np.float32)
+    if not isinstance(obj, trimesh.Trimesh):
+        raise DataError(f"{path}: loaded as {type(obj).__name__}; expected a mesh or point cloud",
+                        reason="corrupt")
+    if vertices.size and not np.isfinite(vertices).all():
+        row = int(np.flatnonzero(~np.isfinite(vertices).all(axis=1))[0])
+        raise DataError(f"{path}: vertex {row} has NaN/inf coordinates", reason="nan")
+    if len(obj.faces) == 0 or len(vertices) == 0:
+        raise DataError(f"{path}: mesh has {len(vertices)} vertices and {len(obj.faces)} faces; "
+                        f"expected a mesh with faces", reason="degenerate")
+    if not float(obj.area) > 0.0:
+        raise DataError(f"{path}: mesh has zero surface area; expected a non-degenerate mesh",
+                        reason="degenerate")
+    points, _ = trimesh.sample.sample_surface(obj, int(n_points), seed=seed)
+    return _check_cloud(np.asarray(points, dtype=np.float64), path).astype(np.float32)
+
+
+def read_segmentation_txt(path: Path, label_column: int = -1,
+                          n_parts: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read one part-labelled point table: rows ``x y z [...] label``.
+
+    Args:
+        path: The ``.txt`` file.
+        label_column: Column of the part label (negative counts from the end); not 0..2.
+        n_parts: Number of part classes when ``classes.txt`` fixes it (labels must be below).
+
+    Returns:
+        ``(points float32 (n, 3), labels int64 (n,))``.
+
+    Raises:
+        DataError: ``file:line`` for ragged/short rows or non-numeric values, bad
+            ``label_column``, non-integer/negative/out-of-range labels, NaN/inf values,
+            degenerate clouds.
+    """
+    path = Path(path)
+    values, lines = _numeric_rows(path, 4, "'x y z [...] label' (at least 4 columns)")
+    n_cols = values.shape[1]
+    col = label_column + n_cols if label_column < 0 else label_column
+    if not 3 <= col < n_cols:
+        raise DataError(f"point_cloud.source.label_column={label_column} does not name a label "
+                        f"column of {path} ({n_cols} columns, x y z are columns 0..2)",
+                        reason="shape")
+    labels = values[:, col]
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}:{lines[i]}: part label is NaN/inf", reason="nan")
+    bad = (labels != np.round(labels)) | (labels < 0) | (
+        labels >= n_parts if n_parts is not None else False)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        rng = f"0..{n_parts - 1} (classes.txt)" if n_parts is not None else ">= 0"
+        raise DataError(f"{path}:{lines[i]}: part label {float(labels[i])!r} is not an integer in {rng}",
+                        reason="invalid")
+    pts = values[:, :3]
+    bad = ~np.isfinite(pts).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}:{lines[i]}: NaN/inf coordinates", reason="nan")
+    _check_cloud(pts, path)
+    return pts.astype(np.float32), labels.astype(np.int64)
+
+
+def _read_classes(path: Path) -> list[str] | None:
+    """Part class names from ``classes.txt`` (one per line), or None when absent."""
+    if not path.is_file():
+        return None
+    names = [ln.strip() for ln in _read_text(path).splitlines() if ln.strip()]
+    if not names:
+        raise DataError(f"{path}: no class names; expected one part class name per line")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicate class name(s) {dup}")
+    return names
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _file_seed(seed: int, rel: str) -> list[int]:
+    """Per-file seed: independent of file order, stable across runs and machines."""
+    return [int(seed), zlib.crc32(rel.encode("utf-8"))]
+
+
+def _int_param(source: dict[str, Any], key: str, default: int, section: str) -> int:
+    value = source.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DataError(f"point_cloud.{section}.{key} must be an int, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample data
+# ---------------------------------------------------------------------------------------------
+def _rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    m = np.eye(4)
+    m[:2, :2] = [[c, -s], [s, c]]
+    return m
+
+
+def _placed(mesh: Any, xyz: tuple[float, float, float], rot: np.ndarray | None = None) -> Any:
+    if rot is not None:
+        mesh.apply_transform(rot)
+    mesh.apply_translation(xyz)
+    return mesh
+
+
+def composite_parts(shape: str, rng: np.random.Generator) -> list[tuple[int, Any]]:
+    """Meshes of one generated composite shape as ``[(global part id, trimesh.Trimesh)]``.
+
+    Dimensions are drawn from ``rng``; the shape stands on z = 0 with z up.
+    """
+    import trimesh
+    from trimesh import creation as cr
+
+    u = rng.uniform
+    rot_x = trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0])
+    rot_y = trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0])
+    parts: list[tuple[str, Any]] = []
+    if shape == "table":
+        length, width, h, t, r = u(1.2, 2.0), u(0.6, 1.1), u(0.6, 1.0), u(0.04, 0.1), u(0.03, 0.07)
+        parts.append(("table_top", _placed(cr.box(extents=[length, width, t]), (0, 0, h + t / 2))))
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                leg = cr.cylinder(radius=r, height=h, sections=12)
+                parts.append(("table_leg", _placed(leg, (sx * (length / 2 - 2 * r),
+                                                         sy * (width / 2 - 2 * r), h / 2))))
+    elif shape == "chair":
+        s, h, t, back, r = u(0.45, 0.65), u(0.4, 0.55), u(0.04, 0.08), u(0.45, 0.8), u(0.02, 0.04)
+        parts.append(("chair_seat", _placed(cr.box(extents=[s, s, t]), (0, 0, h + t / 2))))
+        parts.append(("chair_back", _placed(cr.box(extents=[s, t, back]),
+                                            (0, -s / 2 + t / 2, h + t + back / 2))))
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                leg = cr.cylinder(radius=r, height=h, sections=12)
+                parts.append(("chair_leg", _placed(leg, (sx * (s / 2 - 1.5 * r),
+                                                         sy * (s / 2 - 1.5 * r), h / 2))))
+    elif shape == "lamp":
+        rb, tb, rp, hp, rs, hs = (u(0.2, 0.35), u(0.03, 0.08), u(0.02, 0.04), u(0.8, 1.4),
+                                  u(0.25, 0.45), u(0.25, 0.45))
+        parts.append(("lamp_base", _placed(cr.cylinder(radius=rb, height=tb, sections=24),
+                                           (0, 0, tb / 2))))
+        parts.append(("lamp_pole", _placed(cr.cylinder(radius=rp, height=hp, sections=12),
+                                           (0, 0, tb + hp / 2))))
+        parts.append(("lamp_shade", _placed(cr.cone(radius=rs, height=hs, sections=24),
+                                            (0, 0, tb + hp - 0.4 * hs))))
+    elif shape == "mug":
+        rad, h, rh, th = u(0.3, 0.5), u(0.6, 1.1), u(0.15, 0.3), u(0.03, 0.06)
+        parts.append(("mug_body", _placed(cr.cylinder(radius=rad, height=h, sections=24),
+                                          (0, 0, h / 2))))
+        handle = cr.torus(major_radius=rh, minor_radius=th, major_sections=24, minor_sections=8)
+        parts.append(("mug_handle", _placed(handle, (rad, 0, h / 2), rot_x)))
+    elif shape == "airplane":
+        body_l, body_r, span, chord, fin = u(1.6, 2.4), u(0.1, 0.18), u(1.4, 2.4), u(0.25, 0.45), u(0.25, 0.45)
+        body = cr.capsule(height=body_l, radius=body_r, count=[12, 12])
+        parts.append(("airplane_body", _placed(body, (0, 0, 0), rot_y)))
+        parts.append(("airplane_wing", _placed(cr.box(extents=[chord, span, 0.03]),
+                                               (u(-0.1, 0.2), 0, 0))))
+        tail_x = -body_l / 2
+        parts.append(("airplane_tail", _placed(cr.box(extents=[chord * 0.6, 0.03, fin]),
+                                               (tail_x, 0, body_r + fin / 2))))
+        parts.append(("airplane_tail", _placed(cr.box(extents=[chord * 0.5, span * 0.35, 0.03]),
+                                               (tail_x, 0, body_r * 0.5))))
+    else:
+        raise ValueError(f"unknown sample shape {shape!r}; expected one of {SAMPLE_SHAPES}")
+    return [(_PART_ID[name], mesh) for name, mesh in parts]
+
+
+def sample_composite(shape: str, n_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Surface points ``(n, 3)`` and global part labels ``(n,)`` of one random composite shape.
+
+    Points are sampled uniformly over the union of the part surfaces (seeded), then the shape
+    gets a random rotation about the up axis (z).
+    """
+    import trimesh
+
+    parts = composite_parts(shape, rng)
+    mesh = trimesh.util.concatenate([m for _, m in parts])
+    part_of_face = np.concatenate([np.full(len(m.faces), pid, dtype=np.int64) for pid, m in parts])
+    points, face_idx = trimesh.sample.sample_surface(mesh, n_points, seed=int(rng.integers(2**31)))
+    rot = _rotation_z(float(rng.uniform(0.0, 2 * np.pi)))[:3, :3]
+    return np.asarray(points) @ rot.T, part_of_face[face_idx]
+
+
+def primitive_mesh(kind: str, rng: np.random.Generator) -> Any:
+    """One random primitive ``kind`` (see :data:`SAMPLE_PRIMITIVES`) with random scale, aspect
+    (per-axis stretch 0.7..1.4) and rotation."""
+    import trimesh
+    from trimesh import creation as cr
+
+    if kind == "box":
+        mesh = cr.box(extents=[1.0, 1.0, 1.0])
+    elif kind == "sphere":
+        mesh = cr.icosphere(subdivisions=2, radius=0.6)
+    elif kind == "cylinder":
+        mesh = cr.cylinder(radius=0.5, height=1.2, sections=24)
+    elif kind == "cone":
+        mesh = cr.cone(radius=0.6, height=1.2, sections=24)
+    elif kind == "capsule":
+        mesh = cr.capsule(height=1.0, radius=0.35, count=[12, 12])
+    elif kind == "torus":
+        mesh = cr.torus(major_radius=0.6, minor_radius=0.2, major_sections=24, minor_sections=10)
+    else:
+        raise ValueError(f"unknown primitive {kind!r}; expected one of {SAMPLE_PRIMITIVES}")
+    scale = np.eye(4)
+    scale[:3, :3] = np.diag(rng.uniform(0.5, 2.0) * rng.uniform(0.7, 1.4, size=3))
+    mesh.apply_transform(scale)
+    mesh.apply_transform(trimesh.transformations.random_rotation_matrix(rand=rng.random(3)))
+    return mesh
+
+
+def write_off(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh as ASCII OFF (6 decimals)."""
+    lines = ["OFF", f"{len(vertices)} {len(faces)} 0"]
+    lines += [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, dtype=np.float64)]
+    lines += [f"3 {a} {b} {c}" for a, b, c in np.asarray(faces, dtype=np.int64)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _split_indices(n: int, test_fraction: float, rng: np.random.Generator) -> set[int]:
+    n_test = int(round(n * test_fraction))
+    n_test = min(max(n_test, 1), n - 1) if n >= 2 else 0
+    return set(rng.choice(n, size=n_test, replace=False).tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenization helpers
+# ---------------------------------------------------------------------------------------------
+def farthest_point_indices(points: np.ndarray, m: int) -> np.ndarray:
+    """Deterministic farthest point sampling of ``m`` indices from ``points`` (B, n, 3).
+
+    Starts at index 0; ties go to the lowest index. Returns int64 ``(B, m)``.
+    """
+    b, n, _ = points.shape
+    idx = np.zeros((b, m), dtype=np.int64)
+    dist = np.full((b, n), np.inf)
+    rows = np.arange(b)
+    px, py, pz = (np.ascontiguousarray(points[:, :, a]) for a in range(3))  # (B, n) each
+    for i in range(1, m):
+        j = idx[:, i - 1]
+        d = (px - px[rows, j, None]) ** 2 + (py - py[rows, j, None]) ** 2 + (pz - pz[rows, j, None]) ** 2
+        np.minimum(dist, d, out=dist)
+        idx[:, i] = dist.argmax(1)
+    return idx
+
+
+def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
+    """Centre a ``(n, 3)`` cloud on its centroid and scale it into the unit sphere."""
+    centred = points - points.mean(axis=0, keepdims=True)
+    scale = float(np.sqrt((centred ** 2).sum(1)).max())
+    return centred / max(scale, 1e-12)
+
+
+def cloud_descriptors(x: np.ndarray) -> np.ndarray:
+    """Global shape descriptors of normalised clouds ``(N, P, 3)`` → ``(N, 62)`` float32.
+
+    Radial histogram (16 bins of the distance to the centroid), D2 shape distribution
+    (16 bins of pairwise distances, up to 256 points), sorted covariance eigenvalues (3),
+    per-axis coordinate histograms (3 x 9) -- the classical baseline's features.
+    """
+    n, p, _ = x.shape
+    sub = x[:, np.linspace(0, p - 1, min(p, 256)).astype(int)]
+    out = []
+    for start in range(0, n, 64):
+        pts = sub[start:start + 64].astype(np.float64)  # (b, s, 3)
+        r = np.sqrt((pts ** 2).sum(-1))
+        radial = np.stack([np.histogram(v, bins=16, range=(0, 1))[0] for v in r])
+        d = np.sqrt(((pts[:, :, None] - pts[:, None]) ** 2).sum(-1)).reshape(len(pts), -1)
+        d2 = np.stack([np.histogram(v, bins=16, range=(0, 2))[0] for v in d])
+        cov = np.einsum("bsi,bsj->bij", pts - pts.mean(1, keepdims=True), pts - pts.mean(1, keepdims=True))
+        eig = np.sort(np.linalg.eigvalsh(cov / pts.shape[1]), axis=1)[:, ::-1]
+        axes = np.concatenate([np.stack([np.histogram(v, bins=9, range=(-1, 1))[0] for v in pts[:, :, a]])
+                               for a in range(3)], axis=1)
+        s = float(pts.shape[1])
+        out.append(np.concatenate([radial / s, d2 / d.shape[1], eig, axes / s], axis=1))
+    return np.concatenate(out).astype(np.float32)
+
+
+def point_baseline_features(x: np.ndarray) -> np.ndarray:
+    """Per-point features ``(N, P, 3 + 1 + 62)`` for a classical segmentation baseline:
+    xyz, distance to the centroid, and the cloud's :func:`cloud_descriptors` broadcast."""
+    glob = cloud_descriptors(x)  # (N, 62)
+    r = np.sqrt((x.astype(np.float64) ** 2).sum(-1, keepdims=True))
+    return np.concatenate([x, r, np.repeat(glob[:, None], x.shape[1], axis=1)], axis=2).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the modality
+# ---------------------------------------------------------------------------------------------
+class PointCloudModality(Modality):
+    """3D point clouds: shape classification and per-point part segmentation."""
+
+    name = "point_cloud"
+    formats = ("modelnet", "segmentation_txt")
+
+    def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+        """Write GENERATED (trimesh) point-cloud data; deterministic for fixed params.
+
+        * ``root``: part-segmentation set in ``segmentation_txt`` layout: composite shapes
+          (:data:`SAMPLE_SHAPES`, e.g. a table = box top + 4 cylinder legs, a lamp = disc base +
+          cylinder pole + cone shade) with random dimensions and yaw, ``points_per_shape``
+          surface points each with a global part label (:data:`SAMPLE_PARTS`, ``classes.txt``),
+          in ``root/{train,test}/<shape>/<shape>_<i>.txt`` rows ``"x y z label"``.
+        * ``root/<modelnet_subdir>`` (default ``modelnet``; ``""``/None to skip): ModelNet-style
+          ``.off`` meshes of :data:`SAMPLE_PRIMITIVES` with random scale, aspect and rotation in
+          ``<class>/{train,test}/<class>_<i>.off``.
+
+        Args:
+            root: Output folder (replaced atomically).
+            params: ``shapes_per_class`` (80), ``points_per_shape`` (512),
+                ``meshes_per_class`` (60), ``modelnet_subdir`` ("modelnet"),
+                ``test_fraction`` (0.2), ``seed`` (0).
+
+        Returns:
+            Manifest ``{"source", "files", "classes", "part_classes", "modelnet"}``.
+        """
+        per_shape = _int_param(params, "shapes_per_class", 80, "sample_data")
+        n_points = _int_param(params, "points_per_shape", 512, "sample_data")
+        per_mesh = _int_param(params, "meshes_per_class", 60, "sample_data")
+        seed = _int_param(params, "seed", 0, "sample_data")
+        test_fraction = float(params.get("test_fraction", 0.2))
+        sub = params.get("modelnet_subdir", "modelnet")
+        if per_shape < 2 or n_points < 8 or (sub and per_mesh < 2) or not 0 < test_fraction < 1:
+            raise DataError(f"point_cloud sample data params need shapes_per_class >= 2, "
+                            f"points_per_shape >= 8, meshes_per_class >= 2 and test_fraction in "
+                            f"(0, 1); got {params}")
+        if sub and (Path(str(sub)).is_absolute() or Path(str(sub)).name in SPLITS
+                    or "/" in str(sub) or str(sub) in ("..", ".")):
+            raise DataError(f"point_cloud.sample_data.modelnet_subdir={sub!r} must be a plain "
+                            f"folder name other than {list(SPLITS)}")
+        files = 0
+        with atomic_directory(Path(root)) as tmp:
+            (tmp / "classes.txt").write_text("\n".join(SAMPLE_PARTS) + "\n", encoding="utf-8")
+            for ci, shape in enumerate(SAMPLE_SHAPES):
+                rng = np.random.default_rng([seed, 1, ci])
+                test = _split_indices(per_shape, test_fraction, rng)
+                for i in range(per_shape):
+                    pts, lab = sample_composite(shape, n_points, rng)
+                    out = tmp / ("test" if i in test else "train") / shape / f"{shape}_{i:04d}.txt"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text("".join(f"{x:.5f} {y:.5f} {z:.5f} {int(c)}\n"
+                                           for (x, y, z), c in zip(pts, lab)), encoding="utf-8")
+                    files += 1
+            if sub:
+                for ci, kind in enumerate(SAMPLE_PRIMITIVES):
+                    rng = np.random.default_rng([seed, 2, ci])
+                    test = _split_indices(per_mesh, test_fraction, rng)
+                    for i in range(per_mesh):
+                        mesh = primitive_mesh(kind, rng)
+                        split = "test" if i in test else "train"
+                        out = tmp / str(sub) / kind / split / f"{kind}_{i:04d}.off"
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        write_off(out, mesh.vertices, mesh.faces)
+                        files += 1
+        return {"source": "composite part shapes and primitive meshes generated with trimesh "
+                          "(generated, not real scans)",
+                "files": files, "classes": list(SAMPLE_SHAPES), "part_classes": list(SAMPLE_PARTS),
+                "modelnet": {"path": str(sub) if sub else None,
+                             "classes": list(SAMPLE_PRIMITIVES) if sub else []}}
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self, source: dict[str, Any]) -> pd.DataFrame:
+        """Read a ``modelnet`` or ``segmentation_txt`` tree into the canonical table.
+
+        Source params: ``val_fraction`` (0.1), ``seed`` (0), ``on_error`` (raise|skip);
+        ``modelnet``: ``n_points`` (1024, surface samples per mesh);
+        ``segmentation_txt``: ``label_column`` (-1).
+
+        Payload columns: ``points`` (float32, flattened ``(n, 3)`` row-major), ``n_points``;
+        ``segmentation_txt`` adds ``point_labels`` (int64 ``(n,)``) and ``part_names`` (JSON
+        list of the part class names). ``label``/``label_name`` are the shape class (sorted
+        folder names); -1/"" for ``segmentation_txt`` without shape folders.
+
+        Raises:
+            DataError: missing path/split/files, bad file (see :func:`load_points`,
+                :func:`read_segmentation_txt`), stray files, or every file skipped.
+        """
+        fmt, root = check_source(source, self)
+        if not root.is_dir():
+            raise DataError(f"point_cloud.source.path: {root} is not a directory; expected a "
+                            f"{fmt!r} tree")
+        policy = ErrorPolicy(source, self.name)
+        seed = _int_param(source, "seed", 0, "source")
+        if fmt == "modelnet":
+            table = self._read_modelnet(root, source, policy, seed)
+        else:
+            table = self._read_segmentation(root, source, policy)
+        table = assign_val_split(table, source.get("val_fraction", 0.1), seed)
+        return policy.attach(table)
+
+    def _read_modelnet(self, root: Path, source: dict[str, Any], policy: ErrorPolicy,
+                       seed: int) -> pd.DataFrame:
+        n_points = _int_param(source, "n_points", 1024, "source")
+        if n_points <= 0:
+            raise DataError(f"point_cloud.source.n_points must be a positive int, got {n_points}")
+        entries = _visible(root)
+        loose = [p for p in entries if p.is_file() and p.suffix.lower() in MODELNET_EXTENSIONS]
+        if loose:
+            raise DataError(f"{loose[0]}: shape file directly in {root}; expected the ModelNet "
+                            f"layout root/<class>/<split>/<name>{{.off,.ply,.xyz}}")
+        class_dirs = [p for p in entries if p.is_dir()]
+        if not class_dirs:
+            raise DataError(f"{root}: no class folders; expected the ModelNet layout "
+                            f"root/<class>/<split>/<name>.off", reason="empty")
+        files: list[tuple[str, str, Path]] = []  # (split, class, path)
+        for cdir in class_dirs:
+            subs = _visible(cdir)
+            bad = [p for p in subs if not (p.is_dir() and p.name in SPLITS)]
+            if bad:
+                raise DataError(f"{bad[0]}: unexpected entry in class folder {cdir}; expected only "
+                                f"split folders {list(SPLITS)}")
+            if not subs:
+                raise DataError(f"{cdir}: class folder is empty; expected split folders "
+                                f"{list(SPLITS)}", reason="empty")
+            for sdir in subs:
+                shapes = _visible(sdir)
+                bad = [p for p in shapes if not (p.is_file() and p.suffix.lower() in MODELNET_EXTENSIONS)]
+                if bad:
+                    raise DataError(f"{bad[0]}: not a shape file with extension in "
+                                    f"{list(MODELNET_EXTENSIONS)}")
+                if not shapes:
+                    raise DataError(f"{sdir}: split folder is empty; expected shape files",
+                                    reason="empty")
+                files += [(sdir.name, cdir.name, p) for p in shapes]
+        present = {s for s, _, _ in files}
+        missing = [s for s in _REQUIRED_SPLITS if s not in present]
+        if missing:
+            raise DataError(f"{root}: no files for split(s) {missing}; expected "
+                            f"root/<class>/train/... and root/<class>/test/...", reason="missing")
+        rows: list[dict[str, Any]] = []
+        for split, cls, path in files:
+            rel = path.relative_to(root).as_posix()
+            pts = policy.call(path, load_points, path, n_points, _file_seed(seed, rel))
+            if pts is None:
+                continue
+            rows.append({"sample_id": path.relative_to(root).with_suffix("").as_posix(),
+                         "source_file": rel, "label_name": cls, "split": split,
+                         "points": pts.reshape(-1), "n_points": int(pts.shape[0])})
+        return self._finish(rows, root, ("train", "test"))
+
+    def _read_segmentation(self, root: Path, source: dict[str, Any], policy: ErrorPolicy) -> pd.DataFrame:
+        label_column = _int_param(source, "label_column", -1, "source")
+        if 0 <= label_column <= 2:
+            raise DataError(f"point_cloud.source.label_column={label_column} names a coordinate "
+                            f"column (x y z are 0..2); expected 3.. or a negative index")
+        names = _read_classes(root / "classes.txt")
+        missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+        if missing:
+            raise DataError(f"{root}: missing split folder(s) {missing}; expected "
+                            f"root/train/..., root/test/... (val optional)", reason="missing")
+        files: list[tuple[str, str, Path]] = []  # (split, shape or "", path)
+        modes: set[bool] = set()
+        for split in SPLITS:
+            sdir = root / split
+            if not sdir.is_dir():
+                continue
+            entries = _visible(sdir)
+            if not entries:
+                raise DataError(f"{sdir}: split folder is empty; expected <shape>/<name>.txt or "
+                                f"<name>.txt files", reason="empty")
+            dirs = [p for p in entries if p.is_dir()]
+            if dirs and len(dirs) != len(entries):
+                stray = next(p for p in entries if not p.is_dir())
+                raise DataError(f"{stray}: file next to shape folders in {sdir}; expected either "
+                                f"only <shape>/ folders or only .txt files")
+            modes.add(bool(dirs))
+            groups = [(d.name, _visible(d), d) for d in dirs] if dirs else [("", entries, sdir)]
+            for shape, items, folder in groups:
+                if not items:
+                    raise DataError(f"{folder}: shape folder is empty; expected .txt files",
+                                    reason="empty")
+                bad = [p for p in items if not (p.is_file() and p.suffix.lower() == ".txt")]
+                if bad:
+                    raise DataError(f"{bad[0]}: not a .txt point table (expected rows "
+                                    f"'x y z [...] label')")
+                files += [(split, shape, p) for p in items]
+        if len(modes) > 1:
+            raise DataError(f"{root}: some split folders hold <shape>/ folders and others .txt "
+                            f"files directly; expected the same layout in every split")
+        n_parts = len(names) if names is not None else None
+        rows: list[dict[str, Any]] = []
+        for split, shape, path in files:
+            got = policy.call(path, read_segmentation_txt, path, label_column, n_parts)
+            if got is None:
+                continue
+            pts, lab = got
+            rel = path.relative_to(root)
+            rows.append({"sample_id": rel.with_suffix("").as_posix(), "source_file": rel.as_posix(),
+                         "label_name": shape, "split": split, "points": pts.reshape(-1),
+                         "n_points": int(pts.shape[0]), "point_labels": lab})
+        if rows and names is None:
+            k = int(max(int(r["point_labels"].max()) for r in rows)) + 1
+            names = [f"part_{i}" for i in range(k)]
+        part_json = json.dumps(names)
+        for r in rows:
+            r["part_names"] = part_json
+        return self._finish(rows, root, _REQUIRED_SPLITS)
+
+    @staticmethod
+    def _finish(rows: list[dict[str, Any]], root: Path, required: tuple[str, ...]) -> pd.DataFrame:
+        """Labels from sorted shape names (-1 when unlabelled), required splits still present."""
+        if not rows:
+            raise DataError(f"{root}: every file was skipped (on_error: skip); nothing to read",
+                            reason="empty")
+        present = {r["split"] for r in rows}
+        gone = [s for s in required if s not in present]
+        if gone:
+            raise DataError(f"{root}: no readable files left in split(s) {gone} (the others were "
+                            f"skipped)", reason="empty")
+        shapes = sorted({r["label_name"] for r in rows if r["label_name"]})
+        label_of = {c: i for i, c in enumerate(shapes)}
+        for r in rows:
+            r["label"] = label_of.get(r["label_name"], -1)
+        table = pd.DataFrame(rows)
+        front = ["sample_id", "source_file", "label", "label_name", "split"]
+        table = table[front + [c for c in table.columns if c not in front]]
+        return table.astype({"label": "int64", "n_points": "int64"})
+
+    # -- tokenization -----------------------------------------------------------------------
+    def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
+        """Fixed-size, unit-sphere point clouds plus targets.
+
+        Every cloud is centred on its centroid and scaled so its farthest point has norm 1
+        (per cloud, from all its points), then brought to ``n_points`` points: farthest point
+        sampling (``subsample: fps``, deterministic, starting at the first point) or a seeded
+        random subset (``subsample: random``) when larger; repeated cyclically when smaller.
+
+        Args:
+            table: Canonical point-cloud table (see :meth:`read`).
+            params: ``n_points`` P, ``n_groups`` G (<= P), ``group_size`` k (<= P), optional
+                ``subsample`` (``fps``|``random``, default ``fps``), ``seed`` (0), ``channels``
+                (mini-PointNet widths ``[c1, c2, c3]``, default ``[32, 64, 64]``).
+
+        Returns:
+            Per split ``x`` float32 ``(N, P, 3)``; ``y.classification`` int64 ``(N,)`` when the
+            table has shape labels; ``y.segmentation`` int64 ``(N, P)`` when it has point labels.
+            Tokenizer ``point_groups``.
+
+        Raises:
+            DataError: bad params (naming ``tokenization.point_cloud.<key>``), no train rows,
+                mixed labelled/unlabelled rows, or inconsistent part class names.
+        """
+        p = _tok_int(params, "n_points")
+        g = _tok_int(params, "n_groups")
+        k = _tok_int(params, "group_size")
+        if g > p:
+            raise DataError(f"tokenization.point_cloud.n_groups={g} must be <= "
+                            f"tokenization.point_cloud.n_points={p}")
+        if k > p:
+            raise DataError(f"tokenization.point_cloud.group_size={k} must be <= "
+                            f"tokenization.point_cloud.n_points={p}")
+        mode = params.get("subsample", "fps")
+        if mode not in ("fps", "random"):
+            raise DataError(f"tokenization.point_cloud.subsample={mode!r}; expected 'fps' or 'random'")
+        seed = params.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise DataError(f"tokenization.point_cloud.seed must be an int, got {seed!r}")
+        channels = params.get("channels", [32, 64, 64])
+        if (not isinstance(channels, (list, tuple)) or len(channels) != 3
+                or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
+                           for c in channels)):
+            raise DataError(f"tokenization.point_cloud.channels must be three positive ints "
+                            f"[c1, c2, c3], got {channels!r}")
+        if not (table["split"] == "train").any():
+            raise DataError("point_cloud table has no 'train' rows; the part classes of the "
+                            "segmentation task and its per-class parts come from the train split")
+        labelled = table["label"].to_numpy() >= 0
+        if labelled.any() and not labelled.all():
+            raise DataError("point_cloud table mixes rows with and without a shape label "
+                            "(label -1); expected all or none")
+        has_cls = bool(labelled.all())
+        has_seg = "point_labels" in table.columns
+        if not has_cls and not has_seg:
+            raise DataError("point_cloud table has neither shape labels nor point labels; "
+                            "nothing to learn")
+        part_names: list[str] = []
+        if has_seg:
+            uniq = table["part_names"].unique()
+            if len(uniq) != 1:
+                raise DataError(f"point_cloud table has {len(uniq)} different part class lists; "
+                                f"expected one")
+            part_names = list(json.loads(uniq[0]))
+        arrays: dict[str, np.ndarray] = {}
+        splits: dict[str, int] = {}
+        for split in SPLITS:
+            part = table[table["split"] == split]
+            if not len(part):
+                continue
+            xs, ys = _fixed_clouds(part, p, mode, int(seed), has_seg)
+            arrays[f"{split}.x"] = xs  # (N, P, 3)
+            if has_cls:
+                arrays[f"{split}.y.classification"] = part["label"].to_numpy(dtype=np.int64)
+            if has_seg:
+                seg = ys  # (N, P)
+                if seg.size and (seg.min() < 0 or seg.max() >= len(part_names)):
+                    raise DataError(f"point_cloud table: point label {int(seg.max())} is outside "
+                                    f"the {len(part_names)} part classes")
+                arrays[f"{split}.y.segmentation"] = seg
+            splits[split] = int(len(part))
+        tasks: dict[str, Any] = {}
+        meta: dict[str, Any] = {}
+        if has_cls:
+            class_names = table_class_names(table)
+            tasks["classification"] = TaskSpec(
+                name="classification", kind="classification", input_key="x",
+                target_key="y.classification", out_dim=len(class_names),
+                out_shape=(len(class_names),), class_names=class_names).to_dict()
+        if has_seg:
+            tasks["segmentation"] = TaskSpec(
+                name="segmentation", kind="segmentation", input_key="x", target_key="y.segmentation",
+                out_dim=len(part_names), out_shape=(p,), class_names=tuple(part_names)).to_dict()
+            seg_meta: dict[str, Any] = {"part_names": part_names}
+            if has_cls:  # which parts each shape class uses (train split), for per-shape mIoU
+                ytr, str_ = arrays["train.y.classification"], arrays["train.y.segmentation"]
+                names = tasks["classification"]["class_names"]
+                seg_meta["parts_per_class"] = {
+                    names[c]: sorted(int(v) for v in np.unique(str_[ytr == c])) for c in range(len(names))}
+            meta["segmentation"] = seg_meta
+        meta = {
+            "modality": self.name,
+            "tokenizer": {"kind": "point_groups", "n_points": p, "n_groups": g, "group_size": k,
+                          "channels": [int(c) for c in channels]},
+            "pretrain_input_key": "x",
+            "tasks": tasks,
+            "splits": splits,
+            "normalization": {"kind": "per_cloud_unit_sphere",
+                              "formula": "(p - mean(p)) / max_i ||p_i - mean(p)||, per cloud, "
+                                         "from all its points (no dataset statistics)"},
+            "sampling": {"subsample": mode, "seed": int(seed), "pad": "cyclic repeat"},
+            **meta,
+        }
+        return ArrayBundle(arrays=arrays, meta=meta)
+
+    def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Order-invariant global descriptors of each cloud (see :func:`cloud_descriptors`).
+
+        Flattened point coordinates depend on the arbitrary point order, so the classical
+        baseline gets radial/D2/per-axis histograms and covariance eigenvalues instead. For a
+        per-point (segmentation) baseline use :func:`point_baseline_features`.
+        """
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"point_cloud baseline features expect x (N, P, 3), got {x.shape}")
+        return cloud_descriptors(x)
+
+
+def _tok_int(params: dict[str, Any], key: str) -> int:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise DataError(f"tokenization.point_cloud.{key} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _fixed_clouds(part: pd.DataFrame, p: int, mode: str, seed: int,
+                  has_seg: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows → unit-sphere clouds float32 ``(N, p, 3)`` (+ point labels int64 ``(N, p)``).
+
+    Farthest point sampling runs batched over clouds with the same point count.
+    """
+    clouds, labels = [], []
+    for row in part.itertuples(index=False):
+        n = int(row.n_points)
+        flat = np.asarray(row.points, dtype=np.float64)
+        if n <= 0 or flat.size != 3 * n:
+            raise DataError(f"{row.source_file}: sample {row.sample_id} has {flat.size} "
+                            f"coordinates, expected 3 * n_points = 3 * {n} > 0")
+        clouds.append(normalize_unit_sphere(flat.reshape(n, 3)))  # (n, 3)
+        if has_seg:
+            lab = np.asarray(row.point_labels, dtype=np.int64)
+            if lab.size != n:
+                raise DataError(f"{row.source_file}: {lab.size} point labels for {n} points")
+            labels.append(lab)
+    idx: list[np.ndarray | None] = [None] * len(clouds)
+    sizes = np.array([len(c) for c in clouds])
+    ids = list(part["sample_id"].astype(str))
+    for n in np.unique(sizes):
+        rows = np.flatnonzero(sizes == n)
+        if n <= p:
+            for i in rows:
+                idx[i] = np.resize(np.arange(n), p)  # cyclic repeat pads small clouds
+        elif mode == "fps":
+            for start in range(0, len(rows), 256):
+                chunk = rows[start:start + 256]
+                got = farthest_point_indices(np.stack([clouds[i] for i in chunk]), p)
+                for i, ix in zip(chunk, got):
+                    idx[i] = ix
+        else:
+            for i in rows:
+                rng = np.random.default_rng([seed, zlib.crc32(ids[i].encode("utf-8"))])
+                idx[i] = np.sort(rng.choice(n, size=p, replace=False))
+    x = np.stack([c[ix] for c, ix in zip(clouds, idx)]).astype(np.float32)
+    y = np.stack([lab[ix] for lab, ix in zip(labels, idx)]).astype(np.int64) if has_seg else None
+    return x, y
+
+
+register(PointCloudModality())

@@ -1,0 +1,149 @@
+"""Point-MAE style point-group tokens: FPS centres, kNN groups, mini-PointNet per group."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from omnivec2_pipelines.models.tokenizers import register_tokenizer
+from omnivec2_pipelines.models.tokenizers.base import Tokenizer
+
+
+def farthest_point_sample(x: Tensor, m: int) -> Tensor:
+    """Deterministic farthest point sampling: (B, P, 3) → (B, m) int64 indices.
+
+    Starts at index 0 of every cloud; each next index is the point farthest (squared
+    Euclidean) from the chosen ones, ties going to the lowest index (``argmax``).
+    """
+    b, p, _ = x.shape
+    idx = torch.zeros(b, m, dtype=torch.long, device=x.device)
+    dist = torch.full((b, p), float("inf"), dtype=x.dtype, device=x.device)
+    rows = torch.arange(b, device=x.device)
+    for i in range(1, m):
+        last = x[rows, idx[:, i - 1]]  # (B, 3)
+        dist = torch.minimum(dist, (x - last[:, None, :]).pow(2).sum(-1))
+        idx[:, i] = dist.argmax(1)
+    return idx
+
+
+def knn_indices(x: Tensor, centers: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` points of ``x`` (B, P, 3) nearest to each centre (B, G, 3): (B, G, k),
+    nearest first."""
+    d = torch.cdist(centers, x)  # (B, G, P)
+    return d.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+def _gather_points(x: Tensor, idx: Tensor) -> Tensor:
+    """(B, P, C), (B, ...) indices → (B, ..., C)."""
+    b, c = x.shape[0], x.shape[-1]
+    flat = idx.reshape(b, -1)
+    out = x.gather(1, flat.unsqueeze(-1).expand(-1, -1, c))
+    return out.reshape(*idx.shape, c)
+
+
+@register_tokenizer("point_groups")
+class PointGroupsTokenizer(Tokenizer):
+    """Point clouds (B, P, 3) → one token per local group of points (Point-MAE).
+
+    ``n_groups`` centres are chosen by farthest point sampling, each groups its ``group_size``
+    nearest points, expressed relative to the centre. A two-stage mini-PointNet (shared MLP as
+    1x1 ``Conv1d`` → max-pool → concat with the pooled feature → shared MLP → max-pool) embeds
+    every group; an MLP of the centre's xyz gives its (learned) position embedding. All tokens
+    are real (``valid`` all True): clouds arrive padded to ``n_points`` by repetition.
+
+    Args:
+        n_points: P, points per cloud.
+        n_groups: G, tokens per cloud (``<= n_points``).
+        group_size: k, points per group (``<= n_points``).
+        width: Token width.
+        channels: Widths ``[c1, c2, c3]`` of the mini-PointNet (stage 1: 3→c1→c2; stage 2:
+            2*c2→c3→width).
+    """
+
+    def __init__(self, n_points: int, n_groups: int, group_size: int, width: int,
+                 channels: list[int] | tuple[int, int, int] = (32, 64, 64)) -> None:
+        super().__init__()
+        if not 0 < n_groups <= n_points or not 0 < group_size <= n_points:
+            raise ValueError(f"point_groups needs 0 < n_groups <= n_points and 0 < group_size <= "
+                             f"n_points, got n_points={n_points}, n_groups={n_groups}, "
+                             f"group_size={group_size}")
+        c1, c2, c3 = (int(c) for c in channels)
+        self.n_points, self.n_groups, self.group_size = int(n_points), int(n_groups), int(group_size)
+        self.max_tokens = self.n_groups
+        self.patch_dim = self.group_size * 3
+        self.first = nn.Sequential(nn.Conv1d(3, c1, 1), nn.BatchNorm1d(c1), nn.ReLU(inplace=True),
+                                   nn.Conv1d(c1, c2, 1))
+        self.second = nn.Sequential(nn.Conv1d(2 * c2, c3, 1), nn.BatchNorm1d(c3), nn.ReLU(inplace=True),
+                                    nn.Conv1d(c3, width, 1))
+        self.pos = nn.Sequential(nn.Linear(3, c3), nn.GELU(), nn.Linear(c3, width))
+
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_points, 3):
+            raise ValueError(f"expected input (B, {self.n_points}, 3), got {tuple(x.shape)}")
+
+    def group(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Centres (B, G, 3), neighbour indices (B, G, k) and local coordinates (B, G, k, 3).
+
+        Computed in float32 without autocast (indices only; no gradient flows to ``x``).
+        """
+        self._check(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf = x.detach().float()
+            centre_idx = farthest_point_sample(xf, self.n_groups)  # (B, G)
+            centers = _gather_points(xf, centre_idx)  # (B, G, 3)
+            idx = knn_indices(xf, centers, self.group_size)  # (B, G, k)
+            local = _gather_points(xf, idx) - centers.unsqueeze(2)  # (B, G, k, 3)
+        return centers, idx, local
+
+    def centers(self, x: Tensor) -> Tensor:
+        """Group centres (B, G, 3), in token order (e.g. to propagate token features to points)."""
+        return self.group(x)[0]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        centers, _, local = self.group(x)
+        b, g, k, _ = local.shape
+        h = local.reshape(b * g, k, 3).transpose(1, 2).to(x.dtype)  # (B*G, 3, k)
+        h = self.first(h)  # (B*G, c2, k)
+        pooled = h.max(dim=2, keepdim=True).values  # (B*G, c2, 1)
+        h = self.second(torch.cat([pooled.expand(-1, -1, k), h], dim=1))  # (B*G, width, k)
+        feats = h.max(dim=2).values.reshape(b, g, -1)  # (B, G, width)
+        tokens = feats + self.pos(centers.to(feats.dtype))
+        valid = torch.ones(b, g, dtype=torch.bool, device=x.device)
+        return tokens, valid
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """Local group coordinates (B, G, k*3), neighbours nearest first."""
+        _, _, local = self.group(x)
+        return local.reshape(local.shape[0], self.n_groups, self.patch_dim)
+
+    def reconstruction_loss(self, pred: Tensor, target: Tensor, weight: Tensor, norm_target: bool) -> Tensor:
+        """Chamfer-L2 between the predicted and the true ``k`` points of every group.
+
+        Per group: mean over predicted points of the squared distance to the nearest true
+        point plus the same from true to predicted (Point-MAE's L2 Chamfer), averaged over
+        ``weight``. With ``norm_target`` the true local coordinates are divided by the group's
+        RMS radius (the point-set analogue of MAE's per-patch normalisation; the prediction is
+        read in that scale-free frame), which keeps the loss O(1) next to other modalities.
+        """
+        b, n = weight.shape
+        p = pred.float().reshape(b, n, self.group_size, 3)
+        t = target.float().reshape(b, n, self.group_size, 3)
+        if norm_target:
+            rms = t.pow(2).sum(-1).mean(-1).sqrt().clamp_min(1e-6)  # (B, N)
+            t = t / rms[..., None, None]
+        d = (p.unsqueeze(3) - t.unsqueeze(2)).pow(2).sum(-1)  # (B, N, k_pred, k_true)
+        per_group = d.min(dim=3).values.mean(-1) + d.min(dim=2).values.mean(-1)  # (B, N)
+        return (per_group * weight).sum() / weight.sum().clamp_min(1.0)
+
+    @staticmethod
+    def propagate(features: Tensor, centers: Tensor, x: Tensor, k: int = 3) -> Tensor:
+        """Token features back to points by inverse-distance weighting of the ``k`` nearest
+        centres (PointNet++ feature propagation): (B, G, D), (B, G, 3), (B, P, 3) → (B, P, D)."""
+        k = min(k, centers.shape[1])
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            d = torch.cdist(x.float(), centers.float())  # (B, P, G)
+            dist, idx = d.topk(k, dim=-1, largest=False)  # (B, P, k)
+            w = 1.0 / (dist.pow(2) + 1e-8)
+            w = w / w.sum(-1, keepdim=True)
+        near = _gather_points(features, idx)  # (B, P, k, D)
+        return (near * w.unsqueeze(-1).to(near.dtype)).sum(2)
