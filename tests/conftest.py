@@ -73,3 +73,19 @@ def bundles() -> dict[str, ArrayBundle]:
 @pytest.fixture
 def tiny_model_params() -> dict:
     return dict(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def raw_root(tmp_path_factory):
+    """Tiny embedded data of all thirteen modalities, written once per session."""
+    from tests.tiny import make_raw
+
+    return make_raw(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(raw_root) -> dict[str, ArrayBundle]:
+    """Tokenized arrays of all thirteen modalities (tiny data), once per session."""
+    from tests.tiny import make_bundles
+
+    return make_bundles(raw_root)

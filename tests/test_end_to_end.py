@@ -11,6 +11,7 @@ import yaml
 
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from tests.project_copy import TINY_PARAMS, copy_project, deep_update, run_cmd
+from tests.tiny import MODALITIES
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +30,13 @@ def test_full_default_run_in_project_copy(tmp_path) -> None:
     assert "Pipeline execution completed successfully" in proc.stdout + proc.stderr
 
     metrics = json.loads((root / "data/08_reporting/metrics.json").read_text())
-    for m in ("image", "audio", "time_series"):
-        assert 0.0 <= metrics[f"{m}.classification.accuracy"] <= 1.0
-        assert f"{m}.classification.baseline.accuracy" in metrics
-    assert metrics["time_series.forecasting.mse"] >= 0
+    for m in MODALITIES:  # every enabled modality is evaluated, beside its baseline
+        assert any(k.startswith(f"{m}.") and ".baseline." not in k for k in metrics), m
+        assert any(k.startswith(f"{m}.") and ".baseline." in k for k in metrics), m
+    assert 0.0 <= metrics["image.classification.accuracy"] <= 1.0
+    assert metrics["time_series.forecasting.mse"] >= 0 and 0 <= metrics["point_cloud.segmentation.miou"] <= 1
+    report = json.loads((root / "data/08_reporting/ingestion/xray.json").read_text())
+    assert report["errors"]["skipped"] == 0 and report["rows"] > 0
     for stage, steps in (("pretrain_unimodal", 3), ("pretrain_paired", 2), ("multitask", 4)):
         hist = pd.read_csv(root / f"data/08_reporting/loss_{stage}.csv")
         assert len(hist) == steps  # the tiny conf/local values were applied
