@@ -167,3 +167,88 @@ def test_read_bad_inputs(tmp_path: Path, case: str) -> None:
         src["test_folds"] = [9]
     with pytest.raises(DataError, match=expect):
         AUD.read(src)
+
+
+def test_skip_policy_leaves_out_bad_clips(tmp_path: Path) -> None:
+    root = _esc(tmp_path / "esc")
+    _wav(root, "1-0-A-7.wav", np.array([0.1, np.nan, 0.2] * 100, dtype=np.float32), subtype="FLOAT")
+    (root / "audio" / "1-1-A-3.wav").unlink()  # listed but missing
+    cut = root / "audio" / "3-4-A-7.wav"
+    cut.write_bytes(cut.read_bytes()[:600])  # cut inside the sample data
+    _wav(root, "2-7-A-10.wav", b"RIFF\x00\x01garbage" * 10)  # corrupt
+    t = _read(root, on_error="skip")
+    rep = t.attrs["ingestion_errors"]
+    assert rep["on_error"] == "skip" and rep["skipped"] == 4
+    assert rep["by_reason"] == {"nan": 1, "missing": 1, "truncated": 1, "corrupt": 1}
+    assert sorted(Path(f["file"]).name for f in rep["files"]) == [
+        "1-0-A-7.wav", "1-1-A-3.wav", "2-7-A-10.wav", "3-4-A-7.wav"]
+    assert len(t) == 8 and not {"1-0-A-7", "1-1-A-3", "3-4-A-7", "2-7-A-10"} & set(t["sample_id"])
+    assert dict(zip(t["label_name"], t["label"])) == {"rain": 0, "dog": 1, "wind": 2}
+    # the default still raises, naming the bad file, with its reason
+    rows = pd.read_csv(root / "meta" / "esc50.csv")
+    bad_files = [f for f in rows["filename"] if Path(f).stem not in set(t["sample_id"])]
+    for name, msg, reason in (("1-0-A-7.wav", "audio contains NaN", "nan"),
+                              ("1-1-A-3.wav", "listed in .* but missing", "missing"),
+                              ("3-4-A-7.wav", "truncated WAV file", "truncated"),
+                              ("2-7-A-10.wav", "unreadable or corrupt", "corrupt")):
+        others = [f for f in bad_files if f != name]
+        rows[~rows["filename"].isin(others)].to_csv(root / "meta" / "esc50.csv", index=False)
+        with pytest.raises(DataError, match=rf"{name}: {msg}") as err:
+            _read(root)
+        assert err.value.reason == reason
+    clean = _read(_esc(tmp_path / "clean"))
+    assert clean.attrs["ingestion_errors"]["skipped"] == 0
+
+
+def test_skip_policy_relabels_and_whole_dataset_problems_raise(tmp_path: Path) -> None:
+    root = _esc(tmp_path / "esc")
+    for name in ("1-0-A-7.wav", "2-2-A-7.wav", "3-4-A-7.wav", "1-9-A-7.wav"):  # every dog clip
+        _wav(root, name, b"garbage")
+    t = _read(root, on_error="skip")
+    assert t.attrs["ingestion_errors"]["by_reason"] == {"corrupt": 4}
+    assert dict(zip(t["label_name"], t["label"])) == {"rain": 0, "wind": 1}  # labels stay 0..K-1
+    assert set(t["target"]) == {3, 10}
+    for name in ("2-3-A-3.wav", "2-7-A-10.wav"):  # the rest of test fold 2
+        _wav(root, name, b"garbage")
+    with pytest.raises(DataError, match=r"no readable 'test' clips left"):
+        _read(root, on_error="skip")
+    for p in (root / "audio").iterdir():
+        p.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"all 12 listed clip\(s\) were skipped"):
+        _read(root, on_error="skip")
+    csv = root / "meta" / "esc50.csv"
+    pd.read_csv(csv).drop(columns="fold").to_csv(csv, index=False)
+    with pytest.raises(DataError, match=r"esc50\.csv: missing required column\(s\) \['fold'\]"):
+        _read(root, on_error="skip")
+    with pytest.raises(DataError, match=r"audio\.source\.on_error='ignore'; expected 'raise' or 'skip'"):
+        _read(_esc(tmp_path / "ok"), on_error="ignore")
+
+
+def test_user_path_round_trip(tmp_path: Path) -> None:
+    """A user data set overrides the default: classes, counts and lengths come from it."""
+    root = tmp_path / "u"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    rows, rng = [], np.random.default_rng(2)
+    per_fold = {"bell": 2, "horn": 1}  # unequal class sizes, targets 20 and 40
+    for fold in (1, 2, 3):
+        for cat, target in (("bell", 20), ("horn", 40)):
+            for i in range(per_fold[cat]):
+                name = f"{fold}-{cat}{i}-A-{target}.wav"
+                n = 3000 + 500 * i
+                tone = np.sin(2 * np.pi * (440 if cat == "bell" else 150) * np.arange(n) / 8000)
+                sf.write(root / "audio" / name, (0.3 * tone + rng.normal(0, 0.01, n)).astype(np.float32),
+                         8000, subtype="PCM_16")
+                rows.append({"filename": name, "fold": fold, "target": target, "category": cat})
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
+    table = AUD.read({"format": "esc50", "path": str(root), "test_folds": [3], "val_fraction": 0.0})
+    assert table.groupby(["split", "label_name"]).size().to_dict() == {
+        ("test", "bell"): 2, ("test", "horn"): 1, ("train", "bell"): 4, ("train", "horn"): 2}
+    assert sorted(table["num_frames"].unique().tolist()) == [3000, 3500]
+    table.to_parquet(tmp_path / "t.parquet")
+    b = AUD.tokenize(pd.read_parquet(tmp_path / "t.parquet"), TOK)
+    task = b.tasks["classification"]
+    assert task.class_names == ("bell", "horn") and task.out_dim == 2
+    assert b.meta["splits"] == {"train": 6, "test": 3}
+    assert b.get("train", "x").shape == (6, 1, 16, 32) and b.get("test", "x").shape == (3, 1, 16, 32)
+    assert np.bincount(b.get("train", "y.classification")).tolist() == [4, 2]

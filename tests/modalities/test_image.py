@@ -163,3 +163,85 @@ def test_read_bad_inputs(tmp_path: Path, case: str) -> None:
         _png(root / "train" / "loose.png", np.zeros((4, 4, 3), dtype=np.uint8))
     with pytest.raises(DataError, match=expect):
         IMG.read(src)
+
+
+def _truncate_mid_data(path: Path) -> None:
+    """Cut a PNG inside its pixel data (PIL: 'image file is truncated')."""
+    rng = np.random.default_rng(5)
+    _png(path, rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def test_skip_policy_leaves_out_bad_images(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "img")
+    (root / "test" / "cat" / "0.png").write_bytes(b"GIF? no, garbage" * 5)  # corrupt
+    _truncate_mid_data(root / "train" / "dog" / "cut.png")  # truncated
+    _png(root / "train" / "cat" / "gray.png", np.zeros((4, 4), dtype=np.uint8))  # 1 of 13 is gray
+    t = _read(root, on_error="skip", val_fraction=0.0)
+    rep = t.attrs["ingestion_errors"]
+    assert rep["on_error"] == "skip" and rep["skipped"] == 3
+    assert rep["by_reason"] == {"corrupt": 1, "truncated": 1, "channels": 1}
+    assert sorted(Path(f["file"]).relative_to(root).as_posix() for f in rep["files"]) == [
+        "test/cat/0.png", "train/cat/gray.png", "train/dog/cut.png"]
+    assert len(t) == 9 and (t["channels"] == 3).all()
+    assert not {"test/cat/0", "train/cat/gray", "train/dog/cut"} & set(t["sample_id"])
+    # the default still raises, naming the first bad file (decoding before the channel check)
+    with pytest.raises(DataError, match=r"train/dog/cut\.png: unreadable or corrupt .*truncated") as err:
+        _read(root)
+    assert err.value.reason == "truncated"
+    (root / "train" / "dog" / "cut.png").unlink()
+    with pytest.raises(DataError, match=r"test/cat/0\.png: unreadable or corrupt") as err:
+        _read(root)
+    assert err.value.reason == "corrupt"
+    _png(root / "test" / "cat" / "0.png", np.zeros((3, 3, 3), dtype=np.uint8))  # repaired
+    with pytest.raises(DataError, match=r"gray\.png: image has 1 channel\(s\) but 10 of 11") as err:
+        _read(root)
+    assert err.value.reason == "channels"
+    clean = _read(_tree(tmp_path / "clean"), val_fraction=0.0)
+    assert clean.attrs["ingestion_errors"]["skipped"] == 0
+
+
+def test_skip_policy_relabels_and_whole_dataset_problems_raise(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "img")
+    for p in sorted((root / "train" / "cat").iterdir()) + [root / "test" / "cat" / "0.png"]:
+        p.write_bytes(b"not a png")  # every cat image is corrupt
+    t = _read(root, on_error="skip", val_fraction=0.0)
+    assert t.attrs["ingestion_errors"]["by_reason"] == {"corrupt": 5}
+    assert set(zip(t["label_name"], t["label"])) == {("dog", 0)}  # labels stay 0..K-1
+    for p in (root / "test" / "dog").iterdir():
+        p.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"no readable 'test' images left"):
+        _read(root, on_error="skip")
+    for p in root.rglob("*.*"):
+        p.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"all 10 image\(s\) were skipped"):
+        _read(root, on_error="skip")
+    (root / "test" / "bird").mkdir()
+    with pytest.raises(DataError, match=r"test/bird: class folder is empty"):
+        _read(root, on_error="skip")
+    with pytest.raises(DataError, match=r"image\.source\.on_error='ignore'; expected 'raise' or 'skip'"):
+        _read(_tree(tmp_path / "ok"), on_error="ignore")
+
+
+def test_user_path_round_trip(tmp_path: Path) -> None:
+    """A user data set overrides the default: classes, counts, channels and sizes come from it."""
+    rng = np.random.default_rng(7)
+    n = {"train": {"apple": 3, "kiwi": 2, "zebra": 4}, "test": {"apple": 1, "kiwi": 2, "zebra": 1}}
+    for split, per_class in n.items():
+        for k, (cls, count) in enumerate(per_class.items()):
+            for i in range(count):
+                noise = rng.integers(0, 20, (6 + i, 10), dtype=np.uint8)
+                arr = np.full((6 + i, 10), 40 * k, dtype=np.uint8) + noise
+                _png(tmp_path / "u" / split / cls / f"{cls}{i}.png", arr)  # grayscale, unequal heights
+    table = IMG.read({"format": "imagefolder", "path": str(tmp_path / "u"), "val_fraction": 0.0})
+    assert (table["channels"] == 1).all() and sorted(table["height"].unique().tolist()) == [6, 7, 8, 9]
+    assert table.groupby(["split", "label_name"]).size().to_dict() == {
+        (s, c): v for s, d in n.items() for c, v in d.items()}
+    table.to_parquet(tmp_path / "t.parquet")
+    b = IMG.tokenize(pd.read_parquet(tmp_path / "t.parquet"), {"size": [6, 10], "patch_size": [3, 5]})
+    assert b.tasks["classification"].class_names == ("apple", "kiwi", "zebra")
+    assert b.tasks["classification"].out_dim == 3 and b.meta["splits"] == {"train": 9, "test": 4}
+    assert b.get("train", "x").shape == (9, 1, 6, 10) and b.get("test", "x").shape == (4, 1, 6, 10)
+    assert b.meta["tokenizer"] == {"kind": "patch2d", "in_channels": 1, "input_size": [6, 10],
+                                   "patch_size": [3, 5]}
+    assert np.bincount(b.get("train", "y.classification")).tolist() == [3, 2, 4]

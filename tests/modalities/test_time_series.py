@@ -195,3 +195,99 @@ def test_parse_ts_gunpoint_header() -> None:
     ts = parse_ts(_bundled_ts_dir("GunPoint") / "GunPoint_TRAIN.ts")
     assert ts.header["problemname"] == "GunPoint" and ts.class_labels == ("1", "2")
     assert len(ts.series) == 50 and ts.series[0].shape == (1, 150)
+
+
+def test_skip_policy_leaves_out_bad_lines(tmp_path: Path) -> None:
+    lines = TRAIN.splitlines()
+    lines[9] = "1,NaN,3,4:10,20,30,40:walk"  # line 10: NaN
+    lines[13] = "0.5,1.5,2.5:-1,-2,-3,-4,-5:walk"  # line 14: unequal channel lengths
+    train = "\n".join(lines) + "\n"
+    test = TEST + "1,2,3:4,5\n"  # line 12: no class label after the last channel
+    root = _toy(tmp_path / "toy", train, test)
+    t = _read(root, on_error="skip", val_fraction=0.0)
+    rep = t.attrs["ingestion_errors"]
+    assert rep["on_error"] == "skip" and rep["skipped"] == 3
+    assert rep["by_reason"] == {"nan": 1, "shape": 1, "invalid": 1}
+    assert sorted(f["file"].rsplit("/", 1)[-1] for f in rep["files"]) == [
+        "Toy_TEST.ts:12", "Toy_TRAIN.ts:10", "Toy_TRAIN.ts:14"]
+    assert all("Toy_" in f["message"] for f in rep["files"])
+    # the good series are kept with the ids they have without skipping (position among data lines)
+    assert list(t["sample_id"]) == ["Toy_TRAIN/00001", "Toy_TEST/00000", "Toy_TEST/00001"]
+    assert list(t["source_line"]) == [12, 10, 11]
+    assert dict(zip(t["label_name"], t["label"])) == {"run": 0, "walk": 1}
+    # the default still raises, naming file and line, with the reason attached
+    with pytest.raises(DataError, match=r"Toy_TRAIN\.ts:10: channel 0 has NaN") as err:
+        _read(root)
+    assert err.value.reason == "nan"
+    clean = _read(_toy(tmp_path / "clean"), val_fraction=0.0)
+    assert clean.attrs["ingestion_errors"] == {"on_error": "raise", "skipped": 0, "by_reason": {},
+                                               "files": []}
+
+
+def test_skip_policy_channel_count_and_truncated_last_line(tmp_path: Path) -> None:
+    train = TRAIN.rstrip("\n") + "\n1,2,3:4,5,6:7,8,9:walk\n"  # line 15: 3 channels, header says 2
+    test = TEST.rstrip("\n") + "\n1,2,3,4:5,6"  # line 12 cut off without a line end
+    t = _read(_toy(tmp_path / "toy", train, test), on_error="skip", val_fraction=0.0)
+    rep = t.attrs["ingestion_errors"]
+    assert rep["by_reason"] == {"channels": 1, "truncated": 1}
+    assert {f["file"].rsplit("/", 1)[-1]: f["reason"] for f in rep["files"]} == {
+        "Toy_TRAIN.ts:15": "channels", "Toy_TEST.ts:12": "truncated"}
+    assert (t["split"] == "train").sum() == 3 and (t["split"] == "test").sum() == 2
+    with pytest.raises(DataError, match=r"Toy_TEST\.ts:12: .*truncated file") as err:
+        _read(_toy(tmp_path / "raise", TRAIN, test))
+    assert err.value.reason == "truncated"
+
+
+def test_skip_policy_whole_file_problems_still_raise(tmp_path: Path) -> None:
+    all_bad = HEADER + "1,?,3:1,2,3:walk\n1,2:walk\n"
+    with pytest.raises(DataError, match=r"Toy_TRAIN\.ts: all 2 series after @data were skipped"):
+        _read(_toy(tmp_path / "bad", train=all_bad), on_error="skip")
+    with pytest.raises(DataError, match=r"Toy_TEST\.ts: no series after @data"):
+        _read(_toy(tmp_path / "empty", test=HEADER), on_error="skip")
+    root = _toy(tmp_path / "no_test")
+    (root / "Toy_TEST.ts").unlink()
+    with pytest.raises(DataError, match=r"missing \['Toy_TEST\.ts'\]"):
+        _read(root, name="Toy", on_error="skip")
+    with pytest.raises(DataError, match=r"time_series\.source\.on_error='ignore'"):
+        _read(_toy(tmp_path / "toy"), on_error="ignore")
+
+
+def test_parse_ts_with_policy_directly(tmp_path: Path) -> None:
+    from omnivec2_pipelines.modalities.base import ErrorPolicy
+
+    path = _toy(tmp_path / "toy", TRAIN.replace("5,6,7,8,9,10:0,0,0,1,1,1:run", "5,6:0:run"))
+    policy = ErrorPolicy({"on_error": "skip"}, "time_series")
+    ts = parse_ts(path / "Toy_TRAIN.ts", policy)
+    assert ts.lines == [10, 14] and ts.indices == [0, 2] and ts.labels == ["walk", "walk"]
+    assert policy.report()["by_reason"] == {"shape": 1}
+    with pytest.raises(DataError, match=r"Toy_TRAIN\.ts:12: channels of one series have different"):
+        parse_ts(path / "Toy_TRAIN.ts")
+
+
+def test_user_path_round_trip(tmp_path: Path) -> None:
+    """A user data set overrides the default: classes, counts and channels come from it."""
+    rng = np.random.default_rng(3)
+    head = ("@problemName Waves\n@univariate false\n@dimensions 3\n@equalLength false\n"
+            "@classLabel true flat sine saw\n@data\n")
+    counts = {"TRAIN": 4, "TEST": 2}
+    for split, n in counts.items():
+        lines = []
+        for i in range(n):
+            for cls in ("flat", "sine", "saw"):
+                t = np.arange(30 + 3 * i)
+                base = {"flat": np.zeros(len(t)), "sine": np.sin(t / 3), "saw": (t % 7) / 7}[cls]
+                x = base[None] + rng.normal(0, 0.01, (3, len(t)))
+                lines.append(":".join(",".join(f"{v:.4f}" for v in ch) for ch in x) + f":{cls}")
+        (tmp_path / "u").mkdir(exist_ok=True)
+        (tmp_path / "u" / f"Waves_{split}.ts").write_text(head + "\n".join(lines) + "\n")
+    table = TS.read({"format": "ucr_ts", "path": str(tmp_path / "u"), "val_fraction": 0.25, "seed": 1})
+    assert table.groupby("split").size().to_dict() == {"train": 9, "val": 3, "test": 6}
+    assert sorted(table["length"].unique().tolist()) == [30, 33, 36, 39] and (table["n_channels"] == 3).all()
+    table.to_parquet(tmp_path / "t.parquet")
+    b = TS.tokenize(pd.read_parquet(tmp_path / "t.parquet"), {"length": 24, "horizon": 4, "patch_size": 4})
+    assert b.tasks["classification"].class_names == ("flat", "saw", "sine")
+    assert b.tasks["classification"].out_dim == 3 and b.tasks["forecasting"].out_shape == (3, 4)
+    assert b.meta["splits"] == {"train": 9, "val": 3, "test": 6}
+    assert b.get("train", "x").shape == (9, 3, 24) and b.get("test", "y.forecasting").shape == (6, 3, 4)
+    assert b.meta["tokenizer"] == {"kind": "time_patch", "in_channels": 3, "length": 24, "patch_size": 4}
+    assert sorted(np.bincount(b.get("test", "y.classification")).tolist()) == [2, 2, 2]

@@ -8,6 +8,12 @@ Layout (``source.format: esc50``)::
 Every file listed in the CSV must exist and decode. WAV files in ``root/audio`` that the CSV
 does not list are ignored (like a subset CSV of the original ESC-50 release): the CSV is the
 list of samples.
+
+Per-file problems (listed file missing, corrupt or truncated file, zero frames, NaN/inf
+samples) raise naming the file or, with ``source.on_error: skip``, leave the clip out and
+count it in ``table.attrs["ingestion_errors"]``. Problems of the data set (missing path, audio
+folder or CSV, a CSV that cannot be parsed or lacks columns/values, no train/test rows for the
+chosen folds, nothing left after skipping) always raise.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
     DataError,
+    ErrorPolicy,
     Modality,
     TaskSpec,
     assign_val_split,
@@ -40,6 +47,33 @@ SAMPLE_CATEGORIES: tuple[str, ...] = (
 _N_FOLDS = 5
 
 
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes of a RIFF/WAVE ``data`` chunk that its header declares but the file lacks.
+
+    libsndfile silently reads a WAV file that was cut off inside its sample data; this finds
+    that case. 0 for complete files, non-WAV files, and streaming headers (size 0 or
+    0xFFFFFFFF).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            size = Path(path).stat().st_size
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return 0
+                n = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    if n in (0, 0xFFFFFFFF):
+                        return 0
+                    return max(0, f.tell() + n - size)
+                f.seek(n + (n & 1), 1)  # chunks are padded to an even size
+    except OSError:
+        return 0
+
+
 def load_wav(path: Path) -> tuple[np.ndarray, int]:
     """Decode one audio file with ``soundfile`` to a mono float32 waveform.
 
@@ -49,40 +83,55 @@ def load_wav(path: Path) -> tuple[np.ndarray, int]:
         ``(waveform (num_frames,), sample_rate)``.
 
     Raises:
-        DataError: unreadable/corrupt file, zero-length audio, or NaN/inf samples.
+        DataError: unreadable/corrupt file (reason ``"corrupt"``), a WAV file cut off inside
+            its sample data (``"truncated"``), zero-length audio (``"empty"``), or NaN/inf
+            samples (``"nan"``).
     """
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
     except (RuntimeError, OSError, ValueError, TypeError) as e:
         raise DataError(f"{path}: unreadable or corrupt audio file ({type(e).__name__}: {e}); "
-                        f"expected a WAV file soundfile can decode") from e
+                        f"expected a WAV file soundfile can decode", reason="corrupt") from e
+    missing = _wav_missing_bytes(path)
+    if missing > 0:
+        raise DataError(f"{path}: truncated WAV file: the data chunk header declares {missing} "
+                        f"more bytes than the file holds ({data.shape[0]} frames readable); "
+                        f"expected a complete file", reason="truncated")
     if data.shape[0] == 0:
-        raise DataError(f"{path}: audio has zero frames; expected a non-empty clip")
+        raise DataError(f"{path}: audio has zero frames; expected a non-empty clip", reason="empty")
     wav = data.mean(axis=1, dtype=np.float32)  # (frames, channels) -> (frames,)
     if not np.isfinite(wav).all():
-        raise DataError(f"{path}: audio contains NaN or inf samples")
+        raise DataError(f"{path}: audio contains NaN or inf samples", reason="nan")
     return wav, int(sr)
+
+
+def _load_listed(path: Path, csv_path: Path) -> tuple[np.ndarray, int]:
+    """:func:`load_wav` of a file listed in the CSV; a missing file has reason ``"missing"``."""
+    if not path.is_file():
+        raise DataError(f"{path}: listed in {csv_path} but missing", reason="missing")
+    return load_wav(path)
 
 
 def _read_csv(csv_path: Path) -> pd.DataFrame:
     """Read and validate the ESC-50 metadata CSV."""
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: metadata CSV not found; expected ESC-50 layout "
-                        f"root/meta/esc50.csv + root/audio/*.wav")
+                        f"root/meta/esc50.csv + root/audio/*.wav", reason="missing")
     try:
         meta = pd.read_csv(csv_path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{csv_path}: cannot parse CSV ({type(e).__name__}: {e})") from e
+        reason = "encoding" if isinstance(e, UnicodeDecodeError) else "corrupt"
+        raise DataError(f"{csv_path}: cannot parse CSV ({type(e).__name__}: {e})", reason=reason) from e
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in meta.columns]
     if missing:
         raise DataError(f"{csv_path}: missing required column(s) {missing}; expected at least "
-                        f"{list(REQUIRED_CSV_COLUMNS)}, found {list(meta.columns)}")
+                        f"{list(REQUIRED_CSV_COLUMNS)}, found {list(meta.columns)}", reason="missing")
     if meta.empty:
-        raise DataError(f"{csv_path}: lists no audio files")
+        raise DataError(f"{csv_path}: lists no audio files", reason="empty")
     if meta[list(REQUIRED_CSV_COLUMNS)].isna().any().any():
         bad = meta[meta[list(REQUIRED_CSV_COLUMNS)].isna().any(axis=1)].index[0]
         raise DataError(f"{csv_path}: row {bad + 2} has an empty value in "
-                        f"{list(REQUIRED_CSV_COLUMNS)}")
+                        f"{list(REQUIRED_CSV_COLUMNS)}", reason="missing")
     for col in ("fold", "target"):
         num = pd.to_numeric(meta[col], errors="coerce")
         if num.isna().any() or (num != num.round()).any():
@@ -173,20 +222,23 @@ class AudioModality(Modality):
         """Read an ESC-50 tree into the canonical table.
 
         Source params: ``test_folds`` (default ``[5]``) and optional ``val_folds``; other
-        folds are train. Labels are the CSV ``target`` ids remapped to ``0..K-1`` in sorted
+        folds are train. ``on_error`` (``raise``/``skip`` per bad clip), ``val_fraction``,
+        ``seed``. Labels are the CSV ``target`` ids remapped to ``0..K-1`` in sorted
         target order, ``label_name`` is ``category``. Payload columns: ``waveform``
         (float32 mono), ``sample_rate``, ``num_frames`` (plus ``fold`` and ``target``).
 
         Raises:
-            DataError: missing CSV/column, listed file missing or corrupt, empty audio,
-                NaN/inf samples, or no train/test rows for the chosen folds.
+            DataError: missing CSV/column, no train/test rows for the chosen folds, all clips
+                skipped, no train/test clip left after skipping; and (unless skipped) a listed
+                file missing, corrupt or truncated, empty audio, NaN/inf samples.
         """
         _, root = check_source(source, self)
+        policy = ErrorPolicy(source, self.name)
         audio_dir = root / "audio"
         csv_path = root / "meta" / "esc50.csv"
         if not audio_dir.is_dir():
             raise DataError(f"{audio_dir}: audio folder not found; expected ESC-50 layout "
-                            f"root/audio/*.wav + root/meta/esc50.csv")
+                            f"root/audio/*.wav + root/meta/esc50.csv", reason="missing")
         meta = _read_csv(csv_path)
         test_folds = _folds(source, "test_folds", [5])
         val_folds = _folds(source, "val_folds", None)
@@ -199,19 +251,19 @@ class AudioModality(Modality):
             if not (split == required).any():
                 raise DataError(f"{csv_path}: no rows for split {required!r} (folds present "
                                 f"{sorted(meta['fold'].unique().tolist())}, test_folds "
-                                f"{sorted(test_folds)}, val_folds {sorted(val_folds)})")
-        targets = sorted(meta["target"].unique().tolist())
-        label_of = {t: i for i, t in enumerate(targets)}
+                                f"{sorted(test_folds)}, val_folds {sorted(val_folds)})",
+                                reason="missing")
         rows: list[dict[str, Any]] = []
         for rec, sp in zip(meta.itertuples(index=False), split):
             path = audio_dir / rec.filename
-            if not path.is_file():
-                raise DataError(f"{path}: listed in {csv_path} but missing")
-            wav, sr = load_wav(path)
+            got = policy.call(path, _load_listed, path, csv_path)
+            if got is None:
+                continue
+            wav, sr = got
             rows.append({
                 "sample_id": Path(rec.filename).with_suffix("").as_posix(),
                 "source_file": f"audio/{rec.filename}",
-                "label": label_of[rec.target],
+                "label": -1,  # set below from the targets left after skipping
                 "label_name": rec.category,
                 "split": str(sp),
                 "waveform": wav,
@@ -220,10 +272,20 @@ class AudioModality(Modality):
                 "fold": int(rec.fold),
                 "target": int(rec.target),
             })
+        if not rows:
+            raise DataError(f"{csv_path}: all {len(meta)} listed clip(s) were skipped as unreadable "
+                            f"(audio.source.on_error: skip); nothing left to read", reason="empty")
         table = pd.DataFrame(rows)
+        for required in ("train", "test"):
+            if not (table["split"] == required).any():
+                raise DataError(f"{csv_path}: no readable {required!r} clips left after skipping "
+                                f"bad files (audio.source.on_error: skip)", reason="empty")
+        targets = sorted(table["target"].unique().tolist())  # 0..K-1 even if a class was skipped
+        table["label"] = table["target"].map({t: i for i, t in enumerate(targets)})
         table = table.astype({"label": "int64", "sample_rate": "int64", "num_frames": "int64",
                               "fold": "int64", "target": "int64"})
-        return assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table)
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Resample, crop/pad, log-mel, crop frames to a patch multiple, normalise with train.
@@ -332,7 +394,7 @@ def _fit_waveform(row: Any, sr: int, n_samples: int) -> np.ndarray:
     """One table row to a float32 waveform at ``sr`` cropped/zero-padded to ``n_samples``."""
     wav = np.asarray(row.waveform, dtype=np.float32)  # (num_frames,)
     if wav.size == 0:
-        raise DataError(f"{row.source_file}: empty waveform")
+        raise DataError(f"{row.source_file}: empty waveform", reason="empty")
     if int(row.sample_rate) != sr:
         import torch
         import torchaudio

@@ -7,6 +7,12 @@ Layout (``source.format: imagefolder``)::
 ``train`` and ``test`` are required, ``val`` is optional (carved from train otherwise).
 Hidden files (names starting with ``.``) are ignored; any other file that is not an image of
 a supported extension is an error, so nothing is silently dropped.
+
+Per-image problems (corrupt or truncated file, unsupported pixel mode, zero pixels, a channel
+count that differs from the rest of the data set) raise naming the file or, with
+``source.on_error: skip``, leave the image out and count it in
+``table.attrs["ingestion_errors"]``. Layout problems (missing path or split, empty split or
+class folder, stray non-image files) and a data set with nothing left always raise.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
     DataError,
+    ErrorPolicy,
     Modality,
     TaskSpec,
     assign_val_split,
@@ -46,8 +53,9 @@ def load_image(path: Path) -> np.ndarray:
     Grayscale modes give 1 channel; RGB, RGBA, palette and other colour modes give 3.
 
     Raises:
-        DataError: when the file cannot be decoded or has an unsupported mode
-            (e.g. 16-bit or float images).
+        DataError: when the file cannot be decoded (reason ``"corrupt"``, or ``"truncated"``
+            when the decoder reports a cut-off file), has an unsupported mode such as 16-bit or
+            float images (``"invalid"``) or has zero pixels (``"empty"``).
     """
     try:
         with Image.open(path) as img:
@@ -59,17 +67,18 @@ def load_image(path: Path) -> np.ndarray:
                 img = img.convert("RGB")
             else:
                 raise DataError(f"{path}: unsupported image mode {mode!r}; expected 8-bit "
-                                f"grayscale (L) or colour (RGB/RGBA/P)")
+                                f"grayscale (L) or colour (RGB/RGBA/P)", reason="invalid")
             arr = np.asarray(img, dtype=np.uint8)
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {e}); "
-                        f"expected a valid {'/'.join(IMAGE_EXTENSIONS)} file") from e
+                        f"expected a valid {'/'.join(IMAGE_EXTENSIONS)} file", reason=reason) from e
     if arr.ndim == 2:
         arr = arr[:, :, None]  # (H, W) -> (H, W, 1)
     if arr.size == 0:
-        raise DataError(f"{path}: image has zero pixels")
+        raise DataError(f"{path}: image has zero pixels", reason="empty")
     return arr
 
 
@@ -79,10 +88,10 @@ def _list_class_dirs(split_dir: Path) -> list[Path]:
     stray = [p for p in entries if not p.is_dir()]
     if stray:
         raise DataError(f"{stray[0]}: unexpected file directly in split folder {split_dir}; "
-                        f"expected only class folders <split>/<class>/<image>")
+                        f"expected only class folders <split>/<class>/<image>", reason="invalid")
     if not entries:
         raise DataError(f"{split_dir}: split folder is empty; expected class folders "
-                        f"<class>/<image> inside it")
+                        f"<class>/<image> inside it", reason="empty")
     return entries
 
 
@@ -92,9 +101,10 @@ def _list_images(class_dir: Path) -> list[Path]:
     bad = [p for p in entries if not (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)]
     if bad:
         raise DataError(f"{bad[0]}: not an image file with extension in {list(IMAGE_EXTENSIONS)} "
-                        f"(class folders must contain only images)")
+                        f"(class folders must contain only images)", reason="invalid")
     if not entries:
-        raise DataError(f"{class_dir}: class folder is empty; expected at least one image")
+        raise DataError(f"{class_dir}: class folder is empty; expected at least one image",
+                        reason="empty")
     return entries
 
 
@@ -138,39 +148,61 @@ class ImageModality(Modality):
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read an ImageFolder tree into the canonical table.
 
-        Payload columns: ``pixels`` (flattened ``uint8`` HWC), ``height``, ``width``,
-        ``channels``. Labels index the sorted union of class folder names of all splits.
+        Source params: ``on_error`` (``raise``/``skip`` per bad image), ``val_fraction``,
+        ``seed``. Payload columns: ``pixels`` (flattened ``uint8`` HWC), ``height``, ``width``,
+        ``channels``. Labels index the sorted union of class folder names of all splits that
+        still have images (after skipping).
+
+        The channel count of the data set is the one most decoded images have (ties: the
+        first image's); an image with another count is a per-file error (reason
+        ``"channels"``).
 
         Raises:
-            DataError: missing train/test split, empty split or class folder, non-image or
-                corrupt file, or images mixing 1 and 3 channels.
+            DataError: missing train/test split, empty split or class folder, non-image file,
+                corrupt image or images mixing 1 and 3 channels (unless skipped), every image
+                skipped, or no train/test image left after skipping.
         """
         _, root = check_source(source, self)
+        policy = ErrorPolicy(source, self.name)
         if not root.is_dir():
             raise DataError(f"image.source.path: {root} is not a directory; expected an "
-                            f"ImageFolder tree root/<split>/<class>/<image>")
+                            f"ImageFolder tree root/<split>/<class>/<image>", reason="missing")
         missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
         if missing:
             raise DataError(f"{root}: missing split folder(s) {missing}; expected "
-                            f"root/train/<class>/..., root/test/<class>/... (val optional)")
+                            f"root/train/<class>/..., root/test/<class>/... (val optional)",
+                            reason="missing")
         files: list[tuple[str, str, Path]] = []  # (split, class, path)
         for split in SPLITS:
             if not (root / split).is_dir():
                 continue
             for class_dir in _list_class_dirs(root / split):
                 files += [(split, class_dir.name, p) for p in _list_images(class_dir)]
-        classes = sorted({c for _, c, _ in files})
+        decoded: list[tuple[str, str, Path, np.ndarray]] = []
+        for split, cls, path in files:
+            arr = policy.call(path, load_image, path)  # (H, W, C); None when skipped
+            if arr is not None:
+                decoded.append((split, cls, path, arr))
+        if decoded:
+            counts: dict[int, list[Path]] = {}
+            for _, _, path, arr in decoded:
+                counts.setdefault(int(arr.shape[2]), []).append(path)
+            expected = max(counts, key=lambda c: len(counts[c]))  # ties: first seen
+            majority = (expected, counts[expected][0], len(counts[expected]), len(decoded))
+            decoded = [d for d in decoded
+                       if policy.call(d[2], _check_channels, d[2], int(d[3].shape[2]), *majority)]
+        if not decoded:
+            raise DataError(f"{root}: all {len(files)} image(s) were skipped as unreadable "
+                            f"(image.source.on_error: skip); nothing left to read", reason="empty")
+        for split in _REQUIRED_SPLITS:
+            if not any(d[0] == split for d in decoded):
+                raise DataError(f"{root}: no readable {split!r} images left after skipping bad "
+                                f"files (image.source.on_error: skip)", reason="empty")
+        classes = sorted({cls for _, cls, _, _ in decoded})  # 0..K-1 even if a class was skipped
         label_of = {c: i for i, c in enumerate(classes)}
         rows: list[dict[str, Any]] = []
-        first: tuple[Path, int] | None = None
-        for split, cls, path in files:
-            arr = load_image(path)  # (H, W, C)
+        for split, cls, path, arr in decoded:
             h, w, c = arr.shape
-            if first is None:
-                first = (path, c)
-            elif c != first[1]:
-                raise DataError(f"{path}: image has {c} channel(s) but {first[0]} has {first[1]}; "
-                                f"all images of a data set must be grayscale or all colour")
             rel = path.relative_to(root)
             rows.append({
                 "sample_id": rel.with_suffix("").as_posix(),
@@ -186,7 +218,8 @@ class ImageModality(Modality):
         table = pd.DataFrame(rows)
         table = table.astype({"label": "int64", "height": "int64", "width": "int64",
                               "channels": "int64"})
-        return assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table)
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Resize every image, normalise per channel with train statistics, stack per split.
@@ -214,7 +247,8 @@ class ImageModality(Modality):
                             "computed on the train split")
         channels = sorted(set(int(c) for c in table["channels"]))
         if len(channels) != 1:
-            raise DataError(f"image table mixes channel counts {channels}; expected one")
+            raise DataError(f"image table mixes channel counts {channels}; expected one",
+                            reason="channels")
         c = channels[0]
         class_names = table_class_names(table)
         xs: dict[str, np.ndarray] = {}
@@ -248,6 +282,16 @@ class ImageModality(Modality):
         return ArrayBundle(arrays=arrays, meta=meta)
 
 
+def _check_channels(path: Path, channels: int, expected: int, example: Path, n_expected: int,
+                    n_images: int) -> bool:
+    """True when an image has the data set's channel count; else a ``"channels"`` DataError."""
+    if channels != expected:
+        raise DataError(f"{path}: image has {channels} channel(s) but {n_expected} of {n_images} "
+                        f"images (e.g. {example}) have {expected}; all images of a data set must "
+                        f"be grayscale or all colour", reason="channels")
+    return True
+
+
 def _pair(params: dict[str, Any], key: str) -> tuple[int, int]:
     """Read a ``[a, b]`` pair of positive ints from the tokenization params."""
     value = params.get(key)
@@ -266,11 +310,12 @@ def _resize(row: Any, size: tuple[int, int]) -> np.ndarray:
     """One table row to a float32 ``(C, H, W)`` array in ``[0, 1]`` resized to ``size``."""
     h, w, c = int(row.height), int(row.width), int(row.channels)
     if c not in (1, 3):
-        raise DataError(f"{row.source_file}: channels={c}, expected 1 (grayscale) or 3 (RGB)")
+        raise DataError(f"{row.source_file}: channels={c}, expected 1 (grayscale) or 3 (RGB)",
+                        reason="channels")
     pixels = np.asarray(row.pixels, dtype=np.uint8)
     if pixels.size != h * w * c:
         raise DataError(f"{row.source_file}: pixels has {pixels.size} values, expected "
-                        f"height*width*channels = {h}*{w}*{c}")
+                        f"height*width*channels = {h}*{w}*{c}", reason="shape")
     arr = pixels.reshape(h, w, c)  # (H*W*C,) -> (H, W, C)
     img = Image.fromarray(arr[:, :, 0] if c == 1 else arr)  # uint8 (H, W) -> L, (H, W, 3) -> RGB
     if (w, h) != (size[1], size[0]):

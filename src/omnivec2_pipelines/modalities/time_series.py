@@ -10,6 +10,13 @@ and multivariate problems with equal or unequal series lengths and class labels.
 supported yet (each raises :class:`DataError`): missing values (``?`` or NaN), time stamps
 (``@timeStamps true``) and regression targets (``@targetLabel true`` / ``@classLabel false``).
 Unknown ``@`` header tags are ignored.
+
+Data lines are checked one by one: a bad line (``?``/NaN, non-numeric value, malformed line,
+undeclared label, unequal channel lengths inside the series, a channel count or length that
+disagrees with the header/earlier series, a cut-off last line) raises naming ``file:line``
+or, with ``source.on_error: skip``, is left out and counted in
+``table.attrs["ingestion_errors"]``. Problems of a whole file or of the data set (missing
+files, bad header, no series left, TRAIN and TEST with different channel counts) always raise.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
     DataError,
+    ErrorPolicy,
     Modality,
     TaskSpec,
     assign_val_split,
@@ -51,6 +59,8 @@ class TsFile:
         series: One float64 array ``(C, L_i)`` per data line.
         labels: Class label of each series.
         lines: 1-based line number of each series in the file.
+        indices: 0-based position of each series among all data lines of the file (skipped
+            bad lines counted), so sample ids do not shift when a line is skipped.
     """
 
     path: Path
@@ -59,6 +69,7 @@ class TsFile:
     series: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
 
 
 def _parse_header(ts: TsFile, tokens: list[str], where: str) -> None:
@@ -94,26 +105,32 @@ def _check_header(ts: TsFile, where: str) -> None:
     """Require class labels before the data section."""
     if not ts.header.get("classlabel"):
         raise DataError(f"{where}: expected '@classLabel true <labels...>' before @data "
-                        f"(unlabelled/regression .ts files are not supported)")
+                        f"(unlabelled/regression .ts files are not supported)", reason="missing")
 
 
 def _parse_channel(chunk: str, where: str, channel: int) -> np.ndarray:
-    """Parse one comma-separated channel of a data line."""
+    """Parse one comma-separated channel of a data line.
+
+    Raises:
+        DataError: empty channel (reason ``"empty"``), ``?``/NaN/inf (``"nan"``) or a
+            non-numeric value (``"invalid"``), naming ``where`` (``file:line``).
+    """
     tokens = [t.strip() for t in chunk.split(",")]
     if tokens == [""]:
-        raise DataError(f"{where}: channel {channel} is empty; expected comma-separated values")
+        raise DataError(f"{where}: channel {channel} is empty; expected comma-separated values",
+                        reason="empty")
     if "?" in tokens:
         raise DataError(f"{where}: channel {channel} has a missing value '?'; missing values "
-                        f"are not supported yet")
+                        f"are not supported yet", reason="nan")
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
         raise DataError(f"{where}: channel {channel} has non-numeric value {bad!r}; expected "
-                        f"'v1,v2,...:v1,v2,...:label'") from None
+                        f"'v1,v2,...:v1,v2,...:label'", reason="invalid") from None
     if not np.isfinite(values).all():
         raise DataError(f"{where}: channel {channel} has NaN/inf values; missing values are "
-                        f"not supported yet")
+                        f"not supported yet", reason="nan")
     return values
 
 
@@ -125,24 +142,100 @@ def _is_float(token: str) -> bool:
     return True
 
 
-def parse_ts(path: Path) -> TsFile:
-    """Parse a UCR/UEA ``.ts`` classification file.
+def parse_ts_line(line: str, where: str, ts: TsFile, n_channels: int | None = None,
+                  length: int | None = None) -> tuple[np.ndarray, str]:
+    """Parse one ``.ts`` data line ``ch1_v1,...:ch2_v1,...:label`` into ``(series (C, L), label)``.
+
+    Args:
+        line: The stripped data line.
+        where: ``file:line`` for messages.
+        ts: The file parsed so far (header and declared class labels).
+        n_channels: Channel count of the earlier good series (None for the first one); the
+            header's ``@dimensions``/``@univariate true`` takes precedence.
+        length: Length of the earlier good series, checked when ``@equalLength true``.
+
+    Raises:
+        DataError: naming ``where``, with reason ``"invalid"`` (malformed line, undeclared
+            label, non-numeric value), ``"nan"`` (``?``/NaN/inf), ``"empty"`` (empty channel),
+            ``"channels"`` (channel count differs from the header/earlier series) or
+            ``"shape"`` (unequal channel lengths, length against ``@equalLength``/``@seriesLength``).
+    """
+    parts = line.split(":")
+    if len(parts) < 2:
+        raise DataError(f"{where}: malformed data line; expected "
+                        f"'values[:values...]:label' with the class label last", reason="invalid")
+    label = parts[-1].strip()
+    if label not in ts.class_labels:
+        raise DataError(f"{where}: class label {label!r} is not declared in @classLabel "
+                        f"{list(ts.class_labels)}", reason="invalid")
+    chans = [_parse_channel(c, where, i) for i, c in enumerate(parts[:-1])]
+    lengths = sorted({c.size for c in chans})
+    if len(lengths) > 1:
+        raise DataError(f"{where}: channels of one series have different lengths "
+                        f"{[c.size for c in chans]}; expected equal lengths", reason="shape")
+    declared = ts.header.get("dimensions", 1 if ts.header.get("univariate") else None)
+    if declared is not None and len(chans) != declared:
+        raise DataError(f"{where}: series has {len(chans)} channel(s) but the header "
+                        f"declares {declared}", reason="channels")
+    if n_channels is not None and len(chans) != n_channels:
+        raise DataError(f"{where}: series has {len(chans)} channel(s), earlier series have "
+                        f"{n_channels}", reason="channels")
+    if ts.header.get("equallength") and length is not None and lengths[0] != length:
+        raise DataError(f"{where}: series length {lengths[0]} differs from "
+                        f"{length} but the header says @equalLength true", reason="shape")
+    if ts.header.get("equallength") and "serieslength" in ts.header \
+            and lengths[0] != ts.header["serieslength"]:
+        raise DataError(f"{where}: series length {lengths[0]} differs from "
+                        f"@seriesLength {ts.header['serieslength']}", reason="shape")
+    return np.stack(chans), label  # C x (L,) -> (C, L)
+
+
+def _parse_last_line(line: str, where: str, ts: TsFile, n_channels: int | None,
+                     length: int | None) -> tuple[np.ndarray, str]:
+    """:func:`parse_ts_line` for a last line without newline: its errors read as truncation."""
+    try:
+        return parse_ts_line(line, where, ts, n_channels, length)
+    except DataError as e:
+        raise DataError(f"{e} (last line of the file has no line end: truncated file?)",
+                        reason="truncated") from e
+
+
+def parse_ts(path: Path, policy: ErrorPolicy | None = None) -> TsFile:
+    """Parse a UCR/UEA ``.ts`` classification file, data line by data line.
 
     Each data line is ``ch1_v1,ch1_v2,...:ch2_v1,...:label``. Series may differ in length
     unless ``@equalLength true``; the channels of one series must have equal length.
+    Each bad data line goes through ``policy`` (see :func:`parse_ts_line` for the reasons): it
+    raises naming ``file:line`` (``on_error: raise``, the default without a policy) or is left
+    out and recorded (``on_error: skip``). A last line cut off without a line end has reason
+    ``"truncated"``.
+
+    Args:
+        path: The ``.ts`` file.
+        policy: Error policy of the read (None: raise on the first bad line).
 
     Raises:
-        DataError: naming ``file:line`` for malformed headers or data lines, missing values,
-            unequal channel lengths, undeclared labels, or a file without series.
+        DataError: unreadable file (``"corrupt"``) or not UTF-8 (``"encoding"``), malformed
+            header (``file:line``), no ``@data``, no series after ``@data`` (``"empty"``), every
+            series skipped, or a bad data line when not skipping.
     """
+    policy = policy if policy is not None else ErrorPolicy({}, "time_series")
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read .ts file ({type(e).__name__}: {e})") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e}); expected a UCR/UEA .ts file",
+                        reason="encoding") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read .ts file ({type(e).__name__}: {e})",
+                        reason="corrupt") from e
     ts = TsFile(path=Path(path))
     in_data = False
     n_channels: int | None = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    length: int | None = None
+    n_data = 0
+    raw_lines = text.splitlines()
+    cut = bool(text) and not text.endswith(("\n", "\r"))
+    for lineno, raw in enumerate(raw_lines, start=1):
         line = raw.strip()
         where = f"{path}:{lineno}"
         if not line or line.startswith("#"):
@@ -158,42 +251,26 @@ def parse_ts(path: Path) -> TsFile:
             else:
                 _parse_header(ts, tokens, where)
             continue
-        parts = line.split(":")
-        if len(parts) < 2:
-            raise DataError(f"{where}: malformed data line; expected "
-                            f"'values[:values...]:label' with the class label last")
-        label = parts[-1].strip()
-        if label not in ts.class_labels:
-            raise DataError(f"{where}: class label {label!r} is not declared in @classLabel "
-                            f"{list(ts.class_labels)}")
-        chans = [_parse_channel(c, where, i) for i, c in enumerate(parts[:-1])]
-        lengths = sorted({c.size for c in chans})
-        if len(lengths) > 1:
-            raise DataError(f"{where}: channels of one series have different lengths "
-                            f"{[c.size for c in chans]}; expected equal lengths")
+        index, n_data = n_data, n_data + 1
+        parse = _parse_last_line if cut and lineno == len(raw_lines) else parse_ts_line
+        got = policy.call(where, parse, line, where, ts, n_channels, length)
+        if got is None:
+            continue
+        x, label = got
         if n_channels is None:
-            n_channels = len(chans)
-            expected = ts.header.get("dimensions", 1 if ts.header.get("univariate") else None)
-            if expected is not None and n_channels != expected:
-                raise DataError(f"{where}: series has {n_channels} channel(s) but the header "
-                                f"declares {expected}")
-        elif len(chans) != n_channels:
-            raise DataError(f"{where}: series has {len(chans)} channel(s), earlier series have "
-                            f"{n_channels}")
-        if ts.header.get("equallength") and ts.series and lengths[0] != ts.series[0].shape[1]:
-            raise DataError(f"{where}: series length {lengths[0]} differs from "
-                            f"{ts.series[0].shape[1]} but the header says @equalLength true")
-        if ts.header.get("equallength") and "serieslength" in ts.header \
-                and lengths[0] != ts.header["serieslength"]:
-            raise DataError(f"{where}: series length {lengths[0]} differs from "
-                            f"@seriesLength {ts.header['serieslength']}")
-        ts.series.append(np.stack(chans))  # C x (L,) -> (C, L)
+            n_channels, length = x.shape
+        ts.series.append(x)
         ts.labels.append(label)
         ts.lines.append(lineno)
+        ts.indices.append(index)
     if not in_data:
         raise DataError(f"{path}: no @data line; expected a UCR/UEA .ts file")
+    if not n_data:
+        raise DataError(f"{path}: no series after @data", reason="empty")
     if not ts.series:
-        raise DataError(f"{path}: no series after @data")
+        raise DataError(f"{path}: all {n_data} series after @data were skipped as bad lines "
+                        f"({policy.modality}.source.on_error: skip); nothing left to read",
+                        reason="empty")
     return ts
 
 
@@ -210,7 +287,7 @@ def _resolve_name(root: Path, name: str | None) -> str:
         missing = [f"{name}_{s}.ts" for s in ("TRAIN", "TEST") if not (root / f"{name}_{s}.ts").is_file()]
         if missing:
             raise DataError(f"{root}: missing {missing}; expected <Name>_TRAIN.ts and "
-                            f"<Name>_TEST.ts for time_series.source.name={name!r}")
+                            f"<Name>_TEST.ts for time_series.source.name={name!r}", reason="missing")
         return name
     trains = {p.name[: -len("_TRAIN.ts")] for p in root.glob("*_TRAIN.ts")}
     tests = {p.name[: -len("_TEST.ts")] for p in root.glob("*_TEST.ts")}
@@ -218,7 +295,7 @@ def _resolve_name(root: Path, name: str | None) -> str:
     if len(pairs) != 1:
         raise DataError(f"{root}: found {len(pairs)} <Name>_TRAIN.ts/<Name>_TEST.ts pairs "
                         f"{pairs} (TRAIN files {sorted(trains)}, TEST files {sorted(tests)}); "
-                        f"expected exactly one, or set time_series.source.name")
+                        f"expected exactly one, or set time_series.source.name", reason="missing")
     return pairs[0]
 
 
@@ -266,32 +343,36 @@ class TimeSeriesModality(Modality):
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a ``<Name>_TRAIN.ts``/``<Name>_TEST.ts`` pair into the canonical table.
 
-        Source params: ``name`` (optional when the folder holds exactly one pair).
+        Source params: ``name`` (optional when the folder holds exactly one pair),
+        ``on_error`` (``raise``/``skip`` per bad data line), ``val_fraction``, ``seed``.
         Payload columns: ``values`` (float64, channel-major ``C*L``), ``n_channels``,
         ``length``, plus ``source_line``. Labels index the class names in numeric order
         when all are numbers, else in text order.
 
         Raises:
-            DataError: missing/ambiguous files, parse errors (``file:line``), or TRAIN and
-                TEST with different channel counts.
+            DataError: missing/ambiguous files, parse errors (``file:line``; bad data lines
+                only when not skipping), no series left in a file, or TRAIN and TEST with
+                different channel counts.
         """
         _, root = check_source(source, self)
+        policy = ErrorPolicy(source, self.name)
         if not root.is_dir():
             raise DataError(f"time_series.source.path: {root} is not a directory; expected a "
                             f"folder with <Name>_TRAIN.ts and <Name>_TEST.ts")
         name = _resolve_name(root, source.get("name"))
-        parsed = {s: parse_ts(root / f"{name}_{s.upper()}.ts") for s in ("train", "test")}
+        parsed = {s: parse_ts(root / f"{name}_{s.upper()}.ts", policy) for s in ("train", "test")}
         chans = {s: ts.series[0].shape[0] for s, ts in parsed.items()}
         if chans["train"] != chans["test"]:
             raise DataError(f"{parsed['test'].path}: series have {chans['test']} channel(s) "
-                            f"but {parsed['train'].path.name} has {chans['train']}")
+                            f"but {parsed['train'].path.name} has {chans['train']}",
+                            reason="channels")
         classes = _label_order({lab for ts in parsed.values() for lab in ts.labels})
         label_of = {c: i for i, c in enumerate(classes)}
         rows: list[dict[str, Any]] = []
         for split, ts in parsed.items():
-            for i, (x, lab, line) in enumerate(zip(ts.series, ts.labels, ts.lines)):
+            for i, x, lab, line in zip(ts.indices, ts.series, ts.labels, ts.lines):
                 rows.append({
-                    "sample_id": f"{ts.path.stem}/{i:05d}",
+                    "sample_id": f"{ts.path.stem}/{i:05d}",  # position among data lines
                     "source_file": ts.path.name,
                     "label": label_of[lab],
                     "label_name": lab,
@@ -304,7 +385,8 @@ class TimeSeriesModality(Modality):
         table = pd.DataFrame(rows)
         table = table.astype({"label": "int64", "n_channels": "int64", "length": "int64",
                               "source_line": "int64"})
-        return assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        return policy.attach(table)
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Resample to a fixed length, z-normalise per series on its context, split off horizon.
@@ -333,7 +415,8 @@ class TimeSeriesModality(Modality):
                             f"context length length - horizon = {ctx}")
         channels = sorted(set(int(c) for c in table["n_channels"]))
         if len(channels) != 1:
-            raise DataError(f"time_series table mixes channel counts {channels}; expected one")
+            raise DataError(f"time_series table mixes channel counts {channels}; expected one",
+                            reason="channels")
         c = channels[0]
         class_names = table_class_names(table)
         arrays: dict[str, np.ndarray] = {}
@@ -385,7 +468,7 @@ def _resample(row: Any, length: int) -> np.ndarray:
     values = np.asarray(row.values, dtype=np.float64)
     if values.size != c * n or n == 0:
         raise DataError(f"{row.source_file}: sample {row.sample_id} has {values.size} values, "
-                        f"expected n_channels*length = {c}*{n} > 0")
+                        f"expected n_channels*length = {c}*{n} > 0", reason="shape")
     x = values.reshape(c, n)  # (C*L0,) -> (C, L0)
     if n == length:
         return x
