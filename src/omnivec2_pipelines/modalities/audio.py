@@ -26,12 +26,12 @@ import pandas as pd
 import soundfile as sf
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
-    TaskSpec,
     assign_val_split,
     atomic_directory,
     check_source,
@@ -363,9 +363,7 @@ class AudioModality(Modality):
         for split, x in feats.items():
             arrays[f"{split}.x"] = ((x - mean) / std).astype(np.float32)
             arrays[f"{split}.y.classification"] = ys[split]
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "patch2d", "in_channels": 1, "input_size": [n_mels, t_keep],

@@ -118,6 +118,14 @@ class TaskSpec:
         return cls(**d)
 
 
+def classification_task(class_names: tuple[str, ...] | list[str], input_key: str = "x",
+                        name: str = "classification") -> TaskSpec:
+    """The usual classification task: ``y.<name>`` int64 labels over ``class_names``."""
+    names = tuple(class_names)
+    return TaskSpec(name=name, kind="classification", input_key=input_key, target_key=f"y.{name}",
+                    out_dim=len(names), out_shape=(len(names),), class_names=names)
+
+
 @dataclass
 class ArrayBundle:
     """Model-ready arrays of one modality, keyed ``"<split>.<key>"``, plus JSON-able metadata.

@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
-    TaskSpec,
     assign_val_split,
     atomic_directory,
     check_source,
@@ -455,9 +455,7 @@ class GraphModality(Modality):
             splits[split] = int(len(pos))
             unseen[split] = n_unseen
         class_names = table_class_names(table)
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "graph_nodes", "n_features": f, "max_nodes": max_nodes,

@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
-    TaskSpec,
     assign_val_split,
     atomic_directory,
     check_source,
@@ -392,9 +392,7 @@ class HyperspectralModality(Modality):
         for split, x in xs.items():
             arrays[f"{split}.x"] = ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
             arrays[f"{split}.y.classification"] = ys[split]
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "band_groups", "bands": int(n_bands), "patch": int(s), "group_size": int(g)},

@@ -25,12 +25,12 @@ import pandas as pd
 from PIL import Image
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
-    TaskSpec,
     assign_val_split,
     atomic_directory,
     check_source,
@@ -266,9 +266,7 @@ class ImageModality(Modality):
             x = (x - mean[None, :, None, None]) / std[None, :, None, None]
             arrays[f"{split}.x"] = x.astype(np.float32)
             arrays[f"{split}.y.classification"] = ys[split]
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "patch2d", "in_channels": c, "input_size": list(size),

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
-    TaskSpec,
     assign_val_split,
     check_source,
     register,
@@ -308,9 +308,7 @@ class ImuModality(TimeSeriesModality):
             x = np.where(m, x, 0.0)  # crop_pad: padding is 0 after normalisation
             arrays[f"{split}.x"] = x.astype(np.float32)
             arrays[f"{split}.y.classification"] = ys[split]
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "time_patch", "in_channels": c, "length": length, "patch_size": patch},

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
@@ -471,9 +472,7 @@ class InfraredModality(ImageModality):
         }
         if classification:
             class_names = table_class_names(table)
-            task = TaskSpec(name="classification", kind="classification", input_key="x",
-                            target_key="y.classification", out_dim=len(class_names),
-                            out_shape=(len(class_names),), class_names=class_names)
+            task = classification_task(class_names)
         else:
             t_mean = float(ys["train"].mean())
             t_std = max(float(ys["train"].std()), _STD_FLOOR)

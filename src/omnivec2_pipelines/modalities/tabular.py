@@ -30,6 +30,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
@@ -346,9 +347,7 @@ class TabularModality(Modality):
         meta_extra: dict[str, Any] = {}
         if labelled.all():
             class_names = table_class_names(table)
-            task = TaskSpec(name="classification", kind="classification", input_key="x",
-                            target_key="y.classification", out_dim=len(class_names),
-                            out_shape=(len(class_names),), class_names=class_names)
+            task = classification_task(class_names)
             y_all: np.ndarray = table["label"].to_numpy(dtype=np.int64)
         else:
             y = table[target_col].to_numpy(dtype=np.float64)

@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
-    TaskSpec,
     assign_val_split,
     atomic_directory,
     check_source,
@@ -536,9 +536,7 @@ class TextModality(Modality):
             stats[split] = {"mean_tokens": float(full.mean()),
                             "truncated_fraction": float((full > max_len).mean()),
                             "unk_fraction": float((ids == UNK_ID).sum() / max((ids != PAD_ID).sum(), 1))}
-        task = TaskSpec(name="classification", kind="classification", input_key="x",
-                        target_key="y.classification", out_dim=len(class_names),
-                        out_shape=(len(class_names),), class_names=class_names)
+        task = classification_task(class_names)
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "text_tokens", "vocab_size": int(tok.get_vocab_size()),

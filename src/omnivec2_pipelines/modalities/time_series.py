@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import (
+    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
@@ -434,9 +435,7 @@ class TimeSeriesModality(Modality):
             arrays[f"{split}.y.forecasting"] = np.ascontiguousarray(x[:, :, ctx:])
             arrays[f"{split}.y.classification"] = part["label"].to_numpy(dtype=np.int64)
             splits[split] = int(len(part))
-        cls = TaskSpec(name="classification", kind="classification", input_key="x",
-                       target_key="y.classification", out_dim=len(class_names),
-                       out_shape=(len(class_names),), class_names=class_names)
+        cls = classification_task(class_names)
         fc = TaskSpec(name="forecasting", kind="regression", input_key="x_context",
                       target_key="y.forecasting", out_dim=c * horizon, out_shape=(c, horizon))
         meta = {
