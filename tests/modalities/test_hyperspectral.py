@@ -113,7 +113,8 @@ def test_user_files_keys_names_round_trip(tmp_path: Path) -> None:
     table.to_parquet(tmp_path / "t.parquet")
     b = HS.tokenize(pd.read_parquet(tmp_path / "t.parquet"), {"group_size": 5, "patch": 3})
     assert b.tasks["classification"].class_names == ("alfalfa", "corn", "woods")
-    assert b.meta["tokenizer"] == {"kind": "band_groups", "bands": 14, "patch": 3, "group_size": 5}
+    assert b.meta["tokenizer"] == {"kind": "band_groups", "bands": 14, "patch": 3, "group_size": 5,
+                                  "spatial": "center_stats"}
     assert sum(b.meta["splits"].values()) == len(table)
     assert b.get("train", "x").shape == (b.meta["splits"]["train"], 14, 3, 3)
 
@@ -128,7 +129,8 @@ def test_tokenize_shapes_normalisation_crop(tmp_path: Path) -> None:
     m = b.meta
     assert m["modality"] == "hyperspectral" and m["pretrain_input_key"] == "x"
     assert m["splits"] == {"train": 9, "test": 11}
-    assert m["tokenizer"] == {"kind": "band_groups", "bands": 5, "patch": 3, "group_size": 2}
+    assert m["tokenizer"] == {"kind": "band_groups", "bands": 5, "patch": 3, "group_size": 2,
+                                "spatial": "center_stats"}
     assert b.get("test", "y.classification").dtype == np.int64 and b.tasks["classification"].out_dim == 3
     row = table[table["split"] == "test"].iloc[0]
     raw = np.asarray(row["patch"]).reshape(5, 3, 3)

@@ -9,7 +9,7 @@ from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2
 from omnivec2_pipelines.models.tokenizers import build_tokenizer, tokenizer_kinds
 from omnivec2_pipelines.models.config import TokenizerConfig
 
-CFG = {"kind": "band_groups", "bands": 10, "patch": 3, "group_size": 4}
+CFG = {"kind": "band_groups", "bands": 10, "patch": 3, "group_size": 4, "spatial": "full"}
 
 
 def _tok(**over):
@@ -97,3 +97,18 @@ def test_whole_model_forward_backward_and_reconstruct() -> None:
     # padded input (fewer bands): the padding groups are invalid and never kept by the mask
     s = m.encode("mod", x[:, :26], 0.5)  # 26 bands -> 7 groups with real bands, 6 tokens kept
     assert s.full_valid[0].tolist() == [True] * 7 + [False] * 5 and s.valid.all()
+
+
+def test_center_stats_tokens_ignore_neighbour_layout() -> None:
+    from omnivec2_pipelines.models.tokenizers.band_groups import BandGroupTokenizer
+
+    tok = BandGroupTokenizer(bands=10, patch=3, group_size=4, width=16)  # default spatial="center_stats"
+    x = torch.randn(2, 10, 3, 3)
+    target = tok.patchify(x)
+    assert tok.patch_dim == 12 and target.shape == (2, 3, 12)
+    assert torch.allclose(target[:, 0, 0::3], x[:, :4, 1, 1])  # centre pixel of bands 0..3
+    # moving the neighbours around the centre (a rotation) changes nothing the tokens see
+    rotated = torch.rot90(x, 1, dims=(2, 3))
+    assert torch.allclose(tok(x)[0], tok(rotated)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="spatial must be"):
+        BandGroupTokenizer(bands=10, patch=3, group_size=4, width=16, spatial="pixels")

@@ -363,6 +363,9 @@ class HyperspectralModality(Modality):
         if len(shapes) != 1:
             raise DataError(f"hyperspectral table mixes (bands, patch) {shapes}; expected one", reason="shape")
         n_bands, stored = shapes[0]
+        spatial = params.get("spatial", "center_stats")
+        if spatial not in ("center_stats", "full"):
+            raise DataError(f"tokenization.hyperspectral.spatial must be 'center_stats' or 'full', got {spatial!r}")
         g = params.get("group_size")
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= n_bands:
             raise DataError(f"tokenization.hyperspectral.group_size must be an int in [1, bands="
@@ -395,7 +398,8 @@ class HyperspectralModality(Modality):
         task = classification_task(class_names)
         meta = {
             "modality": self.name,
-            "tokenizer": {"kind": "band_groups", "bands": int(n_bands), "patch": int(s), "group_size": int(g)},
+            "tokenizer": {"kind": "band_groups", "bands": int(n_bands), "patch": int(s), "group_size": int(g),
+                          "spatial": spatial},
             "pretrain_input_key": "x",
             "tasks": {task.name: task.to_dict()},
             "splits": {k: int(len(x)) for k, x in xs.items()},

@@ -24,22 +24,32 @@ class BandGroupTokenizer(Tokenizer):
     ``bands`` (e.g. a sensor that lacks the last bands) is zero-padded too; groups that then
     hold no real band are padding tokens (``valid = False``).
 
+    With ``spatial="center_stats"`` (the default) a token sees, per band of its group, the centre
+    pixel, the neighbourhood mean and the neighbourhood standard deviation (``3*g`` values)
+    instead of the raw ``g*s*s`` neighbourhood: spectral, rotation- and layout-invariant
+    features that generalise across image regions (a spatially disjoint test split); use
+    ``spatial="full"`` to embed every pixel.
+
     Args:
         bands: Number of spectral bands (largest accepted).
         patch: Neighbourhood side ``s``.
         group_size: Bands per token ``g``.
         width: Token width.
+        spatial: ``"center_stats"`` or ``"full"``.
     """
 
-    def __init__(self, bands: int, patch: int, group_size: int, width: int) -> None:
+    def __init__(self, bands: int, patch: int, group_size: int, width: int, spatial: str = "center_stats") -> None:
         super().__init__()
+        if spatial not in ("center_stats", "full"):
+            raise ValueError(f"band_groups spatial must be 'center_stats' or 'full', got {spatial!r}")
+        self.spatial = spatial
         self.bands, self.patch, self.group_size = int(bands), int(patch), int(group_size)
         if self.bands <= 0 or self.patch <= 0 or not 0 < self.group_size <= self.bands:
             raise ValueError(f"band_groups needs bands > 0, patch > 0 and 0 < group_size <= bands; "
                              f"got bands={bands}, patch={patch}, group_size={group_size}")
         self.n_groups = math.ceil(self.bands / self.group_size)
         self.max_tokens = self.n_groups
-        self.patch_dim = self.group_size * self.patch * self.patch
+        self.patch_dim = self.group_size * (3 if spatial == "center_stats" else self.patch * self.patch)
         self.proj = nn.Linear(self.patch_dim, width)
         self.pos = trunc_normal_param(1, self.n_groups, width)
 
@@ -50,7 +60,11 @@ class BandGroupTokenizer(Tokenizer):
             raise ValueError(f"expected input (B, bands<={self.bands}, {s}, {s}), got {tuple(x.shape)}")
         b, n_bands = x.shape[:2]
         x = F.pad(x, (0, 0, 0, 0, 0, self.n_groups * self.group_size - n_bands))  # pad bands
-        groups = x.reshape(b, self.n_groups, self.patch_dim)  # (B, n_groups, g*s*s), band-major
+        if self.spatial == "center_stats":
+            flat = x.flatten(2)  # (B, bands, s*s)
+            stats = torch.stack([x[:, :, s // 2, s // 2], flat.mean(-1), flat.std(-1, unbiased=False)], -1)
+            x = stats  # (B, bands, 3): centre, mean, std
+        groups = x.reshape(b, self.n_groups, self.patch_dim)  # (B, n_groups, g*(3 or s*s)), band-major
         n_real = math.ceil(n_bands / self.group_size)
         valid = (torch.arange(self.n_groups, device=x.device) < n_real).repeat(b, 1)  # (B, n_groups)
         return groups, valid
@@ -62,4 +76,4 @@ class BandGroupTokenizer(Tokenizer):
 
     def patchify(self, x: Tensor) -> Tensor:
         groups, _ = self._groups(x)
-        return groups  # (B, n_groups, g*s*s)
+        return groups  # (B, n_groups, patch_dim)
