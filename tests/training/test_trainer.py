@@ -44,6 +44,9 @@ def test_history_and_determinism(bundles, tiny_model_params) -> None:
 class NaNObjective(Objective):
     name = "nan"
 
+    def batch_sources(self):
+        return {}
+
     def step(self, model, ctx):
         p = next(model.parameters())
         return StepOutput(p.sum() * float("nan"), {}, "grid.classification", 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -49,3 +51,15 @@ class BatchSource:
         x = self.x[idx].to(device, non_blocking=True)
         y = None if self.y is None else self.y[idx].to(device, non_blocking=True)
         return x, y
+
+    def state_dict(self) -> dict[str, Any]:
+        """Shuffling position and RNG state (JSON-able), to resume exactly where training stopped."""
+        return {"order": self._order.tolist(), "pos": self._pos, "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["order"]) != len(self.x):
+            raise ValueError(f"batch source {self.name}: resume state has {len(state['order'])} rows, "
+                             f"data has {len(self.x)}")
+        self._order = np.asarray(state["order"], dtype=np.int64)
+        self._pos = int(state["pos"])
+        self._rng.bit_generator.state = state["rng"]

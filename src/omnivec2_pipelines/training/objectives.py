@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,20 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         """Sample a batch, run the model, return the loss."""
+
+    @abc.abstractmethod
+    def batch_sources(self) -> dict[str, BatchSource]:
+        """The data sources this objective draws from, by a stable name (for resume state)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: src.state_dict() for name, src in sorted(self.batch_sources().items())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        sources = self.batch_sources()
+        if set(state) != set(sources):
+            raise ValueError(f"{self.name}: resume state has sources {sorted(state)}, objective {sorted(sources)}")
+        for name, src_state in state.items():
+            sources[name].load_state_dict(src_state)
 
 
 def masked_reconstruction_loss(model: OmniVec2, stream: Stream, x: Tensor, norm_target: bool) -> Tensor:
@@ -90,6 +105,9 @@ class MaskedUnimodal(Objective):
         self.sources, self.ratios, self.batch_size, self.norm = sources, mask_ratios, batch_size, norm_target
         self.order = sorted(sources)
 
+    def batch_sources(self) -> dict[str, BatchSource]:
+        return dict(self.sources)
+
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         m = self.order[ctx.step % len(self.order)]
         x, _ = self.sources[m].draw(self.batch_size, ctx.device)
@@ -121,6 +139,9 @@ class MaskedPaired(Objective):
         _check_ratios(mask_ratios, list(sources))
         self.sources, self.ratios, self.half, self.norm = sources, mask_ratios, batch_size // 2, norm_target
         self.order = sorted(sources)
+
+    def batch_sources(self) -> dict[str, BatchSource]:
+        return dict(self.sources)
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         ma, mb = _two_different(ctx.rng, self.order)
@@ -173,6 +194,9 @@ class Multitask(Objective):
             raise ValueError(f"multitask.batch_size must be >= 2 (half per task), got {batch_size}")
         self.by_mod, self.half = by_mod, batch_size // 2
         self.order = sorted(by_mod)
+
+    def batch_sources(self) -> dict[str, BatchSource]:
+        return {f"{t.modality}.{t.task}": t.source for ts in self.by_mod.values() for t in ts}
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         picked = []

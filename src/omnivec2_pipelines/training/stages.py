@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
+from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -14,6 +15,7 @@ from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2, Tokeniz
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from omnivec2_pipelines.training.data import BatchSource
 from omnivec2_pipelines.training.objectives import MaskedPaired, MaskedUnimodal, Multitask, Objective, TaskData
+from omnivec2_pipelines.training.resume import ResumeConfig, fingerprint
 from omnivec2_pipelines.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,26 @@ def _pretrain_sources(bundles: Mapping[str, ArrayBundle], seed: int) -> dict[str
     return out
 
 
+_NOT_IN_FINGERPRINT = {"progress", "log_every", "checkpoint_every", "resume_dir", "device"}
+
+
+def resume_config(stage: str, tcfg: TrainerConfig, stage_params: Mapping[str, Any], model: OmniVec2,
+                  bundles: Mapping[str, ArrayBundle]) -> ResumeConfig | None:
+    """Resume settings of a stage, fingerprinted by its parameters, initial weights and input arrays."""
+    if not tcfg.resume_dir or tcfg.checkpoint_every <= 0:
+        return None
+    params = {"stage": stage, "stage_params": dict(stage_params), "model": model.cfg.to_dict(),
+              "trainer": {k: v for k, v in asdict(tcfg).items() if k not in _NOT_IN_FINGERPRINT},
+              "data": {m: b.meta for m, b in sorted(bundles.items())}}
+    tensors = [*sorted(model.state_dict().items()),
+               *((f"{m}/{k}", a) for m, b in sorted(bundles.items()) for k, a in sorted(b.arrays.items()))]
+    return ResumeConfig(Path(tcfg.resume_dir) / stage, tcfg.checkpoint_every, fingerprint(params, tensors))
+
+
 def _run(stage: str, model: OmniVec2, objective: Objective, tcfg: TrainerConfig,
-         bundles: Mapping[str, ArrayBundle]) -> tuple[Checkpoint, pd.DataFrame]:
-    history = Trainer(tcfg).fit(model, objective, stage)
+         bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+    resume = resume_config(stage, tcfg, stage_params, model, bundles)
+    history = Trainer(tcfg).fit(model, objective, stage, resume)
     return Checkpoint(model.cpu(), {"stage": stage, "data": _data_meta(bundles)}), history
 
 
@@ -106,7 +125,7 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     model = build_model(model_params, bundles)
     obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
                          stage_params.get("norm_target", True))
-    return _run("pretrain_unimodal", model, obj, tcfg, bundles)
+    return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params)
 
 
 def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
@@ -120,7 +139,7 @@ def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_
     attach_modalities(model, bundles)
     obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
                        stage_params.get("norm_target", True))
-    return _run("pretrain_paired", model, obj, tcfg, bundles)
+    return _run("pretrain_paired", model, obj, tcfg, bundles, stage_params)
 
 
 def select_tasks(bundles: Mapping[str, ArrayBundle], spec: Any) -> list[tuple[str, str]]:
@@ -157,4 +176,4 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
                           tcfg.seed + i, f"{m}.train.{spec.input_key}")
         tasks.append(TaskData(m, t, spec.kind, src))
     obj = Multitask(tasks, stage_params.get("batch_size", 64))
-    return _run("multitask", model, obj, tcfg, bundles)
+    return _run("multitask", model, obj, tcfg, bundles, stage_params)

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,12 @@ from tqdm.auto import tqdm
 
 from omnivec2_pipelines.models import OmniVec2
 from omnivec2_pipelines.training.objectives import Objective, StepContext
+from omnivec2_pipelines.training.resume import (
+    ResumeConfig,
+    clear_resume_state,
+    load_resume_state,
+    save_resume_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ class TrainerConfig:
         seed: Seeds sampling, masking and dropout.
         log_every: Log a line every N steps.
         progress: Show a progress bar (only when attached to a terminal).
+        checkpoint_every: Save the full training state every N steps so a killed run resumes
+            (0 disables saving and resuming).
+        resume_dir: Folder for the resume states (one subfolder per stage; "" disables).
     """
 
     steps: int = 300
@@ -47,11 +56,14 @@ class TrainerConfig:
     seed: int = 0
     log_every: int = 50
     progress: bool = True
+    checkpoint_every: int = 100
+    resume_dir: str = ""
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
                   "warmup_steps": self.warmup_steps >= 0, "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
-                  "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1}
+                  "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
+                  "checkpoint_every": self.checkpoint_every >= 0}
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"trainer.{key}={getattr(self, key)!r} is out of range")
@@ -106,8 +118,16 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def fit(self, model: OmniVec2, objective: Objective, stage: str) -> pd.DataFrame:
+    def fit(self, model: OmniVec2, objective: Objective, stage: str, resume: ResumeConfig | None = None,
+            on_step: Callable[[int], None] | None = None) -> pd.DataFrame:
         """Train in place; returns the loss history (one row per step).
+
+        Args:
+            model: The network (moved to the trainer's device).
+            objective: What a step samples and optimises.
+            stage: Name for logs and errors.
+            resume: Where to save the resume state every N steps and resume from it.
+            on_step: Called with the step index after every completed step.
 
         Raises:
             FloatingPointError: on a non-finite loss, naming stage, step and what was trained.
@@ -122,12 +142,18 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
         ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device)
         rows: list[dict[str, Any]] = []
+        first = 0
+        if resume is not None:
+            loaded = load_resume_state(resume, stage, model, opt, sched, ctx.generator, ctx.rng)
+            if loaded is not None:
+                first, objective_state, rows = loaded
+                objective.load_state_dict(objective_state)
         start = time.perf_counter()
         samples = 0
         log.info("%s: %d steps on %s (%d parameters)", stage, cfg.steps, self.device,
                  sum(p.numel() for p in model.parameters()))
-        bar = tqdm(range(cfg.steps), desc=stage, disable=None if cfg.progress else True,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(range(first, cfg.steps), desc=stage, disable=None if cfg.progress else True,
+                   dynamic_ncols=True, leave=False, initial=first, total=cfg.steps)
         for step in bar:
             ctx.step = step
             with self._autocast():
@@ -151,6 +177,13 @@ class Trainer:
                 recent = np.mean([r["loss"] for r in rows[-cfg.log_every:]])
                 log.info("%s step %d/%d loss %.4f (%.0f samples/s)", stage, step + 1, cfg.steps, recent,
                          samples / elapsed)
+            if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < cfg.steps:
+                save_resume_state(resume, step + 1, model, opt, sched, ctx.generator, ctx.rng,
+                                  objective.state_dict(), rows)
+            if on_step is not None:
+                on_step(step)
         bar.close()
+        if resume is not None:
+            clear_resume_state(resume)
         model.eval()
         return pd.DataFrame(rows)
