@@ -56,3 +56,24 @@ def test_non_finite_loss_names_stage_step_and_task(bundles, tiny_model_params) -
     model = stages.build_model(tiny_model_params, bundles)
     with pytest.raises(FloatingPointError, match=r"multitask: non-finite loss .* step 0 \(grid.classification\)"):
         Trainer(TrainerConfig(steps=2, progress=False)).fit(model, NaNObjective(), "multitask")
+
+
+class NaNGradObjective(NaNObjective):
+    """Finite loss, non-finite gradient (sqrt at 0)."""
+
+    def step(self, model, ctx):
+        p = next(model.parameters())
+        return StepOutput((p.sum() * 0.0).abs().sqrt(), {}, "series.forecasting", 1)
+
+
+def test_non_finite_gradient_raises_or_is_skipped_and_counted(bundles, tiny_model_params, caplog) -> None:
+    model = stages.build_model(tiny_model_params, bundles)
+    with pytest.raises(FloatingPointError, match=r"s3: non-finite gradient .* step 0 \(series.forecasting\)"):
+        Trainer(TrainerConfig(steps=2, progress=False)).fit(model, NaNGradObjective(), "s3")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level("WARNING"):
+        hist = Trainer(TrainerConfig(steps=3, progress=False, nonfinite="skip")).fit(model, NaNObjective(), "s3")
+    assert hist["skipped"].tolist() == [True, True, True] and "update skipped (3 so far)" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no update applied
+    with pytest.raises(ValueError, match="trainer.nonfinite"):
+        TrainerConfig(nonfinite="ignore")

@@ -44,6 +44,8 @@ class TrainerConfig:
         checkpoint_every: Save the full training state every N steps so a killed run resumes
             (0 disables saving and resuming).
         resume_dir: Folder for the resume states (one subfolder per stage; "" disables).
+        nonfinite: What a non-finite loss or gradient does: ``"raise"`` (stop the stage with an
+            error naming stage, step and modality/task) or ``"skip"`` (drop that update, count it).
     """
 
     steps: int = 300
@@ -58,12 +60,14 @@ class TrainerConfig:
     progress: bool = True
     checkpoint_every: int = 100
     resume_dir: str = ""
+    nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
                   "warmup_steps": self.warmup_steps >= 0, "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
                   "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
-                  "checkpoint_every": self.checkpoint_every >= 0}
+                  "checkpoint_every": self.checkpoint_every >= 0,
+                  "nonfinite": self.nonfinite in ("raise", "skip")}
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"trainer.{key}={getattr(self, key)!r} is out of range")
@@ -149,7 +153,7 @@ class Trainer:
                 first, objective_state, rows = loaded
                 objective.load_state_dict(objective_state)
         start = time.perf_counter()
-        samples = 0
+        samples = skipped = 0
         log.info("%s: %d steps on %s (%d parameters)", stage, cfg.steps, self.device,
                  sum(p.numel() for p in model.parameters()))
         bar = tqdm(range(first, cfg.steps), desc=stage, disable=None if cfg.progress else True,
@@ -158,19 +162,30 @@ class Trainer:
             ctx.step = step
             with self._autocast():
                 out = objective.step(model, ctx)
-            if not torch.isfinite(out.loss):
-                raise FloatingPointError(f"{stage}: non-finite loss {out.loss.item()} at step {step} "
-                                         f"({out.what}); lower the learning rate or check the inputs")
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            problem = None
+            if not torch.isfinite(out.loss):
+                problem = f"non-finite loss {out.loss.item()}"
+            else:
+                out.loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                      cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                if not torch.isfinite(norm):
+                    problem = f"non-finite gradient (norm {norm.item()})"
+            if problem is not None:
+                if cfg.nonfinite == "raise":
+                    raise FloatingPointError(f"{stage}: {problem} at step {step} ({out.what}); lower the "
+                                             f"learning rate, check the inputs, or set trainer.nonfinite: skip")
+                skipped += 1
+                log.warning("%s: %s at step %d (%s); update skipped (%d so far)", stage, problem, step, out.what,
+                            skipped)
+            else:
+                opt.step()
             sched.step()
             samples += out.samples
             elapsed = time.perf_counter() - start
             rows.append({"step": step, "loss": out.loss.item(), "lr": opt.param_groups[0]["lr"],
-                         "what": out.what, "elapsed_s": elapsed,
+                         "what": out.what, "elapsed_s": elapsed, "skipped": problem is not None,
                          **{f"loss.{k}": v for k, v in out.parts.items()}})
             bar.set_postfix(loss=f"{out.loss.item():.4f}", samples_per_s=f"{samples / elapsed:.0f}")
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
