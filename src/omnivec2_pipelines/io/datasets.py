@@ -81,3 +81,51 @@ class CheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class AtomicDataset(AbstractDataset[Any, Any]):
+    """Any file dataset, saved atomically: written to a temporary sibling, then renamed into place.
+
+    A crash at any point leaves the previous good file (or none), never a truncated one.
+    Loading is delegated unchanged. Example catalog entry::
+
+        metrics:
+          type: omnivec2_pipelines.io.AtomicDataset
+          dataset: {type: json.JSONDataset, save_args: {indent: 2}}
+          filepath: data/08_reporting/metrics.json
+
+    Args:
+        dataset: Config of the wrapped dataset (``type`` and its arguments, without ``filepath``),
+            or just its type name.
+        filepath: The file the wrapped dataset reads and writes.
+    """
+
+    def __init__(self, dataset: dict[str, Any] | str, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._config = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
+        if "filepath" in self._config:
+            raise DatasetError("AtomicDataset: give 'filepath' at the top level, not inside 'dataset'")
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+        self._reader = self._inner(self._filepath)
+
+    def _inner(self, path: PurePosixPath | Path) -> AbstractDataset:
+        return AbstractDataset.from_config(f"atomic:{self._filepath}", {**self._config, "filepath": str(path)})
+
+    def _load(self) -> Any:
+        return self._reader.load()
+
+    def _save(self, data: Any) -> None:
+        with atomic_path(self._filepath) as tmp:
+            self._inner(tmp).save(data)
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "dataset": self._config.get("type")}
+
+    def preview(self, *args: Any, **kwargs: Any) -> Any:
+        """Delegate kedro-viz previews to the wrapped dataset when it has them."""
+        if hasattr(self._reader, "preview"):
+            return self._reader.preview(*args, **kwargs)
+        return None
