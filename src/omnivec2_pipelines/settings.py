@@ -1,5 +1,10 @@
 """Project settings (Kedro)."""
 
+from omnivec2_pipelines.hooks import ValidateParametersHook
+
+# Every parameter a run uses is checked before its first node runs.
+HOOKS = (ValidateParametersHook(),)
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -36,6 +36,9 @@ def _check_stage_params(stage: str, params: Mapping[str, Any]) -> None:
     bs = params.get("batch_size", 64)
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
         raise ValueError(f"{stage}.batch_size must be a positive integer, got {bs!r}")
+    if stage != "pretrain_unimodal" and bs < 2:
+        raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
+                         f"paired modalities), got {bs}")
 
 
 def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str]) -> dict[str, float]:
@@ -177,3 +180,34 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
         tasks.append(TaskData(m, t, spec.kind, src))
     obj = Multitask(tasks, stage_params.get("batch_size", 64))
     return _run("multitask", model, obj, tcfg, bundles, stage_params)
+
+
+def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any],
+                          modalities: list[str], model_params: Mapping[str, Any] | None = None) -> None:
+    """Check one training stage's parameters without touching data (called before a run starts).
+
+    Raises:
+        ValueError / TypeError: naming the key and the allowed values.
+    """
+    if not isinstance(stage_params, Mapping):
+        raise ValueError(f"'{stage}' parameters must be a mapping, got {type(stage_params).__name__}")
+    _check_stage_params(stage, stage_params)
+    TrainerConfig.from_params(trainer_params, stage_params)
+    if stage in ("pretrain_paired", "multitask") and len(modalities) < 2:
+        raise ValueError(f"{stage} needs at least two enabled modalities ('modalities'), got {modalities}")
+    if "mask_ratio" in _STAGE_KEYS[stage]:
+        _mask_ratios(stage, stage_params, sorted(modalities))
+    if stage == "multitask":
+        spec = stage_params.get("tasks", "all")
+        if spec not in (None, "all"):
+            if not isinstance(spec, Mapping):
+                raise ValueError(f"multitask.tasks must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
+            for m, tasks in spec.items():
+                if m not in modalities:
+                    raise ValueError(f"multitask.tasks names modality {m!r}, which is not enabled; "
+                                     f"enabled: {sorted(modalities)}")
+                if not isinstance(tasks, (str, list)) or not tasks:
+                    raise ValueError(f"multitask.tasks.{m} must be a task name or a non-empty list, got {tasks!r}")
+    if model_params is not None:
+        params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
+        ModelConfig.from_dict(params)

@@ -1,0 +1,66 @@
+"""Parameters are validated up front, naming the key, before any node runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from omnivec2_pipelines.hooks import validate_run_parameters
+from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from tests.project_copy import copy_project, run_cmd
+from tests.tiny import MODALITIES, project_params
+
+
+@pytest.fixture(scope="module")
+def default():
+    return build_pipelines(MODALITIES)["__default__"]
+
+
+def _with(path: str, value):
+    params = copy.deepcopy(project_params())
+    *keys, last = path.split(".")
+    d = params
+    for k in keys:
+        d = d[k]
+    d[last] = value
+    return params
+
+
+def test_project_parameters_are_valid(default, tmp_path) -> None:
+    params = project_params()
+    for m in MODALITIES:  # the sources must exist for the check to pass
+        (tmp_path / m).mkdir()
+        params[m]["source"]["path"] = str(tmp_path / m)
+    validate_run_parameters(params, default)
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("pretrain_unimodal.mask_ratio.image", 1.5, r"pretrain_unimodal.mask_ratio.image must be a number in \(0, 1\)"),
+    ("model.width", 130, r"model.width=130 must be a positive multiple of its head count 4"),
+    ("multitask.lr", -0.1, r"trainer.lr=-0.1 is out of range"),
+    ("pretrain_paired.batch_size", 1, r"pretrain_paired.batch_size must be >= 2"),
+    ("multitask.tasks", {"smell": ["classification"]}, r"multitask.tasks names modality 'smell'"),
+    ("multitask.stepz", 3, r"unknown parameter\(s\) \['stepz'\] under 'multitask'"),
+    ("trainer.weight_decay", "lots", r"trainer parameter 'weight_decay' must be float"),
+    ("image.source.format", "tiff_stack", r"image.source.format='tiff_stack' is not supported"),
+    ("audio.source.path", "/nowhere/audio", r"audio.source.path: /nowhere/audio does not exist"),
+    ("text.source.on_error", "ignore", r"text.source.on_error='ignore'"),
+    ("evaluation.split", "holdout", r"evaluation.split must be one of"),
+])
+def test_bad_parameter_names_the_key(default, path, value, message) -> None:
+    params = _with(path, value)
+    if not path.endswith(".path"):
+        for m in MODALITIES:
+            params[m]["source"]["path"] = "."
+    with pytest.raises((ValueError, TypeError), match=message):
+        validate_run_parameters(params, default)
+
+
+def test_cli_run_fails_before_the_first_node(tmp_path) -> None:
+    root = copy_project(tmp_path / "project")
+    with pytest.raises(AssertionError) as err:
+        run_cmd(["kedro", "run", "--pipeline", "multitask", "--params", "multitask.lr=-1.0"], root)
+    out = str(err.value)
+    assert "trainer.lr=-1.0 is out of range" in out
+    assert "Running node" not in out and "pretrain_paired_checkpoint" not in out
