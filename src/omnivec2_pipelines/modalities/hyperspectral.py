@@ -36,6 +36,8 @@ left unlabelled), smooth illumination changes and noise.
 
 from __future__ import annotations
 
+import zlib
+
 import io
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,8 @@ def load_mat_array(path: Path, key: str | None, param: str) -> np.ndarray:
     except NotImplementedError as e:
         raise DataError(f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported ({e}); "
                         f"re-save it with save(..., '-v7')", reason="encoding") from e
-    except (MatReadError, ValueError, TypeError, OSError, EOFError, KeyError, IndexError) as e:
+    except (MatReadError, ValueError, TypeError, OSError, EOFError, KeyError, IndexError, zlib.error,
+            UnicodeDecodeError, MemoryError, OverflowError) as e:
         raise DataError(f"{path}: unreadable, truncated or corrupt .mat file "
                         f"({type(e).__name__}: {e})", reason="corrupt") from e
     arrays = {k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
