@@ -143,3 +143,15 @@ def test_wrong_parameter_type_names_the_key(raw_root) -> None:
         run(pipes[name], catalog)
     with pytest.raises(TypeError, match="trainer parameter 'steps' must be int, got 'many'"):
         run(pipes["multitask"], catalog)
+
+
+def test_class_missing_from_train_is_an_error(tmp_path) -> None:
+    from PIL import Image
+
+    for split, classes in (("train", ["cat"]), ("test", ["cat", "dog"])):
+        for c in classes:
+            (tmp_path / "image" / split / c).mkdir(parents=True)
+            Image.new("L", (8, 8), 128).save(tmp_path / "image" / split / c / "a.png")
+    catalog = memory_catalog(tiny_params(tmp_path))
+    with pytest.raises(Exception, match=r"image: classes \['dog'\] occur in the test split but not in train"):
+        run(build_pipelines(["image"])["ingestion"], catalog)

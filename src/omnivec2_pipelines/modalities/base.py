@@ -242,6 +242,27 @@ def check_source(source: dict[str, Any], modality: Modality) -> tuple[str, Path]
     return fmt, p
 
 
+def check_split_labels(table: pd.DataFrame, modality: str) -> None:
+    """Every class of the val/test splits must occur in train (else nothing could learn it).
+
+    Raises:
+        DataError: naming the classes, the split and the modality (reason ``"labels"``).
+    """
+    if "label" not in table or "split" not in table:
+        return
+    labelled = table[table["label"] >= 0]
+    if labelled.empty:
+        return
+    train = set(labelled.loc[labelled["split"] == "train", "label_name"])
+    if not train:
+        raise DataError(f"{modality}: the train split has no labelled samples", reason="labels")
+    for split in ("val", "test"):
+        missing = sorted(set(labelled.loc[labelled["split"] == split, "label_name"]) - train)
+        if missing:
+            raise DataError(f"{modality}: classes {missing} occur in the {split} split but not in train; "
+                            f"add training samples of them or remove them from {split}", reason="labels")
+
+
 def assign_val_split(table: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """Move a stratified ``fraction`` of the train rows to ``val`` (deterministic).
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from omnivec2_pipelines.modalities.base import ArrayBundle, check_source, get_modality
+from omnivec2_pipelines.modalities.base import ArrayBundle, check_source, check_split_labels, get_modality
 from omnivec2_pipelines.training import stages
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from omnivec2_pipelines.training.evaluation import evaluate
@@ -43,6 +43,7 @@ def ingest_node(modality: str) -> Callable[[dict[str, Any]], tuple[pd.DataFrame,
         mod = get_modality(modality)
         check_source(source, mod)
         table = mod.read(source)
+        check_split_labels(table, modality)
         report = {"modality": modality, "source": {k: str(v) for k, v in source.items()}, "rows": len(table),
                   "per_split": table["split"].value_counts().sort_index().to_dict(),
                   "per_class": table.groupby("label_name").size().sort_index().to_dict(),
