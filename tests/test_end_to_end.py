@@ -35,6 +35,10 @@ def test_full_default_run_in_project_copy(tmp_path) -> None:
         assert any(k.startswith(f"{m}.") and ".baseline." in k for k in metrics), m
     assert 0.0 <= metrics["image.classification.accuracy"] <= 1.0
     assert metrics["time_series.forecasting.mse"] >= 0 and 0 <= metrics["point_cloud.segmentation.miou"] <= 1
+    md = (root / "data/08_reporting/report.md").read_text()
+    assert "| image | classification | accuracy |" in md
+    assert (root / "data/08_reporting/figures/loss/multitask.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "data/08_reporting/figures/confusion/xray.classification.png").is_file()
     report = json.loads((root / "data/08_reporting/ingestion/xray.json").read_text())
     assert report["errors"]["skipped"] == 0 and report["rows"] > 0
     for stage, steps in (("pretrain_unimodal", 3), ("pretrain_paired", 2), ("multitask", 4)):

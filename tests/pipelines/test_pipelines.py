@@ -23,6 +23,13 @@ def _flatten(prefix: str, value, out: dict) -> None:
             _flatten(f"{prefix}.{k}", v, out)
 
 
+class KeptMemoryDataset(MemoryDataset):
+    """A memory dataset the runner cannot release, so tests can inspect intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
 def memory_catalog(params: dict) -> DataCatalog:
     flat: dict = {}
     for k, v in params.items():
@@ -31,9 +38,9 @@ def memory_catalog(params: dict) -> DataCatalog:
 
 
 def run(pipe: Pipeline, catalog: DataCatalog) -> None:
-    for name in pipe.outputs():
+    for name in pipe.all_outputs():
         if name not in catalog:
-            catalog[name] = MemoryDataset(copy_mode="assign")
+            catalog[name] = KeptMemoryDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
 
 
@@ -101,6 +108,11 @@ def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:
 
     run(pipes["evaluation"], catalog)
     metrics = catalog.load("metrics")
+    report = catalog.load("evaluation_report")
+    assert report.startswith("# OmniVec2 evaluation report") and "| point_cloud | segmentation | miou |" in report
+    assert set(catalog.load("loss_curves")) == {"pretrain_unimodal.png", "pretrain_paired.png", "multitask.png"}
+    classification = {f"{m}.{t}.png" for m, t in tasks if bundles[m].tasks[t].kind == "classification"}
+    assert set(catalog.load("confusion_matrices")) == classification
     for m, t in tasks:
         kind = bundles[m].tasks[t].kind
         main = {"classification": "accuracy", "regression": "mse", "dense_regression": "rmse",

@@ -77,7 +77,14 @@ def stage_pipeline(stage: str, modalities: list[str]) -> Pipeline:
 def evaluation_pipeline(modalities: list[str]) -> Pipeline:
     inputs = {"ckpt": "multitask_checkpoint", "params": "params:evaluation", "trainer_params": "params:trainer",
               **{m: f"{m}.tokenized" for m in modalities}}
-    return Pipeline([_node(nodes.evaluate_node, inputs, "metrics", name="evaluate", tags=["evaluation"])])
+    report_inputs = {"metrics": "metrics", "details": "evaluation_details", "params": "params:evaluation",
+                     **{f"loss_{s}": f"{s}_loss_history" for s in STAGES}}
+    return Pipeline([
+        _node(nodes.evaluate_node, inputs, ["metrics", "evaluation_details"], name="evaluate",
+              tags=["evaluation"]),
+        _node(nodes.report_node, report_inputs, ["evaluation_report", "loss_curves", "confusion_matrices"],
+              name="report", tags=["evaluation"]),
+    ])
 
 
 def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:

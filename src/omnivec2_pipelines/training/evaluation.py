@@ -8,7 +8,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -99,12 +105,14 @@ def baseline_predictions(spec: TaskSpec, f_train: np.ndarray, y_train: np.ndarra
 
 
 def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "test", batch_size: int = 256,
-             device: str = "auto", baselines: bool = True, seed: int = 0) -> dict[str, float]:
+             device: str = "auto", baselines: bool = True, seed: int = 0,
+             details: dict[str, Any] | None = None) -> dict[str, float]:
     """Metrics of every head of ``model`` on ``split``, flat ``"<modality>.<task>.<metric>"`` keys.
 
     With ``baselines``, adds ``"<modality>.<task>.baseline.<metric>"`` from a classical model
     fitted on the train split of the same arrays (features from the modality's
-    ``baseline_features``).
+    ``baseline_features``). When ``details`` is a dict, it receives per-task extras for reports
+    (``{"<modality>.<task>": {"confusion": [[...]], "class_names": [...]}}`` for classification).
     """
     from omnivec2_pipelines.modalities.base import get_modality
 
@@ -120,8 +128,13 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
         x, y = b.get(split, spec.input_key), b.get(split, spec.target_key)
         if len(x) == 0:
             raise ValueError(f"evaluation: {m} has no samples in split {split!r}")
-        for k, v in task_metrics(spec, y, predict(model, m, t, x, batch_size, device), scale).items():
+        pred = predict(model, m, t, x, batch_size, device)
+        for k, v in task_metrics(spec, y, pred, scale).items():
             out[f"{m}.{t}.{k}"] = v
+        if details is not None and spec.kind == "classification":
+            details[f"{m}.{t}"] = {"confusion": confusion_matrix(y, pred.argmax(-1),
+                                                                 labels=list(range(spec.out_dim))).tolist(),
+                                   "class_names": list(spec.class_names)}
         if baselines:
             x_tr, y_tr = b.get("train", spec.input_key), b.get("train", spec.target_key)
             if spec.kind != "segmentation":

@@ -56,7 +56,7 @@ def fingerprint(params: Any, tensors: Iterable[tuple[str, np.ndarray | torch.Ten
     for name, t in tensors:
         a = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
         _update(h, [name, list(a.shape), str(a.dtype)])
-        h.update(a.view(torch.uint8).numpy().tobytes() if isinstance(a, torch.Tensor) else a.tobytes())
+        h.update(a.reshape(-1).view(torch.uint8).numpy().tobytes() if isinstance(a, torch.Tensor) else a.tobytes())
     return h.hexdigest()
 
 
