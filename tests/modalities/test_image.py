@@ -245,3 +245,16 @@ def test_user_path_round_trip(tmp_path: Path) -> None:
     assert b.meta["tokenizer"] == {"kind": "patch2d", "in_channels": 1, "input_size": [6, 10],
                                    "patch_size": [3, 5]}
     assert np.bincount(b.get("train", "y.classification")).tolist() == [3, 2, 4]
+
+
+def test_reading_logs_progress_every_n_files(tmp_path, caplog, monkeypatch) -> None:
+    from omnivec2_pipelines.modalities.base import ErrorPolicy
+    from omnivec2_pipelines.modalities.image import ImageModality
+
+    mod = ImageModality()
+    mod.make_sample_data(tmp_path / "img", {"seed": 0})
+    monkeypatch.setattr(ErrorPolicy, "log_every", 400)
+    with caplog.at_level("INFO"):
+        table = mod.read({"format": "imagefolder", "path": str(tmp_path / "img")})
+    lines = [r.getMessage() for r in caplog.records if "files/s" in r.getMessage()]
+    assert len(lines) == len(table) // 400 and lines[0].startswith("image: read 400 files (")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -54,22 +58,54 @@ class ErrorPolicy:
         modality: Modality name, for messages.
     """
 
+    #: Log a progress line every this many files.
+    log_every: int = 500
+
     def __init__(self, source: dict[str, Any], modality: str) -> None:
         mode = source.get("on_error", "raise")
         if mode not in ("raise", "skip"):
             raise DataError(f"{modality}.source.on_error={mode!r}; expected 'raise' or 'skip'")
         self.mode, self.modality = mode, modality
         self.skipped: list[dict[str, str]] = []
+        self.count = 0
+        self._seen: set[str] = set()
+        self._bar: Any = None
+        self._start = 0.0
+
+    def _progress(self, file: str | Path) -> None:
+        """Progress bar (only on a terminal) and a log line every ``log_every`` distinct files."""
+        key = str(file)
+        if key in self._seen:  # a reader may check one file in several passes
+            return
+        self._seen.add(key)
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._start = time.perf_counter()
+            self._bar = tqdm(desc=f"reading {self.modality}", unit="file", disable=None, leave=False)
+        self.count += 1
+        self._bar.update(1)
+        if self.count % self.log_every == 0:
+            rate = self.count / max(time.perf_counter() - self._start, 1e-9)
+            log.info("%s: read %d files (%.0f files/s, %d skipped)", self.modality, self.count, rate,
+                     len(self.skipped))
 
     def call(self, file: str | Path, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Return ``fn(*args, **kwargs)``; on :class:`DataError` raise or record and return None."""
+        self._progress(file)
         try:
             return fn(*args, **kwargs)
         except DataError as e:
             if self.mode == "raise":
+                self.close()
                 raise
             self.skipped.append({"file": str(file), "reason": e.reason, "message": str(e)})
             return None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def report(self) -> dict[str, Any]:
         """``{"on_error", "skipped", "by_reason", "files"}`` for the ingestion report."""
@@ -81,6 +117,7 @@ class ErrorPolicy:
 
     def attach(self, table: pd.DataFrame) -> pd.DataFrame:
         """Store the report in ``table.attrs["ingestion_errors"]`` (read by the ingestion node)."""
+        self.close()
         table.attrs["ingestion_errors"] = self.report()
         return table
 
