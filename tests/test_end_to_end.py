@@ -16,7 +16,7 @@ from tests.tiny import MODALITIES
 pytestmark = pytest.mark.slow
 
 
-def test_full_default_run_in_project_copy(tmp_path) -> None:
+def test_full_default_run_in_project_copy(tmp_path, monkeypatch) -> None:
     root = copy_project(tmp_path / "project")
     local: dict = {}
     for over in TINY_PARAMS.values():
@@ -51,3 +51,15 @@ def test_full_default_run_in_project_copy(tmp_path) -> None:
     x = torch.zeros(2, *ckpt.meta["data"]["image"]["tokenizer"]["input_size"]).unsqueeze(1)
     assert ckpt.model.eval()("image", x, "classification").shape == (2, 10)
     assert ckpt.meta["data"]["image"]["tasks"]["classification"]["class_names"][:3] == ["0", "1", "2"]
+
+    # the quickstart notebook runs against this project's outputs (Python API, no Kedro)
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("OMNIVEC2_ROOT", str(root))
+    nb = nbformat.read(root / "notebooks" / "quickstart.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(root / "notebooks")}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "image__classification" in printed and "of 8 test samples right" in printed
+    assert (root / "data/08_reporting/quickstart_predictions.png").read_bytes()[:4] == b"\x89PNG"

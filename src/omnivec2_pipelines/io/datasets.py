@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
-from safetensors.numpy import load_file, save_file
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
 from omnivec2_pipelines.training.checkpoint import Checkpoint
@@ -35,18 +33,12 @@ class ArrayBundleDataset(AbstractDataset[ArrayBundle, ArrayBundle]):
         path = Path(self._filepath)
         if not path.is_file():
             raise DatasetError(f"tokenized bundle {path} does not exist; run the tokenization pipeline first")
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-        arrays = load_file(str(path))
-        return ArrayBundle(arrays, json.loads(header.get("meta", "{}")))
+        return ArrayBundle.load(path)
 
     def _save(self, data: ArrayBundle) -> None:
         if not isinstance(data, ArrayBundle):
             raise DatasetError(f"{self._filepath}: expected an ArrayBundle, got {type(data).__name__}")
-        with atomic_path(self._filepath) as tmp:
-            save_file({k: v for k, v in data.arrays.items()}, str(tmp), metadata={"meta": json.dumps(data.meta)})
+        data.save(self._filepath)
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()

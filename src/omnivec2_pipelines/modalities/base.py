@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -194,6 +195,25 @@ class ArrayBundle:
     @property
     def tasks(self) -> dict[str, TaskSpec]:
         return {k: TaskSpec.from_dict(v) for k, v in self.meta.get("tasks", {}).items()}
+
+    def save(self, path: str | Path) -> None:
+        """Write one safetensors file (arrays) with the meta as JSON in its header, atomically."""
+        from safetensors.numpy import save_file
+
+        from omnivec2_pipelines.utils import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file(dict(self.arrays), str(tmp), metadata={"meta": json.dumps(self.meta)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ArrayBundle":
+        """Read a bundle written by :meth:`save` (no Kedro needed)."""
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+        return cls(load_file(str(path)), json.loads(header.get("meta", "{}")))
 
 
 class Modality(abc.ABC):
