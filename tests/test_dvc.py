@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -50,3 +51,26 @@ def test_dvc_repro_twice_then_param_change(tmp_path) -> None:
 
     metrics = run_cmd(["dvc", "metrics", "show", "--json"], root).stdout
     assert "image.classification.accuracy" in metrics
+
+    # experiments: commit the baseline, then change a Kedro parameter with -S; only its tail re-runs
+    run_cmd(["git", "add", "-A"], root)
+    run_cmd(["git", "commit", "-q", "-m", "baseline"], root)
+    assert run_cmd(["git", "status", "--porcelain"], root).stdout.strip() == ""  # metrics, plots, lock: in git
+    exp = run_cmd(["dvc", "exp", "run", "-S", "conf/base/parameters_multitask.yml:multitask.lr=0.005"], root).stdout
+    assert _ran(exp) == ["multitask", "evaluation"]
+    diff = run_cmd(["dvc", "metrics", "diff", "--json"], root).stdout
+    assert "image.classification.accuracy" in diff
+    plots = run_cmd(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root)
+    assert (tmp_path / "plots" / "index.html").is_file(), plots.stdout
+    assert "loss_multitask.csv" in (tmp_path / "plots" / "index.html").read_text()
+
+    # raw data is versioned by DVC: push to a local remote, lose it, pull it back
+    remote = tmp_path / "remote"
+    run_cmd(["dvc", "remote", "add", "-d", "local", str(remote)], root)
+    run_cmd(["dvc", "push"], root)
+    png = sorted((root / "data/01_raw/image/train").rglob("*.png"))[0]
+    content = png.read_bytes()
+    shutil.rmtree(root / "data/01_raw/image")
+    shutil.rmtree(root / ".dvc" / "cache")
+    run_cmd(["dvc", "pull"], root)
+    assert png.read_bytes() == content
