@@ -46,7 +46,7 @@ def run(pipe: Pipeline, catalog: DataCatalog) -> None:
 
 def test_registry_structure() -> None:
     pipes = build_pipelines(MODALITIES)
-    assert set(pipes) == {"__default__", "sample_data", *ORDER}
+    assert set(pipes) == {"__default__", "sample_data", "sweep", *ORDER}
     assert {n.name for n in pipes["ingestion"].nodes} == {f"{m}.ingest" for m in MODALITIES}
     assert {n.name for n in pipes["tokenization"].nodes} == {f"{m}.tokenize" for m in MODALITIES}
     assert pipes["__default__"].nodes == sum((pipes[p] for p in ORDER), Pipeline([])).nodes

@@ -114,3 +114,35 @@ def report_node(metrics: dict[str, float], details: dict[str, Any], params: dict
     hist = {k.removeprefix("loss_"): v for k, v in histories.items()}
     return (reporting.markdown_report(metrics, hist, params.get("split", "test")),
             reporting.loss_figures(hist), reporting.confusion_figures(details))
+
+
+def sweep_node(sweep: dict[str, Any], parameters: dict[str, Any], unimodal: Checkpoint, paired: Checkpoint,
+               **bundles: ArrayBundle) -> tuple[pd.DataFrame, dict[str, Any], Any]:
+    """Optuna study over one training stage, each trial running the real stage + evaluation nodes.
+
+    Validates the whole sweep (search space keys and ranges, storage URL, objective metric) before
+    any trial runs. Returns the trials table, the best parameters (nested, for conf/local/) and the
+    optimisation-history figure.
+    """
+    import copy
+
+    from omnivec2_pipelines import sweep as sw
+    from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+
+    spec = sw.SweepSpec.from_params(sweep)
+    tasks = (parameters.get("multitask") or {}).get("tasks", "all")
+    sw.validate(spec, parameters, sw.available_metrics(bundles, tasks))
+    previous = {"pretrain_paired": ("pretrain_unimodal_checkpoint", unimodal),
+                "multitask": ("pretrain_paired_checkpoint", paired)}.get(spec.stage)
+
+    def inputs() -> dict[str, Any]:
+        data: dict[str, Any] = {f"{m}.tokenized": b for m, b in bundles.items()}
+        if previous is not None:
+            data[previous[0]] = copy.deepcopy(previous[1])  # every trial starts from the same weights
+        return data
+
+    study = sw.run_sweep(spec, parameters, build_pipelines(sorted(bundles)), inputs)
+    trials, best, figure = sw.study_outputs(study)
+    log.info("sweep: %d trials; best %s = %s with %s", len(trials), spec.objective,
+             study.best_value if best else None, best)
+    return trials, best, {"sweep_history.png": figure}

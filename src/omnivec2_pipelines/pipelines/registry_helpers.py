@@ -87,13 +87,22 @@ def evaluation_pipeline(modalities: list[str]) -> Pipeline:
     ])
 
 
+def sweep_pipeline(modalities: list[str]) -> Pipeline:
+    """An Optuna study over one training stage (``sweep`` parameters)."""
+    inputs = {"sweep": "params:sweep", "parameters": "parameters", "unimodal": "pretrain_unimodal_checkpoint",
+              "paired": "pretrain_paired_checkpoint", **{m: f"{m}.tokenized" for m in modalities}}
+    return Pipeline([_node(nodes.sweep_node, inputs, ["sweep_trials", "sweep_best_params", "sweep_history"],
+                           name="sweep", tags=["gpu", "sweep"])])
+
+
 def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
     """All registered pipelines; ``__default__`` runs the six stages in order."""
     pipes = {"sample_data": sample_data_pipeline(modalities),
              "ingestion": ingestion_pipeline(modalities),
              "tokenization": tokenization_pipeline(modalities),
              **{s: stage_pipeline(s, modalities) for s in STAGES},
-             "evaluation": evaluation_pipeline(modalities)}
+             "evaluation": evaluation_pipeline(modalities),
+             "sweep": sweep_pipeline(modalities)}
     pipes["__default__"] = sum((pipes[k] for k in ("ingestion", "tokenization", *STAGES, "evaluation")),
                                Pipeline([]))
     return pipes

@@ -25,6 +25,10 @@ from omnivec2_pipelines.training.resume import (
 
 log = logging.getLogger(__name__)
 
+#: Callbacks ``fn(stage, step, loss)`` called after every step of every stage (e.g. a hyperparameter
+#: sweep reporting intermediate values to its pruner). They may raise to stop the stage.
+STEP_CALLBACKS: list[Callable[[str, int, float], None]] = []
+
 
 @dataclass
 class TrainerConfig:
@@ -197,6 +201,8 @@ class Trainer:
                                   objective.state_dict(), rows)
             if on_step is not None:
                 on_step(step)
+            for callback in STEP_CALLBACKS:
+                callback(stage, step, rows[-1]["loss"])
         bar.close()
         if resume is not None:
             clear_resume_state(resume)

@@ -1,0 +1,297 @@
+"""Optuna hyperparameter sweeps over the real Kedro pipelines.
+
+Every trial runs the tuned training stage and the evaluation node — the project's own pipelines
+(no second copy of the training code) — on an in-memory catalog holding the run's parameters with
+the trial's values, the tokenized data and the previous stage's checkpoint. The training loss is
+reported every ``report_every`` steps so the pruner (median by default) stops bad trials early.
+Studies live in SQLite (default), a journal file (``journal:<path>``, safe for parallel workers) or
+any RDB URL.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+import pandas as pd
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
+from kedro.runner import SequentialRunner
+
+from omnivec2_pipelines.training import trainer as trainer_module
+
+log = logging.getLogger(__name__)
+
+STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
+METRICS_BY_KIND = {"classification": ("accuracy", "macro_f1"), "regression": ("mse", "mae"),
+                   "dense_regression": ("rmse", "abs_rel", "mse"), "segmentation": ("miou", "accuracy")}
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+
+
+@dataclass
+class SweepSpec:
+    """The ``sweep`` parameters.
+
+    Attributes:
+        stage: Training stage to tune (its previous stage's checkpoint must exist).
+        space: ``{"<block>.<key>": {"type": float|int|categorical, "low", "high", "log", "choices"}}``.
+        objective: A metric key evaluation writes, e.g. ``image.classification.accuracy``.
+        direction: ``maximize`` or ``minimize``.
+        n_trials: Trials in the study (shared by all workers).
+        storage: ``sqlite:///data/...db``, ``journal:data/...log`` or an RDB URL.
+        study_name: Study name in the storage.
+        pruner: ``median`` or ``none``.
+        report_every: Steps between intermediate values.
+        split: Split the objective is measured on.
+        seed: Sampler seed.
+    """
+
+    stage: str
+    space: dict[str, dict[str, Any]]
+    objective: str
+    direction: str = "maximize"
+    n_trials: int = 10
+    storage: str = "sqlite:///data/07_model_output/sweep.db"
+    study_name: str = "omnivec2"
+    pruner: str = "median"
+    report_every: int = 10
+    split: str = "val"
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> "SweepSpec":
+        known = set(cls.__dataclass_fields__) - {"extra"}
+        unknown = set(p) - known
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)} under 'sweep'; allowed: {sorted(known)}")
+        for key in ("stage", "space", "objective"):
+            if key not in p:
+                raise ValueError(f"sweep.{key} is required")
+        d = dict(p)
+        d["space"] = flatten_space(d["space"])
+        return cls(**d)
+
+
+def flatten_space(space: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """``{multitask: {lr: {type: float, ...}}}`` (or dotted keys) → ``{"multitask.lr": {...}}``.
+
+    A mapping with a ``type``, ``low`` or ``choices`` key is a distribution; other mappings nest.
+    """
+    if not isinstance(space, Mapping):
+        raise ValueError(f"sweep.space{'.' + prefix if prefix else ''} must be a mapping, got {space!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in space.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and ({"type", "low", "choices"} & set(value)):
+            out[path] = dict(value)
+        else:
+            out.update(flatten_space(value, path))
+    return out
+
+
+def _lookup(params: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    node: Any = params
+    for k in path.split("."):
+        if not isinstance(node, Mapping) or k not in node:
+            return False, None
+        node = node[k]
+    return True, node
+
+
+def _set(params: dict[str, Any], path: str, value: Any) -> None:
+    keys = path.split(".")
+    node = params
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+
+
+def validate(spec: SweepSpec, params: Mapping[str, Any], available_metrics: set[str]) -> None:
+    """Every problem a sweep can have, raised before any trial runs, naming the key."""
+    if spec.stage not in STAGES:
+        raise ValueError(f"sweep.stage={spec.stage!r}; expected one of {list(STAGES)}")
+    if spec.direction not in ("maximize", "minimize"):
+        raise ValueError(f"sweep.direction={spec.direction!r}; expected 'maximize' or 'minimize'")
+    if not isinstance(spec.n_trials, int) or spec.n_trials < 1:
+        raise ValueError(f"sweep.n_trials must be a positive integer, got {spec.n_trials!r}")
+    if spec.pruner not in ("median", "none"):
+        raise ValueError(f"sweep.pruner={spec.pruner!r}; expected 'median' or 'none'")
+    if not spec.space:
+        raise ValueError("sweep.space is empty; declare at least one parameter to tune")
+    trainer_keys = set(trainer_module.TrainerConfig.__dataclass_fields__)
+    for path, dist in spec.space.items():
+        found, _ = _lookup(params, path)
+        block, _, key = path.partition(".")
+        if not found and not (block in STAGES and key in trainer_keys):
+            raise ValueError(f"sweep.space: unknown parameter {path!r} (no such key in the parameters)")
+        kind = dist.get("type", "float")
+        if kind in ("float", "int"):
+            low, high = dist.get("low"), dist.get("high")
+            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+                raise ValueError(f"sweep.space.{path}: {kind} ranges need numeric 'low' and 'high'")
+            if low > high:
+                raise ValueError(f"sweep.space.{path}: low={low} > high={high}")
+            if dist.get("log") and low <= 0:
+                raise ValueError(f"sweep.space.{path}: a log range needs low > 0, got {low}")
+        elif kind == "categorical":
+            if not dist.get("choices"):
+                raise ValueError(f"sweep.space.{path}: categorical needs a non-empty 'choices' list")
+        else:
+            raise ValueError(f"sweep.space.{path}: type={kind!r}; expected float, int or categorical")
+    storage_kind(spec.storage)
+    if spec.objective not in available_metrics:
+        raise ValueError(f"sweep.objective={spec.objective!r} is not a metric evaluation produces; "
+                         f"available: {sorted(available_metrics)}")
+
+
+def storage_kind(url: str) -> str:
+    """``journal`` or ``rdb``; anything else is an error naming ``sweep.storage``."""
+    if isinstance(url, str) and url.startswith("journal:"):
+        return "journal"
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if isinstance(url, str) and "://" in url else ""
+    if scheme in RDB_SCHEMES:
+        return "rdb"
+    raise ValueError(f"sweep.storage={url!r}: unknown scheme; use 'sqlite:///path.db', 'journal:path.log' "
+                     f"(parallel workers) or an RDB URL ({', '.join(RDB_SCHEMES)})")
+
+
+def make_storage(url: str) -> Any:
+    """The Optuna storage for ``url`` (parent folders created)."""
+    if storage_kind(url) == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def available_metrics(bundles: Mapping[str, Any], tasks_spec: Any) -> set[str]:
+    """Metric keys evaluation will write for the enabled tasks."""
+    from omnivec2_pipelines.training.stages import select_tasks
+
+    out = set()
+    for m, t in select_tasks(bundles, tasks_spec):
+        for metric in METRICS_BY_KIND[bundles[m].tasks[t].kind]:
+            out |= {f"{m}.{t}.{metric}", f"{m}.{t}.baseline.{metric}"}
+    return out
+
+
+class _Kept(MemoryDataset):
+    """Outputs stay loadable after the run (the runner would release intermediate ones)."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _suggest(trial: optuna.Trial, path: str, dist: Mapping[str, Any]) -> Any:
+    kind = dist.get("type", "float")
+    if kind == "float":
+        return trial.suggest_float(path, dist["low"], dist["high"], log=bool(dist.get("log")))
+    if kind == "int":
+        return trial.suggest_int(path, int(dist["low"]), int(dist["high"]), log=bool(dist.get("log")))
+    return trial.suggest_categorical(path, list(dist["choices"]))
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    out[prefix] = value
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+
+
+def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str, Pipeline],
+              inputs: Callable[[], dict[str, Any]]) -> optuna.Study:
+    """Run (or join) the study; returns it when ``spec.n_trials`` trials have finished.
+
+    Args:
+        spec: The sweep.
+        params: All run parameters (the trial's values are set on a deep copy).
+        pipelines: The project's pipelines (``spec.stage`` and ``evaluation`` are used).
+        inputs: Called per trial: fresh non-parameter inputs of the stage (tokenized data, previous
+            checkpoint), keyed by dataset name.
+    """
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=spec.report_every) \
+        if spec.pruner == "median" else optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage),
+                                direction=spec.direction, load_if_exists=True, pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=spec.seed))
+    # the tuned stage, the stages after it, then evaluation: pretraining is judged by downstream metrics
+    pipe = sum((pipelines[s] for s in STAGES[STAGES.index(spec.stage):]), Pipeline([])) \
+        + pipelines["evaluation"].only_nodes("evaluate")
+    sign = -1.0 if spec.direction == "maximize" else 1.0
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_params = copy.deepcopy(dict(params))
+        for path, dist in spec.space.items():
+            _set(trial_params, path, _suggest(trial, path, dist))
+        _set(trial_params, "evaluation.split", spec.split)
+        _set(trial_params, "trainer.resume_dir", "")  # trials never resume each other
+        flat: dict[str, Any] = {}
+        for k, v in trial_params.items():
+            _flatten(f"params:{k}", v, flat)
+        catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in flat.items()})
+        for name, value in inputs().items():
+            catalog[name] = MemoryDataset(value, copy_mode="assign")
+        for name in pipe.all_outputs():
+            catalog[name] = _Kept(copy_mode="assign")
+        losses: list[float] = []
+
+        def report(stage: str, step: int, loss: float) -> None:
+            if stage != spec.stage:
+                return
+            losses.append(loss)
+            if (step + 1) % spec.report_every == 0:
+                window = [x for x in losses[-spec.report_every:] if math.isfinite(x)]
+                # intermediate value in the study's direction: -loss when maximising, loss when minimising
+                trial.report(sign * sum(window) / max(len(window), 1), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {step + 1}")
+
+        trainer_module.STEP_CALLBACKS.append(report)
+        try:
+            SequentialRunner().run(pipe, catalog)
+        finally:
+            trainer_module.STEP_CALLBACKS.remove(report)
+        value = float(catalog.load("metrics")[spec.objective])
+        log.info("sweep trial %d: %s = %.4f with %s", trial.number, spec.objective, value, trial.params)
+        return value
+
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    study.optimize(objective, n_trials=spec.n_trials, catch=(),
+                   callbacks=[MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+    return study
+
+
+def study_outputs(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, Any], Any]:
+    """Trials table, best parameters as a nested dict (drop into conf/local/), history figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "datetime_start",
+                                           "datetime_complete"))
+    trials["state"] = trials["state"].astype(str)
+    best: dict[str, Any] = {}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        for path, value in study.best_params.items():
+            _set(best, path, value)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = plot_optimization_history(study)
+    return trials, best, ax.figure
