@@ -58,3 +58,13 @@ def test_array_bundle_round_trip_and_missing_file(tmp_path) -> None:
     assert back.meta == bundle.meta and np.array_equal(back.get("train", "x"), bundle.get("train", "x"))
     with pytest.raises(DatasetError, match="run the tokenization pipeline first"):
         ArrayBundleDataset(str(tmp_path / "none.safetensors")).load()
+
+
+def test_atomic_dataset_keeps_kedro_viz_previews(tmp_path) -> None:
+    import inspect
+
+    ds = AtomicDataset({"type": "json.JSONDataset"}, str(tmp_path / "metrics.json"))
+    ds.save({"image.classification.accuracy": 0.9})
+    ann = inspect.signature(ds.preview).return_annotation  # what kedro-viz reads as the preview type
+    assert getattr(ann, "__name__", str(ann)) == "JSONPreview"
+    assert ds.preview() == {"image.classification.accuracy": 0.9}

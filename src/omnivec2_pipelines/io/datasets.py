@@ -99,6 +99,9 @@ class AtomicDataset(AbstractDataset[Any, Any]):
         self._filepath = PurePosixPath(filepath)
         self.metadata = metadata
         self._reader = self._inner(self._filepath)
+        if hasattr(self._reader, "preview"):
+            # kedro-viz previews through the wrapped dataset (its return annotation names the preview type)
+            self.preview = self._reader.preview
 
     def _inner(self, path: PurePosixPath | Path) -> AbstractDataset:
         return AbstractDataset.from_config(f"atomic:{self._filepath}", {**self._config, "filepath": str(path)})
@@ -115,9 +118,3 @@ class AtomicDataset(AbstractDataset[Any, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "dataset": self._config.get("type")}
-
-    def preview(self, *args: Any, **kwargs: Any) -> Any:
-        """Delegate kedro-viz previews to the wrapped dataset when it has them."""
-        if hasattr(self._reader, "preview"):
-            return self._reader.preview(*args, **kwargs)
-        return None
