@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -67,4 +68,4 @@ def test_atomic_dataset_keeps_kedro_viz_previews(tmp_path) -> None:
     ds.save({"image.classification.accuracy": 0.9})
     ann = inspect.signature(ds.preview).return_annotation  # what kedro-viz reads as the preview type
     assert getattr(ann, "__name__", str(ann)) == "JSONPreview"
-    assert ds.preview() == {"image.classification.accuracy": 0.9}
+    assert json.loads(ds.preview()) == {"image.classification.accuracy": 0.9}
