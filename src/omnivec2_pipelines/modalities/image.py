@@ -95,12 +95,13 @@ def _list_class_dirs(split_dir: Path) -> list[Path]:
     return entries
 
 
-def _list_images(class_dir: Path) -> list[Path]:
-    """Image files of one class folder; other non-hidden entries are an error."""
+def _list_images(class_dir: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+                 what: str = "an image file") -> list[Path]:
+    """Image files of one class folder; other non-hidden entries are an error (shared with xray)."""
     entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
-    bad = [p for p in entries if not (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)]
+    bad = [p for p in entries if not (p.is_file() and p.suffix.lower() in extensions)]
     if bad:
-        raise DataError(f"{bad[0]}: not an image file with extension in {list(IMAGE_EXTENSIONS)} "
+        raise DataError(f"{bad[0]}: not {what} with extension in {list(extensions)} "
                         f"(class folders must contain only images)", reason="invalid")
     if not entries:
         raise DataError(f"{class_dir}: class folder is empty; expected at least one image",

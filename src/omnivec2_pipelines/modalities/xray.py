@@ -44,7 +44,13 @@ from omnivec2_pipelines.modalities.base import (
     check_source,
     register,
 )
-from omnivec2_pipelines.modalities.image import IMAGE_EXTENSIONS, ImageModality, _list_class_dirs, load_image
+from omnivec2_pipelines.modalities.image import (
+    IMAGE_EXTENSIONS,
+    ImageModality,
+    _list_class_dirs,
+    _list_images,
+    load_image,
+)
 
 #: DICOM file extensions (lower case).
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
@@ -250,15 +256,7 @@ def list_imagefolder(root: Path, extensions: Sequence[str], modality: str) -> li
         if not (root / split).is_dir():
             continue
         for class_dir in _list_class_dirs(root / split):
-            entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
-            bad = [p for p in entries if not (p.is_file() and p.suffix.lower() in extensions)]
-            if bad:
-                raise DataError(f"{bad[0]}: not a file with extension in {list(extensions)} "
-                                f"(class folders must contain only images)", reason="invalid")
-            if not entries:
-                raise DataError(f"{class_dir}: class folder is empty; expected at least one image",
-                                reason="empty")
-            files += [(split, class_dir.name, p) for p in entries]
+            files += [(split, class_dir.name, p) for p in _list_images(class_dir, extensions, "a file")]
     return files
 
 
