@@ -23,7 +23,8 @@ class MaskInfo:
     masked: Tensor
 
 
-def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | None = None) -> MaskInfo:
+def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> MaskInfo:
     """Hide ``ratio`` of the real tokens of every sample at random.
 
     The hidden count is per sample (``round(ratio * n_real)``, at least one and never all real
@@ -35,6 +36,9 @@ def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | Non
         valid: (B, N) bool, True = real token.
         ratio: Share of real tokens to hide, in (0, 1).
         generator: Optional RNG for reproducible masks.
+        shard: ``(rank, world)`` when ``valid`` is one rank's slice of a global batch of
+            ``world x B`` samples: the noise is drawn for the global batch and sliced, so each
+            sample gets the mask it would get in a single process.
 
     Returns:
         The :class:`MaskInfo`.
@@ -45,7 +49,9 @@ def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | Non
     n_real = valid.sum(1)
     n_hide = (n_real.float() * ratio).round().long().clamp(min=1).minimum((n_real - 1).clamp(min=0))
     n_keep_real = n_real - n_hide  # (B,)
-    noise = torch.rand(b, n, generator=generator, device="cpu").to(valid.device)
+    rank, world = shard
+    noise = torch.rand(b * world, n, generator=generator, device="cpu")[rank * b:(rank + 1) * b]  # (B, N)
+    noise = noise.to(valid.device)
     rank = noise.masked_fill(~valid, 2.0).argsort(1).argsort(1)  # rank among real tokens first
     keep_real = valid & (rank < n_keep_real[:, None])
     # sort order: kept real tokens, then padding, then hidden real tokens

@@ -109,15 +109,19 @@ class OmniVec2(nn.Module):
 
     # -- forward pieces -----------------------------------------------------------------------
     def encode(self, modality: str, x: Tensor, mask_ratio: float = 0.0,
-               generator: torch.Generator | None = None) -> Stream:
-        """Tokenize, optionally hide ``mask_ratio`` of the tokens, run f and the width reduction."""
+               generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)) -> Stream:
+        """Tokenize, optionally hide ``mask_ratio`` of the tokens, run f and the width reduction.
+
+        ``shard`` = ``(rank, world)`` when ``x`` is one rank's slice of a global batch (masks then
+        match a single-process run, see :func:`~omnivec2_pipelines.models.masking.random_masking`).
+        """
         if modality not in self.tokenizers:
             raise KeyError(f"model has no tokenizer for modality {modality!r}; has {self.modalities}")
         tokens, valid = self.tokenizers[modality](x)
         tokens = tokens + self.modality_embed[modality]
         full_valid, mask = valid, None
         if mask_ratio > 0:
-            mask = random_masking(valid, mask_ratio, generator)
+            mask = random_masking(valid, mask_ratio, generator, shard)
             tokens, valid = gather_tokens(tokens, mask.ids_keep), valid.gather(1, mask.ids_keep)
         feats = self.reduce(self.f(tokens, valid))
         return Stream(modality, feats, valid, full_valid, mask)

@@ -125,7 +125,7 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
         b = bundles[m]
         spec = b.tasks[t]
         scale = b.meta.get("tasks_scale", {}).get(t)
-        x, y = b.get(split, spec.input_key), b.get(split, spec.target_key)
+        x, y = b.get(split, spec.input_key), np.asarray(b.get(split, spec.target_key))  # x may be read lazily
         if len(x) == 0:
             raise ValueError(f"evaluation: {m} has no samples in split {split!r}")
         pred = predict(model, m, t, x, batch_size, device)
@@ -136,7 +136,9 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
                                                                  labels=list(range(spec.out_dim))).tolist(),
                                    "class_names": list(spec.class_names)}
         if baselines:
-            x_tr, y_tr = b.get("train", spec.input_key), b.get("train", spec.target_key)
+            # the classical baselines fit in memory: sharded arrays are read whole here
+            x_tr, y_tr = np.asarray(b.get("train", spec.input_key)), np.asarray(b.get("train", spec.target_key))
+            x = np.asarray(x)
             if spec.kind != "segmentation":
                 mod = get_modality(m) if m in _registered() else None
                 feats = (lambda a: mod.baseline_features(a, b.meta)) if mod else (lambda a: a.reshape(len(a), -1))

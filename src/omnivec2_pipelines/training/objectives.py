@@ -21,12 +21,27 @@ from omnivec2_pipelines.training.data import BatchSource
 
 @dataclass
 class StepContext:
-    """What an objective may use in a step."""
+    """What an objective may use in a step.
+
+    Attributes:
+        step: Index of the optimiser step.
+        rng: Sampling RNG (same sequence on every rank).
+        generator: Masking RNG (same sequence on every rank).
+        device: Where batches go.
+        shard: ``(rank, world_size)``: this process computes that slice of every global batch.
+        pin_memory: Page-lock host batches before their non-blocking copy to the device.
+    """
 
     step: int
     rng: np.random.Generator
     generator: torch.Generator
     device: torch.device
+    shard: tuple[int, int] = (0, 1)
+    pin_memory: bool = False
+
+    def draw(self, source: BatchSource, n: int) -> tuple[Tensor, Tensor | None]:
+        """This rank's slice of the next global batch of ``n`` rows of ``source``, on the device."""
+        return source.draw(n, self.device, self.shard, self.pin_memory)
 
 
 @dataclass
@@ -110,8 +125,8 @@ class MaskedUnimodal(Objective):
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         m = self.order[ctx.step % len(self.order)]
-        x, _ = self.sources[m].draw(self.batch_size, ctx.device)
-        (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator))
+        x, _ = ctx.draw(self.sources[m], self.batch_size)
+        (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator, ctx.shard))
         loss = masked_reconstruction_loss(model, s, x, self.norm)
         return StepOutput(loss, {m: loss.item()}, m, len(x))
 
@@ -145,14 +160,14 @@ class MaskedPaired(Objective):
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         ma, mb = _two_different(ctx.rng, self.order)
-        xa, _ = self.sources[ma].draw(self.half, ctx.device)
-        xb, _ = self.sources[mb].draw(self.half, ctx.device)
-        sa = model.encode(ma, xa, float(self.ratios[ma]), ctx.generator)
-        sb = model.encode(mb, xb, float(self.ratios[mb]), ctx.generator)
+        xa, _ = ctx.draw(self.sources[ma], self.half)
+        xb, _ = ctx.draw(self.sources[mb], self.half)
+        sa = model.encode(ma, xa, float(self.ratios[ma]), ctx.generator, ctx.shard)
+        sb = model.encode(mb, xb, float(self.ratios[mb]), ctx.generator, ctx.shard)
         fa, fb = model.forward_features([sa, sb])
         la = masked_reconstruction_loss(model, fa, xa, self.norm)
         lb = masked_reconstruction_loss(model, fb, xb, self.norm)
-        return StepOutput(la + lb, {ma: la.item(), mb: lb.item()}, f"{ma}+{mb}", 2 * self.half)
+        return StepOutput(la + lb, {ma: la.item(), mb: lb.item()}, f"{ma}+{mb}", len(xa) + len(xb))
 
 
 @dataclass(frozen=True)
@@ -203,9 +218,10 @@ class Multitask(Objective):
         for m in _two_different(ctx.rng, self.order):
             options = self.by_mod[m]
             picked.append(options[int(ctx.rng.integers(len(options)))])
-        batches = [t.source.draw(self.half, ctx.device) for t in picked]
+        batches = [ctx.draw(t.source, self.half) for t in picked]
         streams = model.forward_features([model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)])
         losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y)
                   for t, s, (x, y) in zip(picked, streams, batches)}
         total = sum(losses.values())
-        return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses), 2 * self.half)
+        return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses),
+                          sum(len(x) for x, _ in batches))

@@ -54,6 +54,9 @@ def fingerprint(params: Any, tensors: Iterable[tuple[str, np.ndarray | torch.Ten
     h = hashlib.sha256()
     _update(h, params)
     for name, t in tensors:
+        if hasattr(t, "digest"):  # a sharded array: its content hash was computed when it was written
+            _update(h, [name, list(t.shape), str(t.dtype), t.digest])
+            continue
         a = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
         _update(h, [name, list(a.shape), str(a.dtype)])
         h.update(a.reshape(-1).view(torch.uint8).numpy().tobytes() if isinstance(a, torch.Tensor) else a.tobytes())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
 from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2, TokenizerConfig, head_key
+from omnivec2_pipelines.training import distributed
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from omnivec2_pipelines.training.data import BatchSource
 from omnivec2_pipelines.training.objectives import MaskedPaired, MaskedUnimodal, Multitask, Objective, TaskData
@@ -39,6 +41,22 @@ def _check_stage_params(stage: str, params: Mapping[str, Any]) -> None:
     if stage != "pretrain_unimodal" and bs < 2:
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
+
+
+def _check_world(stage: str, stage_params: Mapping[str, Any], tcfg: TrainerConfig) -> None:
+    """A data-parallel run splits every global batch evenly over the ranks; check that it can,
+    and that this machine has the workers asked for, before any data is read."""
+    world = tcfg.world_size
+    if world == 1:
+        return
+    bs = stage_params.get("batch_size", 64)
+    per_draw = bs if stage == "pretrain_unimodal" else bs // 2
+    if per_draw % world:
+        what = "batch_size" if stage == "pretrain_unimodal" else "batch_size / 2 (each half comes from one modality)"
+        raise ValueError(f"{stage}.{what} = {per_draw} is not divisible by the {world} data-parallel ranks "
+                         f"(trainer.nproc_per_node={tcfg.nproc_per_node} x trainer.nnodes={tcfg.nnodes}); "
+                         f"choose a batch size that splits evenly")
+    distributed.check_spec(tcfg.launch_spec())
 
 
 def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str]) -> dict[str, float]:
@@ -94,7 +112,8 @@ def _pretrain_sources(bundles: Mapping[str, ArrayBundle], seed: int) -> dict[str
     return out
 
 
-_NOT_IN_FINGERPRINT = {"progress", "log_every", "checkpoint_every", "resume_dir", "device"}
+_NOT_IN_FINGERPRINT = {"progress", "log_every", "checkpoint_every", "resume_dir", "device", "compile", "pin_memory",
+                       "rdzv_endpoint", "rdzv_backend", "rdzv_id", "rdzv_timeout", "max_restarts"}
 
 
 def resume_config(stage: str, tcfg: TrainerConfig, stage_params: Mapping[str, Any], model: OmniVec2,
@@ -110,10 +129,26 @@ def resume_config(stage: str, tcfg: TrainerConfig, stage_params: Mapping[str, An
     return ResumeConfig(Path(tcfg.resume_dir) / stage, tcfg.checkpoint_every, fingerprint(params, tensors))
 
 
+def _fit_worker(tcfg: TrainerConfig, model: OmniVec2, objective: Objective, stage: str,
+                resume: ResumeConfig | None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One rank of a data-parallel stage: train, hand back the weights (as numpy) and the history."""
+    # tensors reach the workers in shared memory: every rank needs its own copy of the weights it updates
+    model = copy.deepcopy(model)
+    history = Trainer(tcfg).fit(model, objective, stage, resume)
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, history
+
+
 def _run(stage: str, model: OmniVec2, objective: Objective, tcfg: TrainerConfig,
          bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+    """Train in this process, or on ``trainer.nproc_per_node x trainer.nnodes`` data-parallel ranks."""
+    _check_world(stage, stage_params, tcfg)
     resume = resume_config(stage, tcfg, stage_params, model, bundles)
-    history = Trainer(tcfg).fit(model, objective, stage, resume)
+    if tcfg.world_size > 1:
+        weights, history = distributed.launch(_fit_worker, (tcfg, model.cpu(), objective, stage, resume),
+                                              tcfg.launch_spec(), stage)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    else:
+        history = Trainer(tcfg).fit(model, objective, stage, resume)
     return Checkpoint(model.cpu(), {"stage": stage, "data": _data_meta(bundles)}), history
 
 
@@ -192,7 +227,7 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
     if not isinstance(stage_params, Mapping):
         raise ValueError(f"'{stage}' parameters must be a mapping, got {type(stage_params).__name__}")
     _check_stage_params(stage, stage_params)
-    TrainerConfig.from_params(trainer_params, stage_params)
+    _check_world(stage, stage_params, TrainerConfig.from_params(trainer_params, stage_params))
     if stage in ("pretrain_paired", "multitask") and len(modalities) < 2:
         raise ValueError(f"{stage} needs at least two enabled modalities ('modalities'), got {modalities}")
     if "mask_ratio" in _STAGE_KEYS[stage]:

@@ -15,7 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from omnivec2_pipelines.models import OmniVec2
-from omnivec2_pipelines.training.objectives import Objective, StepContext
+from omnivec2_pipelines.models.layers import Block
+from omnivec2_pipelines.training import distributed as ddp
+from omnivec2_pipelines.training.distributed import LaunchSpec
+from omnivec2_pipelines.training.objectives import Objective, StepContext, StepOutput
 from omnivec2_pipelines.training.resume import (
     ResumeConfig,
     clear_resume_state,
@@ -50,6 +53,18 @@ class TrainerConfig:
         resume_dir: Folder for the resume states (one subfolder per stage; "" disables).
         nonfinite: What a non-finite loss or gradient does: ``"raise"`` (stop the stage with an
             error naming stage, step and modality/task) or ``"skip"`` (drop that update, count it).
+        grad_accum_steps: Micro-batches whose gradients are summed into one optimiser step (the
+            effective batch is ``batch_size x grad_accum_steps x world size``).
+        compile: ``torch.compile`` the transformer blocks (dynamic shapes; needs a C++ compiler on CPU).
+        pin_memory: Page-lock host batches and copy them without blocking (CUDA only).
+        nproc_per_node: Data-parallel worker processes on this machine (1 = no torch.distributed).
+        nnodes: Machines of a multi-node run (each runs the same command).
+        rdzv_endpoint: ``host:port`` every node can reach ("" = this machine, single node).
+        rdzv_backend: Elastic rendezvous backend (``c10d`` needs no extra service).
+        rdzv_id: Job id shared by the nodes of one run ("" = a fresh id, single node).
+        rdzv_timeout: Seconds to wait for all nodes to join before failing.
+        max_restarts: Restarts of a failed worker group by the elastic agent (resuming from the
+            last resume state).
     """
 
     steps: int = 300
@@ -65,13 +80,26 @@ class TrainerConfig:
     checkpoint_every: int = 100
     resume_dir: str = ""
     nonfinite: str = "raise"
+    grad_accum_steps: int = 1
+    compile: bool = False
+    pin_memory: bool = True
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str = ""
+    rdzv_backend: str = "c10d"
+    rdzv_id: str = ""
+    rdzv_timeout: int = 300
+    max_restarts: int = 0
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
                   "warmup_steps": self.warmup_steps >= 0, "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
                   "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
                   "checkpoint_every": self.checkpoint_every >= 0,
-                  "nonfinite": self.nonfinite in ("raise", "skip")}
+                  "nonfinite": self.nonfinite in ("raise", "skip"), "grad_accum_steps": self.grad_accum_steps >= 1,
+                  "nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1,
+                  "rdzv_timeout": self.rdzv_timeout >= 1, "max_restarts": self.max_restarts >= 0,
+                  "rdzv_backend": bool(self.rdzv_backend)}
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"trainer.{key}={getattr(self, key)!r} is out of range")
@@ -92,14 +120,29 @@ class TrainerConfig:
                 raise TypeError(f"trainer parameter {k!r} must be {expected.__name__}, got {v!r}")
         return cls(**merged)
 
+    @property
+    def world_size(self) -> int:
+        """Data-parallel ranks of a run (``nproc_per_node x nnodes``)."""
+        return self.nproc_per_node * self.nnodes
+
+    def launch_spec(self) -> LaunchSpec:
+        """Workers and rendezvous of a data-parallel run of this config."""
+        return LaunchSpec(self.nproc_per_node, self.nnodes, self.rdzv_endpoint, self.rdzv_backend, self.rdzv_id,
+                          self.rdzv_timeout, self.max_restarts, resolve_device(self.device).type)
+
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else is checked for availability."""
+    """``auto`` → CUDA when available, else CPU; anything else is checked for availability.
+
+    Inside a data-parallel CUDA job every rank takes the GPU of its local rank.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"trainer.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and ddp.rank_world()[1] > 1:
+        dev = torch.device("cuda", ddp.local_rank())
     return dev
 
 
@@ -110,8 +153,33 @@ def _lr_factor(step: int, cfg: TrainerConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def compile_blocks(model: torch.nn.Module) -> int:
+    """``torch.compile`` every transformer block in place (dynamic shapes: token counts vary by
+    modality and masking); returns how many were compiled. Weights and state-dict keys are unchanged."""
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for blk in blocks:
+        blk.compile(dynamic=True)
+    return len(blocks)
+
+
+class _StepModule(torch.nn.Module):
+    """One objective step as ``forward``, so DistributedDataParallel sees (and syncs) the whole step."""
+
+    def __init__(self, model: OmniVec2, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, ctx: StepContext) -> StepOutput:
+        return self.objective.step(self.model, ctx)
+
+
 class Trainer:
-    """Runs ``cfg.steps`` steps of an :class:`Objective` on a model.
+    """Runs ``cfg.steps`` optimiser steps of an :class:`Objective` on a model.
+
+    In a process group (see :mod:`~omnivec2_pipelines.training.distributed`) the step runs under
+    DistributedDataParallel: every rank computes its slice of each global batch, gradients are
+    averaged, and only rank 0 shows progress, logs and saves resume states.
 
     Args:
         cfg: Optimisation settings.
@@ -126,9 +194,33 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _resume(self, resume: ResumeConfig, stage: str, model: OmniVec2, opt: torch.optim.Optimizer, sched: Any,
+                ctx: StepContext, objective: Objective) -> tuple[int, list[dict[str, Any]]]:
+        """Load the resume state on rank 0 and hand it to every rank; ``(first step, rows)``."""
+        rank, world = ddp.rank_world()
+        loaded = load_resume_state(resume, stage, model, opt, sched, ctx.generator, ctx.rng) if rank == 0 else None
+        if world > 1:  # the other ranks may not see rank 0's disk
+            state = None if loaded is None else (loaded, model.state_dict(), opt.state_dict(), sched.state_dict(),
+                                                 ctx.generator.get_state(), ctx.rng.bit_generator.state)
+            state = ddp.broadcast_from_rank0(state)
+            if state is not None and rank > 0:
+                loaded, weights, opt_state, sched_state, gen_state, rng_state = state
+                model.load_state_dict(weights)
+                opt.load_state_dict(opt_state)
+                sched.load_state_dict(sched_state)
+                ctx.generator.set_state(gen_state)
+                ctx.rng.bit_generator.state = rng_state
+            elif state is not None:
+                loaded = state[0]
+        if loaded is None:
+            return 0, []
+        first, objective_state, rows = loaded
+        objective.load_state_dict(objective_state)
+        return first, rows
+
     def fit(self, model: OmniVec2, objective: Objective, stage: str, resume: ResumeConfig | None = None,
             on_step: Callable[[int], None] | None = None) -> pd.DataFrame:
-        """Train in place; returns the loss history (one row per step).
+        """Train in place; returns the loss history (one row per step, averaged over ranks).
 
         Args:
             model: The network (moved to the trainer's device).
@@ -141,62 +233,62 @@ class Trainer:
             FloatingPointError: on a non-finite loss, naming stage, step and what was trained.
         """
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
+        rank, world = ddp.rank_world()
+        torch.manual_seed(cfg.seed + rank)  # dropout differs per rank; batches and masks do not
         model.to(self.device).train()
+        if cfg.compile:
+            log.info("%s: compiled %d transformer blocks", stage, compile_blocks(model))
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "pos" in n]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-        ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device)
-        rows: list[dict[str, Any]] = []
-        first = 0
-        if resume is not None:
-            loaded = load_resume_state(resume, stage, model, opt, sched, ctx.generator, ctx.rng)
-            if loaded is not None:
-                first, objective_state, rows = loaded
-                objective.load_state_dict(objective_state)
+        ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device,
+                          (rank, world), cfg.pin_memory and self.device.type == "cuda")
+        first, rows = self._resume(resume, stage, model, opt, sched, ctx, objective) if resume else (0, [])
+        runner: torch.nn.Module = _StepModule(model, objective)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # each step trains only some tokenizers/heads; DDP leaves the others' gradients None (no update)
+            runner = DistributedDataParallel(runner, device_ids=[self.device.index] if self.device.type == "cuda"
+                                             else None, find_unused_parameters=True)
         start = time.perf_counter()
         samples = skipped = 0
-        log.info("%s: %d steps on %s (%d parameters)", stage, cfg.steps, self.device,
-                 sum(p.numel() for p in model.parameters()))
-        bar = tqdm(range(first, cfg.steps), desc=stage, disable=None if cfg.progress else True,
+        if rank == 0:
+            log.info("%s: %d steps on %s x %d rank(s) (%d parameters, %d micro-batch(es) per step)", stage,
+                     cfg.steps, self.device, world, sum(p.numel() for p in model.parameters()),
+                     cfg.grad_accum_steps)
+        bar = tqdm(range(first, cfg.steps), desc=stage, disable=None if cfg.progress and rank == 0 else True,
                    dynamic_ncols=True, leave=False, initial=first, total=cfg.steps)
         for step in bar:
             ctx.step = step
-            with self._autocast():
-                out = objective.step(model, ctx)
-            opt.zero_grad(set_to_none=True)
-            problem = None
-            if not torch.isfinite(out.loss):
-                problem = f"non-finite loss {out.loss.item()}"
-            else:
-                out.loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                      cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-                if not torch.isfinite(norm):
-                    problem = f"non-finite gradient (norm {norm.item()})"
+            outs, problem = self._step(runner, opt, ctx, world)
+            what = ",".join(dict.fromkeys(o.what for o in outs))
             if problem is not None:
                 if cfg.nonfinite == "raise":
-                    raise FloatingPointError(f"{stage}: {problem} at step {step} ({out.what}); lower the "
+                    raise FloatingPointError(f"{stage}: {problem} at step {step} ({what}); lower the "
                                              f"learning rate, check the inputs, or set trainer.nonfinite: skip")
                 skipped += 1
-                log.warning("%s: %s at step %d (%s); update skipped (%d so far)", stage, problem, step, out.what,
-                            skipped)
+                if rank == 0:
+                    log.warning("%s: %s at step %d (%s); update skipped (%d so far)", stage, problem, step, what,
+                                skipped)
             else:
                 opt.step()
             sched.step()
-            samples += out.samples
+            samples += sum(o.samples for o in outs) * world
             elapsed = time.perf_counter() - start
-            rows.append({"step": step, "loss": out.loss.item(), "lr": opt.param_groups[0]["lr"],
-                         "what": out.what, "elapsed_s": elapsed, "skipped": problem is not None,
-                         **{f"loss.{k}": v for k, v in out.parts.items()}})
-            bar.set_postfix(loss=f"{out.loss.item():.4f}", samples_per_s=f"{samples / elapsed:.0f}")
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            loss, parts = _reduce_losses(outs)
+            rows.append({"step": step, "loss": loss, "lr": opt.param_groups[0]["lr"], "what": what,
+                         "elapsed_s": elapsed, "skipped": problem is not None,
+                         **{f"loss.{k}": v for k, v in parts.items()}})
+            bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{samples / elapsed:.0f}")
+            if rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                 recent = np.mean([r["loss"] for r in rows[-cfg.log_every:]])
                 log.info("%s step %d/%d loss %.4f (%.0f samples/s)", stage, step + 1, cfg.steps, recent,
                          samples / elapsed)
-            if resume is not None and resume.every and (step + 1) % resume.every == 0 and step + 1 < cfg.steps:
+            if (rank == 0 and resume is not None and resume.every and (step + 1) % resume.every == 0
+                    and step + 1 < cfg.steps):
                 save_resume_state(resume, step + 1, model, opt, sched, ctx.generator, ctx.rng,
                                   objective.state_dict(), rows)
             if on_step is not None:
@@ -204,7 +296,50 @@ class Trainer:
             for callback in STEP_CALLBACKS:
                 callback(stage, step, rows[-1]["loss"])
         bar.close()
-        if resume is not None:
+        if resume is not None and rank == 0:
             clear_resume_state(resume)
         model.eval()
         return pd.DataFrame(rows)
+
+    def _step(self, runner: torch.nn.Module, opt: torch.optim.Optimizer, ctx: StepContext, world: int
+              ) -> tuple[list[StepOutput], str | None]:
+        """Forward/backward of ``grad_accum_steps`` micro-batches and gradient clipping.
+
+        Returns the micro-batch outputs and what went wrong (None when the update may be applied).
+        Every rank takes the same decision, so no rank waits for a collective another skipped.
+        """
+        cfg = self.cfg
+        k = cfg.grad_accum_steps
+        opt.zero_grad(set_to_none=True)
+        outs: list[StepOutput] = []
+        problem = None
+        for micro in range(k):
+            last = micro == k - 1
+            sync = contextlib.nullcontext() if world == 1 or last else runner.no_sync()
+            with sync:
+                with self._autocast():
+                    out = runner(ctx)
+                outs.append(out)
+                finite = ddp.all_ranks_true(bool(torch.isfinite(out.loss)))
+                if not finite and problem is None:
+                    problem = f"non-finite loss {out.loss.item()}" + (" on some rank" if world > 1 else "")
+                # a skipped micro-batch still runs backward (on zero) so DDP's gradient hooks stay in step
+                (out.loss / k if finite else out.loss.nan_to_num(0.0, 0.0, 0.0) * 0.0).backward()
+        if problem is None:
+            norm = torch.nn.utils.clip_grad_norm_(runner.parameters(),
+                                                  cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if not torch.isfinite(norm):
+                problem = f"non-finite gradient (norm {norm.item()})"
+        return outs, problem
+
+
+def _reduce_losses(outs: list[StepOutput]) -> tuple[float, dict[str, float]]:
+    """Mean loss and per-part losses over micro-batches, then over ranks (same on every rank)."""
+    parts: dict[str, list[float]] = {}
+    for o in outs:
+        for key, v in o.parts.items():
+            parts.setdefault(key, []).append(v)
+    keys = sorted(parts)
+    values = ddp.mean_across_ranks([float(np.mean([o.loss.item() for o in outs])),
+                                    *(float(np.mean(parts[key])) for key in keys)])
+    return values[0], dict(zip(keys, values[1:]))

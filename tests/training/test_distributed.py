@@ -1,0 +1,100 @@
+"""Data-parallel training with torch.distributed: 2 gloo ranks match 1 process; failures name the rank."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from omnivec2_pipelines.training import distributed, stages
+from omnivec2_pipelines.training.distributed import LaunchSpec
+from omnivec2_pipelines.training.stages import _pretrain_sources
+from omnivec2_pipelines.training.trainer import TrainerConfig
+
+pytestmark = pytest.mark.skipif(distributed.available_workers("cpu") < 2 or not torch.distributed.is_available(),
+                                reason="needs 2 CPU cores and torch.distributed")
+
+TRAINER = {"device": "cpu", "seed": 0, "progress": False, "warmup_steps": 1, "lr": 3e-3}
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    worst = max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa)
+    assert worst < 2e-5, f"weights differ by up to {worst}"
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_same_weights_as_one_process(bundles, tiny_model_params) -> None:
+    unimodal = {"steps": 5, "batch_size": 8, "mask_ratio": 0.5}
+    ck1, h1 = stages.pretrain_unimodal(bundles, tiny_model_params, unimodal, TRAINER)
+    ck2, h2 = stages.pretrain_unimodal(bundles, tiny_model_params, unimodal, {**TRAINER, "nproc_per_node": 2})
+    _assert_same_weights(ck1.model, ck2.model)
+    assert np.allclose(h1["loss"], h2["loss"], atol=1e-5) and list(h1["what"]) == list(h2["what"])
+    assert (ck1.model.state_dict()["f.norm.weight"] != 1).any()  # it did train
+
+    multitask = {"steps": 5, "batch_size": 8}  # heads + unused tokenizers in every step
+    ck3, h3 = stages.multitask(ck1, bundles, multitask, TRAINER)
+    ck4, h4 = stages.multitask(ck2, bundles, multitask, {**TRAINER, "nproc_per_node": 2})
+    _assert_same_weights(ck3.model, ck4.model)
+    assert np.allclose(h3["loss"], h4["loss"], atol=1e-5)
+
+
+def test_gradient_accumulation_equals_the_larger_batch(bundles, tiny_model_params) -> None:
+    one, _ = stages.pretrain_unimodal(bundles, tiny_model_params, {"steps": 4, "batch_size": 8, "mask_ratio": 0.5},
+                                      TRAINER)
+    two, _ = stages.pretrain_unimodal(bundles, tiny_model_params, {"steps": 4, "batch_size": 4, "mask_ratio": 0.5},
+                                      {**TRAINER, "grad_accum_steps": 2})
+    _assert_same_weights(one.model, two.model)
+
+
+def test_impossible_launches_are_refused_before_any_work(bundles, tiny_model_params) -> None:
+    too_many = distributed.available_workers("cpu") + 1
+    with pytest.raises(ValueError, match=rf"trainer.nproc_per_node={too_many} but this machine has only"):
+        stages.pretrain_unimodal(bundles, tiny_model_params, {"steps": 2, "batch_size": 6 * too_many, "mask_ratio": 0.5},
+                                 {**TRAINER, "nproc_per_node": too_many})
+    with pytest.raises(ValueError, match="batch_size / 2 .* = 3 is not divisible by the 2 data-parallel ranks"):
+        stages.validate_stage_params("multitask", {"batch_size": 6}, {**TRAINER, "nproc_per_node": 2},
+                                     ["grid", "series"])
+    with pytest.raises(ValueError, match="trainer.nnodes=2 needs trainer.rdzv_endpoint"):
+        stages.validate_stage_params("pretrain_unimodal", {"batch_size": 8}, {**TRAINER, "nnodes": 2},
+                                     ["grid", "series"])
+    with pytest.raises(ValueError, match=r"trainer.nproc_per_node=0 is out of range"):
+        TrainerConfig.from_params({"nproc_per_node": 0})
+
+
+def _objective(bundles, mode: str):
+    from tests.training.ddp_objectives import FailingOnRank1
+
+    return FailingOnRank1(_pretrain_sources(bundles, 0), {"grid": 0.5, "series": 0.5}, 8, mode=mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, message", [("raise", "RuntimeError: rank 1 fails on purpose"),
+                                           ("exit", "exit code 3")])
+def test_a_crashing_worker_ends_the_stage_naming_its_rank(bundles, tiny_model_params, mode, message) -> None:
+    model = stages.build_model(tiny_model_params, bundles)
+    tcfg = TrainerConfig.from_params({**TRAINER, "steps": 50, "nproc_per_node": 2})
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=rf"pretrain_unimodal: worker rank 1 .*{message}"):
+        stages._run("pretrain_unimodal", model, _objective(bundles, mode), tcfg, bundles, {"batch_size": 8})
+    assert time.monotonic() - start < 120  # rank 0 was stopped, not left waiting in an all-reduce
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_rendezvous_nobody_else_joins_times_out_with_a_clear_error() -> None:
+    spec = LaunchSpec(nproc_per_node=1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{_free_port()}", rdzv_timeout=3)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"did not meet at rendezvous endpoint 127.0.0.1:\d+ within "
+                                           r"trainer.rdzv_timeout=3s"):
+        distributed.launch(print, ("never runs",), spec, "pretrain_unimodal")
+    assert time.monotonic() - start < 60
