@@ -53,12 +53,16 @@ def test_atomic_dataset_config_errors(tmp_path) -> None:
 def test_array_bundle_round_trip_and_missing_file(tmp_path) -> None:
     bundle = ArrayBundle({"train.x": np.arange(6, dtype=np.float32).reshape(2, 3),
                           "train.y.classification": np.array([0, 1])}, {"modality": "m", "splits": {"train": 2}})
-    ds = ArrayBundleDataset(str(tmp_path / "m.safetensors"))
+    ds = ArrayBundleDataset(str(tmp_path / "m"))
+    assert not ds.exists()
     ds.save(bundle)
+    assert ds.exists()
     back = ds.load()
-    assert back.meta == bundle.meta and np.array_equal(back.get("train", "x"), bundle.get("train", "x"))
+    assert back.meta == bundle.meta and np.array_equal(np.asarray(back.get("train", "x")), bundle.get("train", "x"))
     with pytest.raises(DatasetError, match="run the tokenization pipeline first"):
-        ArrayBundleDataset(str(tmp_path / "none.safetensors")).load()
+        ArrayBundleDataset(str(tmp_path / "none")).load()
+    with pytest.raises(DatasetError, match="shard_mb must be a positive number"):
+        ArrayBundleDataset(str(tmp_path / "m"), shard_mb=0)
 
 
 def test_atomic_dataset_keeps_kedro_viz_previews(tmp_path) -> None:

@@ -13,38 +13,56 @@ from omnivec2_pipelines.utils import atomic_path
 
 
 class ArrayBundleDataset(AbstractDataset[ArrayBundle, ArrayBundle]):
-    """An :class:`ArrayBundle` as one safetensors file (arrays) with its JSON meta in the header.
+    """An :class:`ArrayBundle` as a directory of safetensors shards, read lazily.
+
+    Loading memory-maps the shards: arrays come back as
+    :class:`~omnivec2_pipelines.shards.ShardedArray` s that read only the rows asked for, so
+    training streams data sets larger than memory. Saving writes shard by shard into a temporary
+    directory that replaces the old one at the end (see :func:`omnivec2_pipelines.shards.save_bundle`).
 
     Example catalog entry::
 
         "{modality}.tokenized":
           type: omnivec2_pipelines.io.ArrayBundleDataset
-          filepath: data/05_model_input/{modality}.safetensors
+          path: data/05_model_input/tokenized/{modality}
+          shard_mb: 64
 
     Args:
-        filepath: Path of the ``.safetensors`` file.
+        path: Bundle directory.
+        shard_mb: Target shard size in MiB.
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
+    def __init__(self, path: str, shard_mb: float = 64.0, metadata: dict[str, Any] | None = None) -> None:
+        if not isinstance(shard_mb, (int, float)) or isinstance(shard_mb, bool) or shard_mb <= 0:
+            raise DatasetError(f"ArrayBundleDataset({path}): shard_mb must be a positive number, got {shard_mb!r}")
+        self._path = PurePosixPath(path)
+        self._shard_mb = float(shard_mb)
         self.metadata = metadata
 
     def _load(self) -> ArrayBundle:
-        path = Path(self._filepath)
-        if not path.is_file():
+        from omnivec2_pipelines.shards import load_bundle
+
+        path = Path(self._path)
+        if not path.is_dir():
             raise DatasetError(f"tokenized bundle {path} does not exist; run the tokenization pipeline first")
-        return ArrayBundle.load(path)
+        try:
+            arrays, meta = load_bundle(path)
+        except ValueError as e:
+            raise DatasetError(str(e)) from e
+        return ArrayBundle(arrays, meta)
 
     def _save(self, data: ArrayBundle) -> None:
+        from omnivec2_pipelines.shards import save_bundle
+
         if not isinstance(data, ArrayBundle):
-            raise DatasetError(f"{self._filepath}: expected an ArrayBundle, got {type(data).__name__}")
-        data.save(self._filepath)
+            raise DatasetError(f"{self._path}: expected an ArrayBundle, got {type(data).__name__}")
+        save_bundle(data.arrays, data.meta, self._path, self._shard_mb)
 
     def _exists(self) -> bool:
-        return Path(self._filepath).is_file()
+        return (Path(self._path) / "index.json").is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        return {"path": str(self._path), "shard_mb": self._shard_mb}
 
 
 class CheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
