@@ -64,6 +64,13 @@ def test_bad_sweep_fails_before_any_trial(tmp_path, prepared, over, message) -> 
     assert not (tmp_path / "s.db").exists()  # no study was even created
 
 
+def test_a_data_parallel_trainer_is_refused_in_a_sweep(tmp_path, prepared) -> None:
+    b, ck1, ck2 = prepared
+    params = {**PARAMS, "trainer": {**PARAMS["trainer"], "nproc_per_node": 2}}
+    with pytest.raises(ValueError, match="trainer.nproc_per_node and trainer.nnodes must be 1"):
+        nodes.sweep_node(_sweep_params(tmp_path), params, ck1, ck2, **b)
+
+
 def test_two_parallel_workers_share_one_journal_study(tmp_path) -> None:
     storage = f"journal:{tmp_path}/study.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

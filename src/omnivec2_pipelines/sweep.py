@@ -124,6 +124,11 @@ def validate(spec: SweepSpec, params: Mapping[str, Any], available_metrics: set[
         raise ValueError(f"sweep.pruner={spec.pruner!r}; expected 'median' or 'none'")
     if not spec.space:
         raise ValueError("sweep.space is empty; declare at least one parameter to tune")
+    merged = {**(params.get("trainer") or {}), **(params.get(spec.stage) or {})}
+    if merged.get("nproc_per_node", 1) != 1 or merged.get("nnodes", 1) != 1:
+        raise ValueError("sweep: trials train in the sweep's own process (the pruner follows their losses), so "
+                         "trainer.nproc_per_node and trainer.nnodes must be 1; to use more cores or machines, "
+                         "start several sweep workers on one journal or RDB storage")
     trainer_keys = set(trainer_module.TrainerConfig.__dataclass_fields__)
     for path, dist in spec.space.items():
         found, _ = _lookup(params, path)
