@@ -46,6 +46,7 @@ def test_project_parameters_are_valid(default, tmp_path) -> None:
     ("image.source.format", "tiff_stack", r"image.source.format='tiff_stack' is not supported"),
     ("audio.source.path", "/nowhere/audio", r"audio.source.path: /nowhere/audio does not exist"),
     ("text.source.on_error", "ignore", r"text.source.on_error='ignore'"),
+    ("image.source.batch_files", 0, r"image.source.batch_files must be a positive int"),
     ("evaluation.split", "holdout", r"evaluation.split must be one of"),
 ])
 def test_bad_parameter_names_the_key(default, path, value, message) -> None:

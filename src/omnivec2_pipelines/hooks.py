@@ -8,7 +8,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
-from omnivec2_pipelines.modalities.base import ErrorPolicy, check_source, get_modality
+from omnivec2_pipelines.modalities.base import ErrorPolicy, check_source, get_modality, source_batch_files
 from omnivec2_pipelines.training.stages import validate_stage_params
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
 def validate_run_parameters(params: dict[str, Any], pipeline: Pipeline) -> None:
     """Check the parameters of every node in ``pipeline`` (no data is read or written).
 
-    Ingestion sources (format, path, on_error), each training stage's block with the shared
+    Ingestion sources (format, path, on_error, batch_files), each training stage's block with the shared
     ``trainer`` and ``model`` blocks, and ``evaluation``. Raises on the first problem, naming the key.
     """
     names = {n.name for n in pipeline.nodes}
@@ -31,6 +31,7 @@ def validate_run_parameters(params: dict[str, Any], pipeline: Pipeline) -> None:
             mod = get_modality(m)
             check_source(source, mod)
             ErrorPolicy(source, m)
+            source_batch_files(source, m)
     trainer = params.get("trainer") or {}
     for stage in STAGES:
         if stage in names:

@@ -258,3 +258,49 @@ def test_reading_logs_progress_every_n_files(tmp_path, caplog, monkeypatch) -> N
         table = mod.read({"format": "imagefolder", "path": str(tmp_path / "img")})
     lines = [r.getMessage() for r in caplog.records if "files/s" in r.getMessage()]
     assert len(lines) == len(table) // 400 and lines[0].startswith("image: read 400 files (")
+
+
+def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.drop(columns="pixels"), b.drop(columns="pixels"))
+    for x, y in zip(a["pixels"], b["pixels"]):
+        np.testing.assert_array_equal(x, y)
+    assert a.attrs == b.attrs
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_read_chunks_are_bounded_and_concatenate_to_read(tmp_path: Path, on_error: str) -> None:
+    root = _tree(tmp_path / "img", with_val=False)
+    if on_error == "skip":
+        _truncate_mid_data(root / "train" / "dog" / "cut.png")  # header fine, pixels not
+        _png(root / "train" / "cat" / "gray.png", np.zeros((4, 4), dtype=np.uint8))
+    src = {"format": "imagefolder", "path": str(root), "on_error": on_error, "val_fraction": 0.5, "seed": 3}
+    whole = IMG.read(src)
+    for batch in (1, 3, 4, 100):
+        chunks = list(IMG.read_chunks(src, batch))
+        assert [len(c) for c in chunks[:-1]] == [batch] * (len(chunks) - 1) and 1 <= len(chunks[-1]) <= batch
+        assert all(c.attrs["ingestion_errors"] == whole.attrs["ingestion_errors"] for c in chunks)
+        table = pd.concat(chunks)
+        table.attrs = chunks[-1].attrs
+        _assert_same_table(table, whole)
+        _assert_same_table(IMG.read({**src, "batch_files": batch}), whole)
+    assert whole.attrs["ingestion_errors"]["skipped"] == (2 if on_error == "skip" else 0)
+    assert (whole["split"] == "val").sum() == 4  # the stratified split is computed once, over all chunks
+
+
+def test_read_chunks_raises_before_its_last_chunk(tmp_path: Path) -> None:
+    """A bad image in a later batch raises before the generator is exhausted (no complete table)."""
+    root = _tree(tmp_path / "img")
+    _truncate_mid_data(root / "train" / "dog" / "zz.png")  # in the third batch of two
+    chunks = IMG.read_chunks({"format": "imagefolder", "path": str(root)}, 2)
+    assert len(next(chunks)) == 2
+    with pytest.raises(DataError, match=r"zz\.png: unreadable or corrupt .*truncated"):
+        list(chunks)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "512", True, None])
+def test_bad_batch_files_names_the_parameter(tmp_path: Path, value) -> None:
+    src = {"format": "imagefolder", "path": str(_tree(tmp_path / "img"))}
+    with pytest.raises(DataError, match=r"image\.source\.batch_files must be a positive int .*got"):
+        list(IMG.read_chunks(src, value))
+    with pytest.raises(DataError, match=r"image\.source\.batch_files must be a positive int"):
+        IMG.read({**src, "batch_files": value})

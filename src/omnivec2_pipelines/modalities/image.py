@@ -13,10 +13,14 @@ count that differs from the rest of the data set) raise naming the file or, with
 ``source.on_error: skip``, leave the image out and count it in
 ``table.attrs["ingestion_errors"]``. Layout problems (missing path or split, empty split or
 class folder, stray non-image files) and a data set with nothing left always raise.
+
+Ingestion decodes at most ``source.batch_files`` images at a time (:meth:`ImageModality.read_chunks`),
+so its memory does not grow with the data set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +37,11 @@ from omnivec2_pipelines.modalities.base import (
     Modality,
     assign_val_split,
     atomic_directory,
+    check_batch_files,
     check_source,
+    concat_chunks,
     register,
+    source_batch_files,
     table_class_names,
 )
 
@@ -45,6 +52,9 @@ _GRAY_MODES = {"1", "L", "LA"}
 #: PIL modes converted to 3-channel RGB (alpha / palette resolved).
 _RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _REQUIRED_SPLITS = ("train", "test")
+
+#: One image of the listing: (split folder, class folder, path).
+ImageFile = tuple[str, str, Path]
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -150,7 +160,8 @@ class ImageModality(Modality):
         """Read an ImageFolder tree into the canonical table.
 
         Source params: ``on_error`` (``raise``/``skip`` per bad image), ``val_fraction``,
-        ``seed``. Payload columns: ``pixels`` (flattened ``uint8`` HWC), ``height``, ``width``,
+        ``seed``, ``batch_files`` (see :meth:`read_chunks`; the whole table is returned either
+        way). Payload columns: ``pixels`` (flattened ``uint8`` HWC), ``height``, ``width``,
         ``channels``. Labels index the sorted union of class folder names of all splits that
         still have images (after skipping).
 
@@ -163,64 +174,53 @@ class ImageModality(Modality):
                 corrupt image or images mixing 1 and 3 channels (unless skipped), every image
                 skipped, or no train/test image left after skipping.
         """
+        return concat_chunks(list(self.read_chunks(source, source_batch_files(source, self.name))))
+
+    def read_chunks(self, source: dict[str, Any], batch_files: int) -> Iterator[pd.DataFrame]:
+        """Read an ImageFolder tree as table chunks of at most ``batch_files`` decoded images.
+
+        Everything that needs the whole data set is settled before the first chunk, from cheap
+        passes over the listing: the files and classes, the channel count of every image from
+        its header (no pixels decoded), the labels and the stratified val split. Only then are
+        the images decoded, ``batch_files`` at a time, one chunk each. The chunks (row index
+        global, ``0..N-1`` over all chunks) concatenate to exactly the table :meth:`read`
+        describes, with the same errors.
+
+        Whether an image *decodes* (a truncated file has a valid header) only shows when it is
+        decoded, and with ``on_error: skip`` that changes which images remain, hence the labels,
+        the channel majority and the val split. So when ``on_error`` is ``skip``, or a header
+        is unreadable or disagrees with the others, every image is first decoded once without
+        keeping its pixels (a validation pass, about twice the decoding time). With the default
+        ``raise`` and consistent headers every image is decoded once, and a bad one raises
+        before the last chunk is produced.
+
+        Every chunk's ``attrs["ingestion_errors"]`` is the complete report: all per-file errors
+        are found before the first chunk.
+
+        A subclass with its own :meth:`read` (x-ray, infrared) gets the default: one chunk.
+
+        Raises:
+            DataError: as :meth:`read`, or ``batch_files`` not a positive int.
+        """
+        if type(self).read is not ImageModality.read:
+            yield from super().read_chunks(source, batch_files)
+            return
         _, root = check_source(source, self)
         policy = ErrorPolicy(source, self.name)
-        if not root.is_dir():
-            raise DataError(f"image.source.path: {root} is not a directory; expected an "
-                            f"ImageFolder tree root/<split>/<class>/<image>", reason="missing")
-        missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
-        if missing:
-            raise DataError(f"{root}: missing split folder(s) {missing}; expected "
-                            f"root/train/<class>/..., root/test/<class>/... (val optional)",
-                            reason="missing")
-        files: list[tuple[str, str, Path]] = []  # (split, class, path)
-        for split in SPLITS:
-            if not (root / split).is_dir():
-                continue
-            for class_dir in _list_class_dirs(root / split):
-                files += [(split, class_dir.name, p) for p in _list_images(class_dir)]
-        decoded: list[tuple[str, str, Path, np.ndarray]] = []
-        for split, cls, path in files:
-            arr = policy.call(path, load_image, path)  # (H, W, C); None when skipped
-            if arr is not None:
-                decoded.append((split, cls, path, arr))
-        if decoded:
-            counts: dict[int, list[Path]] = {}
-            for _, _, path, arr in decoded:
-                counts.setdefault(int(arr.shape[2]), []).append(path)
-            expected = max(counts, key=lambda c: len(counts[c]))  # ties: first seen
-            majority = (expected, counts[expected][0], len(counts[expected]), len(decoded))
-            decoded = [d for d in decoded
-                       if policy.call(d[2], _check_channels, d[2], int(d[3].shape[2]), *majority)]
-        if not decoded:
-            raise DataError(f"{root}: all {len(files)} image(s) were skipped as unreadable "
-                            f"(image.source.on_error: skip); nothing left to read", reason="empty")
-        for split in _REQUIRED_SPLITS:
-            if not any(d[0] == split for d in decoded):
-                raise DataError(f"{root}: no readable {split!r} images left after skipping bad "
-                                f"files (image.source.on_error: skip)", reason="empty")
-        classes = sorted({cls for _, cls, _, _ in decoded})  # 0..K-1 even if a class was skipped
-        label_of = {c: i for i, c in enumerate(classes)}
-        rows: list[dict[str, Any]] = []
-        for split, cls, path, arr in decoded:
-            h, w, c = arr.shape
-            rel = path.relative_to(root)
-            rows.append({
-                "sample_id": rel.with_suffix("").as_posix(),
-                "source_file": rel.as_posix(),
-                "label": label_of[cls],
-                "label_name": cls,
-                "split": split,
-                "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
-                "height": h,
-                "width": w,
-                "channels": c,
-            })
-        table = pd.DataFrame(rows)
-        table = table.astype({"label": "int64", "height": "int64", "width": "int64",
-                              "channels": "int64"})
-        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
-        return policy.attach(table)
+        batch_files = check_batch_files(batch_files, self.name)
+        try:
+            files = _list_tree(root)
+            kept = _readable_images(files, policy)  # (split, class, path, channels)
+            _check_left(root, kept, len(files))
+            labels, splits = _labels_and_splits(kept, source)
+            for start in range(0, len(kept), batch_files):
+                stop = min(start + batch_files, len(kept))
+                table = _decode_chunk(root, kept[start:stop], labels[start:stop], splits[start:stop],
+                                      start, policy)
+                table.attrs["ingestion_errors"] = policy.report()
+                yield table
+        finally:
+            policy.close()
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Resize every image, normalise per channel with train statistics, stack per split.
@@ -279,6 +279,125 @@ class ImageModality(Modality):
                               "formula": "(pixel * scale - mean[c]) / std[c]"},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+
+def _list_tree(root: Path) -> list[ImageFile]:
+    """Every image of an ImageFolder tree in reading order (split, class, file name).
+
+    Raises:
+        DataError: ``root`` not a directory, missing train/test split, or a layout problem
+            (see :func:`_list_class_dirs`, :func:`_list_images`).
+    """
+    if not root.is_dir():
+        raise DataError(f"image.source.path: {root} is not a directory; expected an "
+                        f"ImageFolder tree root/<split>/<class>/<image>", reason="missing")
+    missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: missing split folder(s) {missing}; expected "
+                        f"root/train/<class>/..., root/test/<class>/... (val optional)",
+                        reason="missing")
+    files: list[ImageFile] = []
+    for split in SPLITS:
+        if (root / split).is_dir():
+            for class_dir in _list_class_dirs(root / split):
+                files += [(split, class_dir.name, p) for p in _list_images(class_dir)]
+    return files
+
+
+def header_channels(path: Path) -> int | None:
+    """Channels :func:`load_image` gives for ``path``, from the image header only (no pixels).
+
+    Returns None when the header cannot be read or its mode or size would be refused: only
+    decoding can tell the exact error then.
+    """
+    try:
+        with Image.open(path) as img:
+            mode, size = img.mode, img.size
+    except Exception:  # noqa: BLE001 - any failure means "decode to find out"
+        return None
+    if 0 in size:
+        return None
+    return 1 if mode in _GRAY_MODES else 3 if mode in _RGB_MODES else None
+
+
+def _readable_images(files: list[ImageFile], policy: ErrorPolicy) -> list[tuple[str, str, Path, int]]:
+    """The images that will be read, each with its channel count; per-file errors go to ``policy``.
+
+    With ``on_error: raise`` and readable headers that agree on the channel count, the headers
+    decide (a file that then fails to decode raises while its chunk is decoded, which is the
+    error :meth:`ImageModality.read` always raised for it). Otherwise every image is decoded
+    once, pixels dropped: decoding errors first, in file order, then channel mismatches against
+    the majority of the decoded images.
+    """
+    predicted = [header_channels(path) for _, _, path in files]
+    if policy.mode == "raise" and None not in predicted and len(set(predicted)) <= 1:
+        return [(*f, c) for f, c in zip(files, predicted)]
+    decoded: list[tuple[str, str, Path, int]] = []
+    for split, cls, path in files:
+        arr = policy.call(path, load_image, path)  # (H, W, C); None when skipped
+        if arr is not None:
+            decoded.append((split, cls, path, int(arr.shape[2])))
+    if not decoded:
+        return decoded
+    counts: dict[int, list[Path]] = {}
+    for _, _, path, c in decoded:
+        counts.setdefault(c, []).append(path)
+    expected = max(counts, key=lambda c: len(counts[c]))  # ties: first seen
+    majority = (expected, counts[expected][0], len(counts[expected]), len(decoded))
+    return [d for d in decoded if policy.call(d[2], _check_channels, d[2], d[3], *majority)]
+
+
+def _check_left(root: Path, kept: list[tuple[str, str, Path, int]], n_files: int) -> None:
+    """Raise when skipping left no image, or no train or test image."""
+    if not kept:
+        raise DataError(f"{root}: all {n_files} image(s) were skipped as unreadable "
+                        f"(image.source.on_error: skip); nothing left to read", reason="empty")
+    for split in _REQUIRED_SPLITS:
+        if not any(k[0] == split for k in kept):
+            raise DataError(f"{root}: no readable {split!r} images left after skipping bad "
+                            f"files (image.source.on_error: skip)", reason="empty")
+
+
+def _labels_and_splits(kept: list[tuple[str, str, Path, int]],
+                       source: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """Label (index in the sorted class names of ``kept``) and split (val carved from train) per image."""
+    classes = sorted({k[1] for k in kept})  # 0..K-1 even if a class was skipped
+    label_of = {c: i for i, c in enumerate(classes)}
+    listing = pd.DataFrame({"label": [label_of[k[1]] for k in kept], "split": [k[0] for k in kept]})
+    listing = listing.astype({"label": "int64"})
+    listing = assign_val_split(listing, source.get("val_fraction", 0.1), source.get("seed", 0))
+    return listing["label"].tolist(), listing["split"].tolist()
+
+
+def _decode_chunk(root: Path, kept: list[tuple[str, str, Path, int]], labels: list[int], splits: list[str],
+                  start: int, policy: ErrorPolicy) -> pd.DataFrame:
+    """Decode one batch of images into canonical table rows ``start .. start + len(kept) - 1``.
+
+    Raises:
+        DataError: a file that fails to decode (with ``on_error: raise``), or one that changed
+            since the passes that planned the table.
+    """
+    rows: list[dict[str, Any]] = []
+    for (_, cls, path, channels), label, split in zip(kept, labels, splits):
+        arr = policy.call(path, load_image, path)  # (H, W, C)
+        if arr is None or arr.shape[2] != channels:
+            raise DataError(f"{path}: image changed while the data set was read (it was checked "
+                            f"before: {channels} channel(s), decodable); read again", reason="invalid")
+        h, w, c = arr.shape
+        rel = path.relative_to(root)
+        rows.append({
+            "sample_id": rel.with_suffix("").as_posix(),
+            "source_file": rel.as_posix(),
+            "label": label,
+            "label_name": cls,
+            "split": split,
+            "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
+            "height": h,
+            "width": w,
+            "channels": c,
+        })
+    table = pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
+    return table.astype({"label": "int64", "height": "int64", "width": "int64", "channels": "int64"})
 
 
 def _check_channels(path: Path, channels: int, expected: int, example: Path, n_expected: int,
