@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: run test install install-dev browser clean-data
+.PHONY: run test install install-dev browser clean-data bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ browser:
 
 test: install-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# benchmark harness: tables on stdout, results in benchmarks/results/latest.json (BENCH_ARGS="--smoke", "--only backbone")
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete
