@@ -29,13 +29,14 @@ from typing import Any
 
 import torch
 
-from benchmarks import backbone, ingestion_memory, startup, tokenization
+from benchmarks import backbone, ingestion_memory, loader_stall, startup, tokenization
 from benchmarks.core import PROJECT, SectionFn, SectionResult, fmt, nonfinite_values, text_table
 
 #: Benchmark sections in run order: name -> ``(smoke, device) -> SectionResult``.
 SECTIONS: dict[str, SectionFn] = {
     "backbone": backbone.run,
     "tokenization": tokenization.run,
+    "loader_stall": loader_stall.run,
     "ingestion_memory": ingestion_memory.run,
     "startup": startup.run,
 }

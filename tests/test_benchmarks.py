@@ -24,6 +24,7 @@ NUMERIC = {
     "tokenization": ("files", "rows", "read_s", "read_files_s", "read_rows_s", "tokenize_s", "samples_s"),
     "ingestion_memory": ("images", "rows", "chunks", "seconds", "baseline_rss_mib", "peak_rss_mib", "data_mib"),
     "startup": ("seconds",),
+    "loader_stall": ("wall_s", "wait_s", "stall", "samples_s"),
 }
 
 
