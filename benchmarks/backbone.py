@@ -179,7 +179,7 @@ def measure_size(size: BackboneSize, device: torch.device, timing: TimingConfig)
     counts = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
     if counts["ours"] != counts["torch"]:
         raise AssertionError(f"parameter counts differ at {size}: {counts}; the comparison would be unfair")
-    steps = {k: _train_step(m.train(), torch.optim.AdamW(m.parameters(), lr=1e-4), x, device)
+    steps = {k: _train_step(m.train(), torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True), x, device)
              for k, m in models.items()}
     rounds = _timed_rounds(steps, timing, _sync(device))
     per_step = {k: min(v) for k, v in rounds.items()}

@@ -13,24 +13,39 @@ def _attn_mask(key_valid: Tensor | None) -> Tensor | None:
 
 
 class Attention(nn.Module):
-    """Multi-head attention; self-attention when ``context`` is None, else cross-attention."""
+    """Multi-head attention on ``scaled_dot_product_attention``.
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    Self-attention (``cross=False``) projects q, k and v with one fused ``qkv`` matmul;
+    cross-attention (``cross=True``) projects the queries from ``x`` and keys/values from ``context``.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, cross: bool = False) -> None:
         super().__init__()
         self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.cross = cross
+        if cross:
+            self.q = nn.Linear(dim, dim)
+            self.kv = nn.Linear(dim, 2 * dim)
+        else:
+            self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
     def forward(self, x: Tensor, context: Tensor | None = None, key_valid: Tensor | None = None) -> Tensor:
         b, n, d = x.shape
-        ctx = x if context is None else context
-        q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, h, N, d/h)
-        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        h = self.heads
+        if not self.cross:
+            if context is not None:
+                raise ValueError("a self-attention layer got a context; build it with cross=True")
+            # (B, N, 3D) -> (3, B, h, N, D/h)
+            q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            ctx = x if context is None else context
+            q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # (B, h, N, D/h)
+            k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_valid),
                                              dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, h, N, D/h) -> (B, N, D)
 
 
 class Mlp(nn.Sequential):
@@ -49,7 +64,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.norm_ctx = nn.LayerNorm(dim) if cross else None
-        self.attn = Attention(dim, heads, dropout)
+        self.attn = Attention(dim, heads, dropout, cross=cross)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio, dropout)
 

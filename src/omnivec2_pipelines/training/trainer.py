@@ -241,7 +241,8 @@ class Trainer:
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "pos" in n]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                                fused=self.device.type in ("cpu", "cuda"))  # one kernel for all parameters
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
         ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device,
                           (rank, world), cfg.pin_memory and self.device.type == "cuda")
