@@ -9,7 +9,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
 from omnivec2_pipelines.modalities.base import ErrorPolicy, check_source, get_modality, source_batch_files
-from omnivec2_pipelines.training.stages import validate_stage_params
+from omnivec2_pipelines.training.params import validate_stage_params
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def validate_run_parameters(params: dict[str, Any], pipeline: Pipeline) -> None:
     trainer = params.get("trainer") or {}
     for stage in STAGES:
         if stage in names:
+
             validate_stage_params(stage, params.get(stage) or {}, trainer, modalities,
                                   params.get("model") or {} if stage == "pretrain_unimodal" else None)
     if "evaluate" in names:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
-from omnivec2_pipelines.training.checkpoint import Checkpoint
 from omnivec2_pipelines.utils import atomic_path
+
+if TYPE_CHECKING:  # torch is imported when a checkpoint is loaded or saved, not at catalog creation
+    from omnivec2_pipelines.training.checkpoint import Checkpoint
 
 
 class ArrayBundleDataset(AbstractDataset[ArrayBundle, ArrayBundle]):
@@ -65,7 +67,7 @@ class ArrayBundleDataset(AbstractDataset[ArrayBundle, ArrayBundle]):
         return {"path": str(self._path), "shard_mb": self._shard_mb}
 
 
-class CheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
+class CheckpointDataset(AbstractDataset[Any, Any]):
     """A model checkpoint directory: ``model.safetensors`` + ``config.json`` (no pickle).
 
     Args:
@@ -77,11 +79,15 @@ class CheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
         self.metadata = metadata
 
     def _load(self) -> Checkpoint:
+        from omnivec2_pipelines.training.checkpoint import Checkpoint
+
         if not Path(self._path).is_dir():
             raise DatasetError(f"checkpoint {self._path} does not exist; run the stage that writes it first")
         return Checkpoint.load(self._path)
 
     def _save(self, data: Checkpoint) -> None:
+        from omnivec2_pipelines.training.checkpoint import Checkpoint
+
         if not isinstance(data, Checkpoint):
             raise DatasetError(f"{self._path}: expected a Checkpoint, got {type(data).__name__}")
         data.save(self._path)

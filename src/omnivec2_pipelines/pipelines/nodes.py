@@ -1,4 +1,8 @@
-"""Kedro nodes: thin wrappers that hand parameters and datasets to the pure-torch code."""
+"""Kedro nodes: thin wrappers that hand parameters and datasets to the pure-torch code.
+
+torch and scikit-learn are imported inside the training and evaluation nodes, so a run of the
+data pipelines (and Kedro's start-up) never pays for them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
@@ -18,9 +22,9 @@ from omnivec2_pipelines.modalities.base import (
     get_modality,
     source_batch_files,
 )
-from omnivec2_pipelines.training import stages
-from omnivec2_pipelines.training.checkpoint import Checkpoint
-from omnivec2_pipelines.training.evaluation import evaluate
+
+if TYPE_CHECKING:
+    from omnivec2_pipelines.training.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +148,24 @@ def tokenize_node(modality: str) -> Callable[[pd.DataFrame, dict[str, Any]], Arr
 def pretrain_unimodal(model_params: dict[str, Any], stage_params: dict[str, Any], trainer_params: dict[str, Any],
                       **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 1: unimodal masked pretraining of a fresh model on every enabled modality."""
+    from omnivec2_pipelines.training import stages
+
     return stages.pretrain_unimodal(bundles, model_params, stage_params, trainer_params)
 
 
 def pretrain_paired(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
                     **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 2: paired masked pretraining, starting from the stage-1 checkpoint."""
+    from omnivec2_pipelines.training import stages
+
     return stages.pretrain_paired(init, bundles, stage_params, trainer_params)
 
 
 def multitask(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
               **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 3: multimodal multitask training, starting from the stage-2 checkpoint."""
+    from omnivec2_pipelines.training import stages
+
     return stages.multitask(init, bundles, stage_params, trainer_params)
 
 
@@ -167,6 +177,8 @@ def evaluate_node(ckpt: Checkpoint, params: dict[str, Any], trainer_params: dict
     unknown = set(params) - allowed
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} under 'evaluation'; allowed: {sorted(allowed)}")
+    from omnivec2_pipelines.training.evaluation import evaluate
+
     details: dict[str, Any] = {}
     metrics = evaluate(ckpt.model, bundles, params.get("split", "test"), params.get("batch_size", 256),
                        trainer_params.get("device", "auto"), params.get("baselines", True),

@@ -1,6 +1,20 @@
-"""Training in pure PyTorch (never imports Kedro): one trainer, objectives per stage, checkpoints."""
+"""Training in pure PyTorch (never imports Kedro): one trainer, objectives per stage, checkpoints.
 
-from omnivec2_pipelines.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from omnivec2_pipelines.training.trainer import Trainer, TrainerConfig
+``TrainerConfig`` imports without torch; the other names load torch on first use.
+"""
+
+from typing import Any
+
+from omnivec2_pipelines.training.config import TrainerConfig
 
 __all__ = ["Checkpoint", "Trainer", "TrainerConfig", "load_checkpoint", "save_checkpoint"]
+_LAZY = {"Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+         "Trainer": "trainer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

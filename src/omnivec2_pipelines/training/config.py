@@ -1,0 +1,110 @@
+"""Trainer settings as a dataclass (torch-free, so parameters can be checked without loading torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omnivec2_pipelines.training.distributed import LaunchSpec
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation settings shared by all stages.
+
+    Attributes:
+        steps: Optimiser steps.
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps before the cosine decay.
+        min_lr_ratio: Final learning rate as a share of ``lr``.
+        grad_clip: Max global gradient norm (0 disables clipping).
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        seed: Seeds sampling, masking and dropout.
+        log_every: Log a line every N steps.
+        progress: Show a progress bar (only when attached to a terminal).
+        checkpoint_every: Save the full training state every N steps so a killed run resumes
+            (0 disables saving and resuming).
+        resume_dir: Folder for the resume states (one subfolder per stage; "" disables).
+        nonfinite: What a non-finite loss or gradient does: ``"raise"`` (stop the stage with an
+            error naming stage, step and modality/task) or ``"skip"`` (drop that update, count it).
+        grad_accum_steps: Micro-batches whose gradients are summed into one optimiser step (the
+            effective batch is ``batch_size x grad_accum_steps x world size``).
+        compile: ``torch.compile`` the transformer blocks (dynamic shapes; needs a C++ compiler on CPU).
+        pin_memory: Page-lock host batches and copy them without blocking (CUDA only).
+        nproc_per_node: Data-parallel worker processes on this machine (1 = no torch.distributed).
+        nnodes: Machines of a multi-node run (each runs the same command).
+        rdzv_endpoint: ``host:port`` every node can reach ("" = this machine, single node).
+        rdzv_backend: Elastic rendezvous backend (``c10d`` needs no extra service).
+        rdzv_id: Job id shared by the nodes of one run ("" = a fresh id, single node).
+        rdzv_timeout: Seconds to wait for all nodes to join before failing.
+        max_restarts: Restarts of a failed worker group by the elastic agent (resuming from the
+            last resume state).
+    """
+
+    steps: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    progress: bool = True
+    checkpoint_every: int = 100
+    resume_dir: str = ""
+    nonfinite: str = "raise"
+    grad_accum_steps: int = 1
+    compile: bool = False
+    pin_memory: bool = True
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str = ""
+    rdzv_backend: str = "c10d"
+    rdzv_id: str = ""
+    rdzv_timeout: int = 300
+    max_restarts: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+                  "warmup_steps": self.warmup_steps >= 0, "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+                  "grad_clip": self.grad_clip >= 0, "log_every": self.log_every >= 1,
+                  "checkpoint_every": self.checkpoint_every >= 0,
+                  "nonfinite": self.nonfinite in ("raise", "skip"), "grad_accum_steps": self.grad_accum_steps >= 1,
+                  "nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1,
+                  "rdzv_timeout": self.rdzv_timeout >= 1, "max_restarts": self.max_restarts >= 0,
+                  "rdzv_backend": bool(self.rdzv_backend)}
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"trainer.{key}={getattr(self, key)!r} is out of range")
+
+    @classmethod
+    def from_params(cls, *param_dicts: dict[str, Any]) -> "TrainerConfig":
+        """Merge parameter mappings (later wins), keeping only trainer keys, with type checks."""
+        known = {f.name: f for f in fields(cls)}
+        merged: dict[str, Any] = {}
+        for d in param_dicts:
+            merged.update({k: v for k, v in (d or {}).items() if k in known})
+        for k, v in merged.items():
+            default = known[k].default
+            expected = type(default)
+            if expected is float and isinstance(v, int) and not isinstance(v, bool):
+                merged[k] = float(v)
+            elif not isinstance(v, expected) or (expected is int and isinstance(v, bool)):
+                raise TypeError(f"trainer parameter {k!r} must be {expected.__name__}, got {v!r}")
+        return cls(**merged)
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel ranks of a run (``nproc_per_node x nnodes``)."""
+        return self.nproc_per_node * self.nnodes
+
+    def launch_spec(self) -> LaunchSpec:
+        """Workers and rendezvous of a data-parallel run of this config."""
+        from omnivec2_pipelines.training.distributed import LaunchSpec
+        from omnivec2_pipelines.training.trainer import resolve_device
+
+        return LaunchSpec(self.nproc_per_node, self.nnodes, self.rdzv_endpoint, self.rdzv_backend, self.rdzv_id,
+                          self.rdzv_timeout, self.max_restarts, resolve_device(self.device).type)
