@@ -46,6 +46,15 @@ def test_full_default_run_in_project_copy(tmp_path, monkeypatch) -> None:
         assert len(hist) == steps  # the tiny conf/local values were applied
         assert (root / f"data/06_models/{stage}/model.safetensors").is_file()
 
+    assert (root / "data/05_model_input/tokenized/image/index.json").is_file()  # sharded, read lazily
+
+    # the same stage on 2 data-parallel ranks (gloo), chosen by one parameter
+    before = (root / "data/06_models/multitask/model.safetensors").read_bytes()
+    proc = run_cmd(["kedro", "run", "--pipeline", "multitask", "--params", "trainer.nproc_per_node=2"], root)
+    assert "multitask: 2 worker(s) (2 per node x 1 node(s), gloo)" in proc.stdout + proc.stderr
+    assert len(pd.read_csv(root / "data/08_reporting/loss_multitask.csv")) == 4
+    assert (root / "data/06_models/multitask/model.safetensors").read_bytes() != before
+
     # the final checkpoint rebuilds with no other input and runs single-stream inference
     ckpt = Checkpoint.load(root / "data/06_models/multitask")
     x = torch.zeros(2, *ckpt.meta["data"]["image"]["tokenizer"]["input_size"]).unsqueeze(1)

@@ -208,7 +208,13 @@ class ArrayBundle:
 
     @classmethod
     def load(cls, path: str | Path) -> "ArrayBundle":
-        """Read a bundle written by :meth:`save` (no Kedro needed)."""
+        """Read a bundle written by :meth:`save`, or a sharded bundle directory (as the tokenization
+        pipeline writes it; its arrays are then read lazily), without Kedro."""
+        if Path(path).is_dir():
+            from omnivec2_pipelines.shards import load_bundle
+
+            arrays, meta = load_bundle(path)
+            return cls(arrays, meta)
         from safetensors import safe_open
         from safetensors.numpy import load_file
 
