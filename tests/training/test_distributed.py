@@ -98,3 +98,32 @@ def test_a_rendezvous_nobody_else_joins_times_out_with_a_clear_error() -> None:
                                            r"trainer.rdzv_timeout=3s"):
         distributed.launch(print, ("never runs",), spec, "pretrain_unimodal")
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_one_endpoint_and_train_like_one_process(tmp_path, tiny_model_params) -> None:
+    """Two launcher processes on localhost stand in for two machines running the same command."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    from tests.training.multinode_run import TRAINER, UNIMODAL, bundles
+
+    root = Path(__file__).resolve().parents[2]
+    endpoint = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.training.multinode_run", endpoint, "job-1",
+                               str(tmp_path / f"node{i}")], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-4000:]
+    single, history = stages.pretrain_unimodal(bundles(), tiny_model_params, UNIMODAL, TRAINER)
+    for i in range(2):  # both machines end with the single-process weights and the same history
+        weights = load_file(str(tmp_path / f"node{i}" / "model.safetensors"))
+        worst = max((weights[k] - v).abs().max().item() for k, v in single.model.state_dict().items())
+        assert worst < 2e-5, f"node {i}: weights differ by up to {worst}"
+        assert np.allclose(pd.read_csv(tmp_path / f"node{i}" / "history.csv")["loss"], history["loss"], atol=1e-5)
