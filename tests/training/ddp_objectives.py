@@ -21,3 +21,16 @@ class FailingOnRank1(MaskedUnimodal):
                 os._exit(3)
             raise RuntimeError("rank 1 fails on purpose")
         return super().step(model, ctx)
+
+
+class MustResume(MaskedUnimodal):
+    """Masked pretraining that refuses to run steps before ``first`` (they should come from a resume state)."""
+
+    def __init__(self, *args, first: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.first = first
+
+    def step(self, model, ctx: StepContext) -> StepOutput:
+        if ctx.step < self.first:
+            raise RuntimeError(f"step {ctx.step} ran again instead of being resumed")
+        return super().step(model, ctx)

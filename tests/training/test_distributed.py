@@ -84,6 +84,32 @@ def test_a_crashing_worker_ends_the_stage_naming_its_rank(bundles, tiny_model_pa
     assert time.monotonic() - start < 120  # rank 0 was stopped, not left waiting in an all-reduce
 
 
+@pytest.mark.slow
+def test_a_data_parallel_stage_resumes_from_rank_0s_state(tmp_path, bundles, tiny_model_params) -> None:
+    import json
+
+    from tests.training.ddp_objectives import MustResume
+
+    params = {"steps": 6, "batch_size": 8, "mask_ratio": 0.5}
+    trainer = {**TRAINER, "nproc_per_node": 2, "checkpoint_every": 2, "resume_dir": str(tmp_path)}
+    tcfg = TrainerConfig.from_params(trainer, params)
+    sources = {"grid": 0.5, "series": 0.5}
+
+    def model():
+        torch.manual_seed(0)
+        return stages.build_model(tiny_model_params, bundles)
+
+    with pytest.raises(RuntimeError, match="worker rank 1 .*fails on purpose"):  # dies at step 2, after a save
+        stages._run("pretrain_unimodal", model(), _objective(bundles, "raise"), tcfg, bundles, params)
+    assert json.loads((tmp_path / "pretrain_unimodal" / "state.json").read_text())["step"] == 2
+    resumed = model()
+    stages._run("pretrain_unimodal", resumed, MustResume(_pretrain_sources(bundles, 0), sources, 8, first=2), tcfg,
+                bundles, params)
+    assert not (tmp_path / "pretrain_unimodal").exists()  # cleared once the stage completed
+    single, _ = stages.pretrain_unimodal(bundles, tiny_model_params, params, TRAINER)
+    _assert_same_weights(single.model, resumed)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
