@@ -261,3 +261,70 @@ def test_all_pairs_skipped_still_raises(tmp_path: Path) -> None:
         DEP.read({"format": "paired", "path": str(root), "on_error": "skip"})
     with pytest.raises(DataError, match=r"depth\.source\.depth_scale_uint16"):
         DEP.read({"format": "paired", "path": str(root), "depth_scale_uint16": 0})
+
+
+def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same rows, columns, dtypes, index, rgb/depth arrays and error report."""
+    pd.testing.assert_frame_equal(a.drop(columns=["rgb", "depth"]), b.drop(columns=["rgb", "depth"]),
+                                  check_index_type=True)
+    assert isinstance(a.index, pd.RangeIndex) and isinstance(b.index, pd.RangeIndex)
+    for col in ("rgb", "depth"):
+        for x, y in zip(a[col], b[col]):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype
+    assert a.attrs == b.attrs
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_read_chunks_are_bounded_and_concatenate_to_read(tmp_path: Path, on_error: str) -> None:
+    root, _ = _tree(tmp_path / "d")
+    if on_error == "skip":
+        (root / "train" / "depth" / "s1.png").write_bytes(b"garbage" * 10)
+        (root / "test" / "rgb" / "s1.png").write_bytes(b"garbage" * 10)
+    src = {"format": "paired", "path": str(root), "on_error": on_error, "val_fraction": 0.5, "seed": 3}
+    whole = DEP.read(src)
+    for batch in (1, 3, 5, 100):
+        chunks = list(DEP.read_chunks(src, batch))
+        assert [len(c) for c in chunks[:-1]] == [batch] * (len(chunks) - 1) and 1 <= len(chunks[-1]) <= batch
+        assert all(c.attrs["ingestion_errors"] == whole.attrs["ingestion_errors"] for c in chunks)
+        table = pd.concat(chunks)
+        table.attrs = chunks[-1].attrs
+        _assert_same_table(table, whole)
+        _assert_same_table(DEP.read({**src, "batch_files": batch}), whole)
+    n_skipped = 2 if on_error == "skip" else 0
+    assert whole.attrs["ingestion_errors"]["skipped"] == n_skipped and len(whole) == 8 - n_skipped
+    # the random val split is computed once, over all chunks: half of the train pairs
+    assert (whole["split"] == "val").sum() == (2 if on_error == "skip" else 3)
+
+
+def test_read_chunks_raises_before_its_last_chunk(tmp_path: Path) -> None:
+    """A bad pair in a later batch raises before the generator is exhausted (no complete table)."""
+    root, _ = _tree(tmp_path / "d")
+    (root / "train" / "rgb" / "s4.png").write_bytes(b"garbage" * 10)  # 5th of 8 pairs: second batch of three
+    chunks = DEP.read_chunks({"format": "paired", "path": str(root)}, 3)
+    assert len(next(chunks)) == 3
+    with pytest.raises(DataError, match=r"s4\.png: unreadable or corrupt image"):
+        list(chunks)
+
+
+def test_read_chunks_bad_pair_wins_over_a_data_set_error(tmp_path: Path) -> None:
+    """With on_error: raise, a bad pair raises its own error even when a layout or val error follows."""
+    root, _ = _tree(tmp_path / "d")
+    (root / "train" / "rgb" / "s5.png").write_bytes(b"garbage" * 10)
+    src = {"format": "paired", "path": str(root)}
+    with pytest.raises(DataError, match=r"s5\.png: unreadable or corrupt image"):
+        list(DEP.read_chunks({**src, "val_fraction": 1.5}, 2))
+    (root / "test" / "notes.txt").write_text("stray")
+    with pytest.raises(DataError, match=r"s5\.png: unreadable or corrupt image"):
+        list(DEP.read_chunks(src, 2))
+    with pytest.raises(DataError, match=r"notes\.txt: unexpected entry in split folder"):
+        list(DEP.read_chunks({**src, "on_error": "skip"}, 2))
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "512", True, None])
+def test_bad_batch_files_names_the_parameter(tmp_path: Path, value) -> None:
+    src = {"format": "paired", "path": str(_tree(tmp_path / "d")[0])}
+    with pytest.raises(DataError, match=r"depth\.source\.batch_files must be a positive int .*got"):
+        list(DEP.read_chunks(src, value))
+    with pytest.raises(DataError, match=r"depth\.source\.batch_files must be a positive int"):
+        DEP.read({**src, "batch_files": value})

@@ -239,3 +239,70 @@ def test_multiframe_first_option_and_skip_policy(tmp_path: Path) -> None:
     assert len(t) == 17 - 2 and "train/clear/d0" not in set(t["sample_id"])
     with pytest.raises(DataError, match="d0.dcm"):
         _read(root, dicom_frames="first")
+
+
+def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same rows, columns, dtypes, index, pixel arrays and error report."""
+    pd.testing.assert_frame_equal(a.drop(columns="pixels"), b.drop(columns="pixels"), check_index_type=True)
+    assert isinstance(a.index, pd.RangeIndex) and isinstance(b.index, pd.RangeIndex)
+    for x, y in zip(a["pixels"], b["pixels"]):
+        np.testing.assert_array_equal(x, y)
+        assert x.dtype == y.dtype == np.uint8
+    assert a.attrs == b.attrs
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_read_chunks_are_bounded_and_concatenate_to_read(tmp_path: Path, on_error: str) -> None:
+    root = _tree(tmp_path / "xr")
+    if on_error == "skip":
+        bad = root / "train" / "nodule" / "d1.dcm"
+        bad.write_bytes(bad.read_bytes()[:-40])  # header fine, pixel data cut
+        (root / "test" / "clear" / "p0.png").write_bytes(b"garbage" * 10)
+    src = {"format": "imagefolder", "path": str(root), "on_error": on_error, "val_fraction": 0.5, "seed": 3}
+    whole = XR.read(src)
+    for batch in (1, 3, 5, 100):
+        chunks = list(XR.read_chunks(src, batch))
+        assert [len(c) for c in chunks[:-1]] == [batch] * (len(chunks) - 1) and 1 <= len(chunks[-1]) <= batch
+        assert all(c.attrs["ingestion_errors"] == whole.attrs["ingestion_errors"] for c in chunks)
+        table = pd.concat(chunks)
+        table.attrs = chunks[-1].attrs
+        _assert_same_table(table, whole)
+        _assert_same_table(XR.read({**src, "batch_files": batch}), whole)
+    n_skipped = 2 if on_error == "skip" else 0
+    assert whole.attrs["ingestion_errors"]["skipped"] == n_skipped and len(whole) == 16 - n_skipped
+    # the stratified split is computed once, over all chunks: half of each class's train files
+    assert (whole["split"] == "val").sum() == (3 + 2 if on_error == "skip" else 3 + 3)
+
+
+def test_read_chunks_raises_before_its_last_chunk(tmp_path: Path) -> None:
+    """A bad file in a later batch raises before the generator is exhausted (no complete table)."""
+    root = _tree(tmp_path / "xr")
+    bad = root / "train" / "nodule" / "d1.dcm"  # 8th of 16 files: second batch of four
+    bad.write_bytes(bad.read_bytes()[:-40])
+    chunks = XR.read_chunks({"format": "imagefolder", "path": str(root)}, 4)
+    assert len(next(chunks)) == 4
+    with pytest.raises(DataError, match=r"d1\.dcm: corrupt or truncated DICOM pixel data"):
+        list(chunks)
+
+
+def test_read_chunks_bad_file_wins_over_a_data_set_error(tmp_path: Path) -> None:
+    """With on_error: raise, a bad file raises its own error even when the listing has a global one."""
+    root = _tree(tmp_path / "xr")
+    (root / "test" / "nodule" / "p0.png").write_bytes(b"garbage" * 10)
+    src = {"format": "imagefolder", "path": str(root)}
+    with pytest.raises(DataError, match=r"p0\.png: unreadable or corrupt"):
+        list(XR.read_chunks({**src, "val_fraction": 1.5}, 4))
+    _png(root / "train" / "clear" / "d0.png", np.zeros((3, 3), np.uint8))  # same stem as d0.dcm
+    with pytest.raises(DataError, match=r"p0\.png: unreadable or corrupt"):
+        list(XR.read_chunks(src, 4))
+    with pytest.raises(DataError, match=r"two files map to sample id 'train/clear/d0'"):
+        list(XR.read_chunks({**src, "on_error": "skip"}, 4))
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "512", True, None])
+def test_bad_batch_files_names_the_parameter(tmp_path: Path, value) -> None:
+    src = {"format": "imagefolder", "path": str(_tree(tmp_path / "xr"))}
+    with pytest.raises(DataError, match=r"xray\.source\.batch_files must be a positive int .*got"):
+        list(XR.read_chunks(src, value))
+    with pytest.raises(DataError, match=r"xray\.source\.batch_files must be a positive int"):
+        XR.read({**src, "batch_files": value})

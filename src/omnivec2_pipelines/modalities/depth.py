@@ -12,10 +12,14 @@ deterministic random ``val_fraction`` of train otherwise). Depth PNGs are 16-bit
 (metres, or any non-negative unit, e.g. disparity in pixels) of shape ``(H, W)`` or
 ``(H, W, 1)``. Every RGB image needs exactly one depth map with the same stem and size and vice
 versa. Hidden files are ignored; anything else is an error, so nothing is silently dropped.
+
+Ingestion decodes at most ``source.batch_files`` pairs at a time (:meth:`DepthModality.read_chunks`),
+so its memory does not grow with the data set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,11 @@ from omnivec2_pipelines.modalities.base import (
     TaskSpec,
     assign_val_split,
     atomic_directory,
+    check_batch_files,
     check_source,
+    concat_chunks,
     register,
+    source_batch_files,
 )
 
 #: Extensions of the colour images (lower case).
@@ -44,6 +51,9 @@ _REQUIRED_SPLITS = ("train", "test")
 _RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _DEPTH16_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _DEPTH8_MODES = {"L"}
+
+#: One pair of the listing: (split folder, id, {"rgb": [paths], "depth": [paths]}).
+PairItem = tuple[str, str, dict[str, list[Path]]]
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -229,7 +239,8 @@ class DepthModality(Modality):
 
         Source params: ``depth_scale_uint16`` (0.001) and ``depth_scale_uint8`` (1.0) multiply
         depth PNG values; ``val_fraction`` / ``seed`` carve val from train when there is no val
-        folder. Payload columns: ``rgb`` (flattened ``uint8`` HWC), ``depth`` (flattened
+        folder; ``batch_files`` (see :meth:`read_chunks`; the whole table is returned either way).
+        Payload columns: ``rgb`` (flattened ``uint8`` HWC), ``depth`` (flattened
         ``float32`` HW), ``height``, ``width``, and ``depth_file``. There is no class label:
         ``label`` is -1 and ``label_name`` "".
 
@@ -238,44 +249,42 @@ class DepthModality(Modality):
                 with ``on_error: skip``) an RGB image without depth map or vice versa, corrupt
                 files, wrong channels/shape, size mismatch within a pair, NaN/inf depth.
         """
+        return concat_chunks(list(self.read_chunks(source, source_batch_files(source, self.name))))
+
+    def read_chunks(self, source: dict[str, Any], batch_files: int) -> Iterator[pd.DataFrame]:
+        """Read the tree as table chunks of at most ``batch_files`` decoded pairs.
+
+        No decision needs the pixels of other pairs: with ``on_error: raise`` the listing alone
+        settles the rows and the val split, and every pair is decoded once, in its chunk (a bad
+        pair raises before the last chunk is produced). With ``on_error: skip``, which pairs
+        remain (hence the val split) only shows by decoding, so every pair is first decoded once
+        without keeping its arrays (a validation pass, about twice the decoding time). The chunks
+        (row index global, ``0..N-1``) concatenate to exactly the table :meth:`read` describes,
+        with the same errors; every chunk's ``attrs["ingestion_errors"]`` is the complete report.
+
+        Raises:
+            DataError: as :meth:`read`, or ``batch_files`` not a positive int.
+        """
         _, root = check_source(source, self)
         policy = ErrorPolicy(source, self.name)
         scale16 = _pos_float(source, "depth_scale_uint16", 0.001)
         scale8 = _pos_float(source, "depth_scale_uint8", 1.0)
-        if not root.is_dir():
-            raise DataError(f"depth.source.path: {root} is not a directory; expected a paired "
-                            f"tree root/<split>/rgb/<id>.png + root/<split>/depth/<id>.png|.npy")
-        missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
-        if missing:
-            raise DataError(f"{root}: missing split folder(s) {missing}; expected "
-                            f"root/train/{{rgb,depth}}/..., root/test/{{rgb,depth}}/... (val optional)")
-        rows: list[dict[str, Any]] = []
-        for split in SPLITS:
-            if not (root / split).is_dir():
-                continue
-            rgb_files, depth_files = _split_files(root / split)
-            by_id: dict[str, dict[str, list[Path]]] = {}
-            for kind, files in (("rgb", rgb_files), ("depth", depth_files)):
-                for p in files:
-                    by_id.setdefault(p.stem, {"rgb": [], "depth": []})[kind].append(p)
-            for sid in sorted(by_id):
-                pair = by_id[sid]
-                first = (pair["rgb"] + pair["depth"])[0]
-                row = policy.call(first, self._read_pair, root, split, sid, pair, scale16, scale8)
-                if row is not None:
-                    rows.append(row)
-        if not rows:
-            raise DataError(f"{root}: no readable rgb/depth pairs ({len(policy.skipped)} "
-                            f"skipped, see table.attrs['ingestion_errors'])", reason="empty")
-        table = pd.DataFrame(rows)
-        table = table.astype({"label": "int64", "height": "int64", "width": "int64"})
-        for required in _REQUIRED_SPLITS:
-            if not (table["split"] == required).any():
-                raise DataError(f"{root}: no readable pairs left in split {required!r} "
-                                f"({len(policy.skipped)} file(s) skipped)", reason="empty")
-        # no labels: all train rows form one group, so this is a plain random split
-        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
-        return policy.attach(table)
+        batch_files = check_batch_files(batch_files, self.name)
+
+        def read_pair(item: PairItem) -> dict[str, Any] | None:
+            split, sid, pair = item
+            first = (pair["rgb"] + pair["depth"])[0]
+            return policy.call(first, self._read_pair, root, split, sid, pair, scale16, scale8)
+
+        try:
+            kept, splits = _plan_pairs(root, _list_pairs(root, read_pair), policy, read_pair, source)
+            for start in range(0, len(kept), batch_files):
+                stop = min(start + batch_files, len(kept))
+                table = _decode_pairs(kept[start:stop], splits[start:stop], start, read_pair)
+                table.attrs["ingestion_errors"] = policy.report()
+                yield table
+        finally:
+            policy.close()
 
     @staticmethod
     def _read_pair(root: Path, split: str, sid: str, pair: dict[str, list[Path]],
@@ -369,6 +378,103 @@ class DepthModality(Modality):
                                                "formula": "(depth - mean) / std"}},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+
+def _list_pairs(root: Path, read_pair: Callable[[PairItem], Any]) -> list[PairItem]:
+    """Every pair of a paired tree in reading order (split, id), nothing decoded.
+
+    A layout error in a split folder is raised after the pairs of the splits before it were read
+    with ``read_pair`` (pixels dropped), so a bad pair there still raises first, as it always did.
+
+    Raises:
+        DataError: ``root`` not a directory, missing train/test split, a layout problem (see
+            :func:`_split_files`), or a bad pair before it.
+    """
+    if not root.is_dir():
+        raise DataError(f"depth.source.path: {root} is not a directory; expected a paired "
+                        f"tree root/<split>/rgb/<id>.png + root/<split>/depth/<id>.png|.npy")
+    missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: missing split folder(s) {missing}; expected "
+                        f"root/train/{{rgb,depth}}/..., root/test/{{rgb,depth}}/... (val optional)")
+    items: list[PairItem] = []
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            continue
+        try:
+            rgb_files, depth_files = _split_files(root / split)
+        except DataError:
+            for item in items:
+                read_pair(item)  # row dropped; raises at the first bad pair (on_error: raise)
+            raise
+        by_id: dict[str, dict[str, list[Path]]] = {}
+        for kind, files in (("rgb", rgb_files), ("depth", depth_files)):
+            for p in files:
+                by_id.setdefault(p.stem, {"rgb": [], "depth": []})[kind].append(p)
+        items += [(split, sid, by_id[sid]) for sid in sorted(by_id)]
+    return items
+
+
+def _plan_pairs(root: Path, items: list[PairItem], policy: ErrorPolicy,
+                read_pair: Callable[[PairItem], Any],
+                source: dict[str, Any]) -> tuple[list[PairItem], list[str]]:
+    """The pairs that will be read and their split (val carved from train), before any chunk.
+
+    With ``on_error: skip`` every pair is decoded once (arrays dropped) to learn which remain;
+    with ``raise`` all listed pairs remain. A data-set-wide error found from the listing under
+    ``raise`` is raised only after a validation pass, so a bad pair still raises its own error.
+
+    Raises:
+        DataError: a bad pair (``raise``), no pair left, no train or test pair left, or a bad
+            ``val_fraction``.
+    """
+    kept = [i for i in items if read_pair(i) is not None] if policy.mode == "skip" else items
+    try:
+        return kept, _pair_splits(root, kept, len(policy.skipped), source)
+    except (ValueError, TypeError):  # DataError, or a val_fraction that is not a number
+        if policy.mode == "raise":
+            for item in items:
+                read_pair(item)  # row dropped; raises at the first bad pair
+        raise
+
+
+def _pair_splits(root: Path, kept: list[PairItem], n_skipped: int, source: dict[str, Any]) -> list[str]:
+    """Split of every kept pair after carving val from train (all rows share label -1).
+
+    Raises:
+        DataError: no pair left, no train or test pair left, or a bad ``val_fraction``.
+    """
+    if not kept:
+        raise DataError(f"{root}: no readable rgb/depth pairs ({n_skipped} "
+                        f"skipped, see table.attrs['ingestion_errors'])", reason="empty")
+    for required in _REQUIRED_SPLITS:
+        if not any(k[0] == required for k in kept):
+            raise DataError(f"{root}: no readable pairs left in split {required!r} "
+                            f"({n_skipped} file(s) skipped)", reason="empty")
+    listing = pd.DataFrame({"label": [-1] * len(kept), "split": [k[0] for k in kept]})
+    # no labels: all train rows form one group, so this is a plain random split
+    listing = assign_val_split(listing.astype({"label": "int64"}), source.get("val_fraction", 0.1),
+                               source.get("seed", 0))
+    return listing["split"].tolist()
+
+
+def _decode_pairs(kept: list[PairItem], splits: list[str], start: int,
+                  read_pair: Callable[[PairItem], Any]) -> pd.DataFrame:
+    """Decode one batch of pairs into canonical table rows ``start .. start + len(kept) - 1``.
+
+    Raises:
+        DataError: a pair that fails to decode (with ``on_error: raise``), or one that no longer
+            decodes after the validation pass (with ``skip``).
+    """
+    rows: list[dict[str, Any]] = []
+    for item, split in zip(kept, splits):
+        row = read_pair(item)
+        if row is None:
+            raise DataError(f"{(item[2]['rgb'] + item[2]['depth'])[0]}: pair changed while the data "
+                            f"set was read (it decoded before); read again", reason="invalid")
+        rows.append({**row, "split": split})
+    table = pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
+    return table.astype({"label": "int64", "height": "int64", "width": "int64"})
 
 
 def _pos_float(source: dict[str, Any], key: str, default: float) -> float:

@@ -197,7 +197,8 @@ class ImageModality(Modality):
         Every chunk's ``attrs["ingestion_errors"]`` is the complete report: all per-file errors
         are found before the first chunk.
 
-        A subclass with its own :meth:`read` (x-ray, infrared) gets the default: one chunk.
+        A subclass with its own :meth:`read` and no :meth:`read_chunks` of its own (infrared) gets the
+        default: one chunk.
 
         Raises:
             DataError: as :meth:`read`, or ``batch_files`` not a positive int.

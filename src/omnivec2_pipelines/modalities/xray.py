@@ -21,12 +21,15 @@ Every image becomes one 8-bit grayscale channel:
 
 Tokenization is the image modality's (bilinear resize to ``size``, ``patch_size`` patches,
 normalisation with train statistics) through the ``patch2d`` tokenizer.
+
+Ingestion decodes at most ``source.batch_files`` files at a time (:meth:`XrayModality.read_chunks`),
+so its memory does not grow with the data set.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +44,11 @@ from omnivec2_pipelines.modalities.base import (
     ErrorPolicy,
     assign_val_split,
     atomic_directory,
+    check_batch_files,
     check_source,
+    concat_chunks,
     register,
+    source_batch_files,
 )
 from omnivec2_pipelines.modalities.image import (
     IMAGE_EXTENSIONS,
@@ -62,6 +68,9 @@ _DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"
 _UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 _HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _REQUIRED_SPLITS = ("train", "test")
+
+#: One file of an ImageFolder listing: (split folder, class folder, path).
+XrayFile = tuple[str, str, Path]
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,28 +460,50 @@ class XrayModality(ImageModality):
         """Read a mixed PNG/JPEG/DICOM ImageFolder tree into the canonical table.
 
         Source params: ``on_error`` (raise/skip), ``dicom_frames`` (``error``/``first``),
-        ``val_fraction``, ``seed``. Payload columns: ``pixels`` (flattened ``uint8``),
-        ``height``, ``width``, ``channels`` (always 1), ``file_format`` (``dicom``/``png``/...).
+        ``val_fraction``, ``seed``, ``batch_files`` (see :meth:`read_chunks`; the whole table is
+        returned either way). Payload columns: ``pixels`` (flattened ``uint8``), ``height``,
+        ``width``, ``channels`` (always 1), ``file_format`` (``dicom``/``png``/...).
 
         Raises:
             DataError: missing train/test split, empty split or class folder, unsupported file,
                 corrupt/truncated image or DICOM, colour image, multi-frame DICOM, NaN pixels.
         """
+        return concat_chunks(list(self.read_chunks(source, source_batch_files(source, self.name))))
+
+    def read_chunks(self, source: dict[str, Any], batch_files: int) -> Iterator[pd.DataFrame]:
+        """Read the tree as table chunks of at most ``batch_files`` decoded files.
+
+        Every image is one grayscale channel, so no decision needs the pixels of other files:
+        with ``on_error: raise`` the listing alone settles the classes, labels and the val split,
+        and every file is decoded once, in its chunk (a bad file raises before the last chunk
+        is produced). With ``on_error: skip``, which files remain (hence the labels and the val
+        split) only shows by decoding, so every file is first decoded once without keeping its
+        pixels (a validation pass, about twice the decoding time). The chunks (row index global,
+        ``0..N-1``) concatenate to exactly the table :meth:`read` describes, with the same errors;
+        every chunk's ``attrs["ingestion_errors"]`` is the complete report.
+
+        Raises:
+            DataError: as :meth:`read`, or ``batch_files`` not a positive int.
+        """
         _, root = check_source(source, self)
-        frames = source.get("dicom_frames", "error")
-        if frames not in ("error", "first"):
-            raise DataError(f"xray.source.dicom_frames={frames!r}; expected 'error' or 'first'")
+        frames = _dicom_frames(source)
         policy = ErrorPolicy(source, self.name)
-        files = list_imagefolder(root, IMAGE_EXTENSIONS + DICOM_EXTENSIONS, self.name)
+        batch_files = check_batch_files(batch_files, self.name)
 
         def load(path: Path) -> np.ndarray:
-            if path.suffix.lower() in DICOM_EXTENSIONS:
-                return load_dicom(path, frames)
-            return load_gray_image(path)
+            return load_xray(path, frames)
 
-        table = gray_imagefolder_table(root, files, policy, load, self.name)
-        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
-        return policy.attach(table)
+        try:
+            files = list_imagefolder(root, IMAGE_EXTENSIONS + DICOM_EXTENSIONS, self.name)
+            kept, labels, splits = _plan_xray(root, files, policy, load, source)
+            for start in range(0, len(kept), batch_files):
+                stop = min(start + batch_files, len(kept))
+                table = _decode_chunk(root, kept[start:stop], labels[start:stop], splits[start:stop],
+                                      start, policy, load)
+                table.attrs["ingestion_errors"] = policy.report()
+                yield table
+        finally:
+            policy.close()
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Bilinear resize to ``size``, per-channel normalisation with train statistics.
@@ -487,6 +518,109 @@ class XrayModality(ImageModality):
             :meth:`~omnivec2_pipelines.modalities.image.ImageModality.tokenize`).
         """
         return tokenize_gray_images(self, table, params, "tokenization.xray")
+
+
+def _dicom_frames(source: dict[str, Any]) -> str:
+    """``source["dicom_frames"]`` validated (``"error"`` when absent)."""
+    frames = source.get("dicom_frames", "error")
+    if frames not in ("error", "first"):
+        raise DataError(f"xray.source.dicom_frames={frames!r}; expected 'error' or 'first'")
+    return frames
+
+
+def load_xray(path: Path, frames: str = "error") -> np.ndarray:
+    """Decode one x-ray file (DICOM by extension, else PNG/JPEG/BMP) to ``uint8`` ``(H, W)``."""
+    if path.suffix.lower() in DICOM_EXTENSIONS:
+        return load_dicom(path, frames)
+    return load_gray_image(path)
+
+
+def _plan_xray(root: Path, files: list[XrayFile], policy: ErrorPolicy,
+               load: Callable[[Path], np.ndarray],
+               source: dict[str, Any]) -> tuple[list[XrayFile], list[int], list[str]]:
+    """The files that will be read, with their label and split, before any chunk is decoded.
+
+    With ``on_error: skip`` every file is decoded once (pixels dropped) to learn which remain;
+    with ``raise`` all listed files remain. A data-set-wide error found from the listing under
+    ``raise`` is raised only after a validation pass, so a bad file (which :meth:`XrayModality.read`
+    always met first) still raises its own error.
+
+    Raises:
+        DataError: a bad file (``raise``), every file skipped, duplicate sample ids, no train
+            or test file left, or a bad ``val_fraction``.
+    """
+    if policy.mode == "skip":
+        kept = [f for f in files if policy.call(f[2], load, f[2]) is not None]
+    else:
+        kept = files
+    try:
+        return kept, *_labels_and_splits(root, kept, len(files), source)
+    except (ValueError, TypeError):  # DataError, or a val_fraction that is not a number
+        if policy.mode == "raise":
+            for _, _, path in files:
+                policy.call(path, load, path)  # (H, W) dropped; raises at the first bad file
+        raise
+
+
+def _labels_and_splits(root: Path, kept: list[XrayFile], n_files: int,
+                       source: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """Label (index in the sorted class names of ``kept``) and split (val carved from train) per file.
+
+    Raises:
+        DataError: ``kept`` empty, two files with one sample id, no train or test file, or a
+            bad ``val_fraction``.
+    """
+    if not kept:
+        raise DataError(f"{root}: all {n_files} file(s) were skipped as unreadable "
+                        f"(xray.source.on_error: skip); nothing left to read")
+    seen: set[str] = set()
+    for _, _, path in kept:
+        sid = path.relative_to(root).with_suffix("").as_posix()
+        if sid in seen:
+            raise DataError(f"{root}: two files map to sample id {sid!r} (same name with different "
+                            f"extensions); expected unique file stems per class folder")
+        seen.add(sid)
+    for split in _REQUIRED_SPLITS:
+        if not any(k[0] == split for k in kept):
+            raise DataError(f"{root}: no readable {split!r} images left after skipping bad files")
+    classes = sorted({k[1] for k in kept})  # 0..K-1 even when every file of a class was skipped
+    label_of = {c: i for i, c in enumerate(classes)}
+    listing = pd.DataFrame({"label": [label_of[k[1]] for k in kept], "split": [k[0] for k in kept]})
+    listing = listing.astype({"label": "int64"})
+    listing = assign_val_split(listing, source.get("val_fraction", 0.1), source.get("seed", 0))
+    return listing["label"].tolist(), listing["split"].tolist()
+
+
+def _decode_chunk(root: Path, kept: list[XrayFile], labels: list[int], splits: list[str], start: int,
+                  policy: ErrorPolicy, load: Callable[[Path], np.ndarray]) -> pd.DataFrame:
+    """Decode one batch of files into canonical table rows ``start .. start + len(kept) - 1``.
+
+    Raises:
+        DataError: a file that fails to decode (with ``on_error: raise``), or one that no longer
+            decodes after the validation pass (with ``skip``).
+    """
+    rows: list[dict[str, Any]] = []
+    for (_, cls, path), label, split in zip(kept, labels, splits):
+        arr = policy.call(path, load, path)  # (H, W)
+        if arr is None:
+            raise DataError(f"{path}: file changed while the data set was read (it decoded "
+                            f"before); read again", reason="invalid")
+        h, w = arr.shape
+        rel = path.relative_to(root)
+        rows.append({
+            "sample_id": rel.with_suffix("").as_posix(),
+            "source_file": rel.as_posix(),
+            "label": label,
+            "label_name": cls,
+            "split": split,
+            "pixels": arr.reshape(-1),  # (H, W) -> (H*W,) row-major, HWC with C = 1
+            "height": h,
+            "width": w,
+            "channels": 1,
+            "file_format": "dicom" if path.suffix.lower() in DICOM_EXTENSIONS else path.suffix.lower()[1:],
+        })
+    table = pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
+    return table.astype({"label": "int64", "height": "int64", "width": "int64", "channels": "int64"})
 
 
 register(XrayModality())
