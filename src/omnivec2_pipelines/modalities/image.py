@@ -384,21 +384,30 @@ def _decode_chunk(root: Path, kept: list[tuple[str, str, Path, int]], labels: li
         if arr is None or arr.shape[2] != channels:
             raise DataError(f"{path}: image changed while the data set was read (it was checked "
                             f"before: {channels} channel(s), decodable); read again", reason="invalid")
-        h, w, c = arr.shape
-        rel = path.relative_to(root)
-        rows.append({
-            "sample_id": rel.with_suffix("").as_posix(),
-            "source_file": rel.as_posix(),
-            "label": label,
-            "label_name": cls,
-            "split": split,
-            "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
-            "height": h,
-            "width": w,
-            "channels": c,
-        })
+        rows.append(image_row(root, path, label, cls, split, arr))
     table = pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
     return table.astype({"label": "int64", "height": "int64", "width": "int64", "channels": "int64"})
+
+
+def image_row(root: Path, path: Path, label: int, cls: str, split: str, arr: np.ndarray) -> dict[str, Any]:
+    """One canonical-table row of an ImageFolder file: ids from its path under ``root``, flattened pixels.
+
+    Args:
+        arr: (H, W, C) or (H, W) (one channel) decoded pixels.
+    """
+    h, w = arr.shape[:2]
+    rel = path.relative_to(root)
+    return {
+        "sample_id": rel.with_suffix("").as_posix(),
+        "source_file": rel.as_posix(),
+        "label": label,
+        "label_name": cls,
+        "split": split,
+        "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
+        "height": h,
+        "width": w,
+        "channels": arr.shape[2] if arr.ndim == 3 else 1,
+    }
 
 
 def _check_channels(path: Path, channels: int, expected: int, example: Path, n_expected: int,

@@ -55,6 +55,7 @@ from omnivec2_pipelines.modalities.image import (
     ImageModality,
     _list_class_dirs,
     _list_images,
+    image_row,
     load_image,
 )
 
@@ -285,20 +286,7 @@ def gray_imagefolder_table(root: Path, files: list[tuple[str, str, Path]], polic
         arr = policy.call(path, loader, path)
         if arr is None:
             continue
-        h, w = arr.shape
-        rel = path.relative_to(root)
-        rows.append({
-            "sample_id": rel.with_suffix("").as_posix(),
-            "source_file": rel.as_posix(),
-            "label": label_of[cls],
-            "label_name": cls,
-            "split": split,
-            "pixels": arr.reshape(-1),  # (H, W) -> (H*W,) row-major, HWC with C = 1
-            "height": h,
-            "width": w,
-            "channels": 1,
-            "file_format": "dicom" if path.suffix.lower() in DICOM_EXTENSIONS else path.suffix.lower()[1:],
-        })
+        rows.append({**image_row(root, path, label_of[cls], cls, split, arr), "file_format": _file_format(path)})
     if not rows:
         raise DataError(f"{root}: all {len(files)} file(s) were skipped as unreadable "
                         f"({modality}.source.on_error: skip); nothing left to read")
@@ -520,6 +508,11 @@ class XrayModality(ImageModality):
         return tokenize_gray_images(self, table, params, "tokenization.xray")
 
 
+def _file_format(path: Path) -> str:
+    """``"dicom"`` or the image extension without its dot (``"png"``, ``"jpg"``, ...)."""
+    return "dicom" if path.suffix.lower() in DICOM_EXTENSIONS else path.suffix.lower()[1:]
+
+
 def _dicom_frames(source: dict[str, Any]) -> str:
     """``source["dicom_frames"]`` validated (``"error"`` when absent)."""
     frames = source.get("dicom_frames", "error")
@@ -605,20 +598,7 @@ def _decode_chunk(root: Path, kept: list[XrayFile], labels: list[int], splits: l
         if arr is None:
             raise DataError(f"{path}: file changed while the data set was read (it decoded "
                             f"before); read again", reason="invalid")
-        h, w = arr.shape
-        rel = path.relative_to(root)
-        rows.append({
-            "sample_id": rel.with_suffix("").as_posix(),
-            "source_file": rel.as_posix(),
-            "label": label,
-            "label_name": cls,
-            "split": split,
-            "pixels": arr.reshape(-1),  # (H, W) -> (H*W,) row-major, HWC with C = 1
-            "height": h,
-            "width": w,
-            "channels": 1,
-            "file_format": "dicom" if path.suffix.lower() in DICOM_EXTENSIONS else path.suffix.lower()[1:],
-        })
+        rows.append({**image_row(root, path, label, cls, split, arr), "file_format": _file_format(path)})
     table = pd.DataFrame(rows, index=pd.RangeIndex(start, start + len(rows)))
     return table.astype({"label": "int64", "height": "int64", "width": "int64", "channels": "int64"})
 
