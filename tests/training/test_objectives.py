@@ -62,5 +62,20 @@ def test_objectives_validate_inputs(bundles) -> None:
         MaskedPaired(src, {"grid": 0.5}, 8)
     with pytest.raises(ValueError, match=r"mask_ratio.grid must be in \(0, 1\)"):
         MaskedUnimodal(src, {"grid": 1.0}, 8)
-    with pytest.raises(ValueError, match="tasks from at least two modalities"):
-        Multitask([TaskData("grid", "c", "classification", src["grid"])], 8)
+    with pytest.raises(ValueError, match="at least one"):
+        Multitask([], 8)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        Multitask([TaskData("grid", "c", "classification", src["grid"]),
+                   TaskData("series", "f", "regression", src["grid"])], 1)
+
+
+def test_single_modality_multitask_is_one_stream(model, bundles) -> None:
+    """Tasks of one modality: the whole batch comes from one task and fusion is never called."""
+    model.add_head(HeadConfig("grid", "classification", "classification", 3))
+    obj = Multitask([TaskData("grid", "classification", "classification",
+                              _one_batch(bundles, target="y.classification"))], B)
+    calls = []
+    model.fusion.register_forward_hook(lambda *a: calls.append(1))
+    start, end = _fit(model, obj)
+    assert end < 0.2 * start and not calls
+    assert obj.half == B

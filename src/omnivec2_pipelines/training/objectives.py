@@ -195,7 +195,12 @@ def task_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
 
 
 class Multitask(Objective):
-    """Stage 3: one task from each of two different modalities per step; loss = sum of both."""
+    """Stage 3: one task from each of two different modalities per step; loss = sum of both.
+
+    With tasks of a single modality (e.g. ``multitask.tasks: {image: [classification]}``, or the
+    study's ``single_task`` variant) every step draws one of its tasks for the whole batch and the
+    network runs as one stream (no fusion), as at inference.
+    """
 
     name = "multitask"
 
@@ -203,11 +208,12 @@ class Multitask(Objective):
         by_mod: dict[str, list[TaskData]] = {}
         for t in tasks:
             by_mod.setdefault(t.modality, []).append(t)
-        if len(by_mod) < 2:
-            raise ValueError(f"multitask needs tasks from at least two modalities, got {sorted(by_mod)}")
-        if batch_size < 2:
+        if not by_mod:
+            raise ValueError("multitask needs at least one (modality, task) pair")
+        self.single = len(by_mod) == 1
+        if not self.single and batch_size < 2:
             raise ValueError(f"multitask.batch_size must be >= 2 (half per task), got {batch_size}")
-        self.by_mod, self.half = by_mod, batch_size // 2
+        self.by_mod, self.half = by_mod, batch_size if self.single else batch_size // 2
         self.order = sorted(by_mod)
 
     def batch_sources(self) -> dict[str, BatchSource]:
@@ -215,7 +221,7 @@ class Multitask(Objective):
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         picked = []
-        for m in _two_different(ctx.rng, self.order):
+        for m in self.order if self.single else _two_different(ctx.rng, self.order):
             options = self.by_mod[m]
             picked.append(options[int(ctx.rng.integers(len(options)))])
         batches = [ctx.draw(t.source, self.half) for t in picked]

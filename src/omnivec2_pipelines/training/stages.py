@@ -119,6 +119,12 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params)
 
 
+def fresh_checkpoint(bundles: Mapping[str, ArrayBundle], model_params: Mapping[str, Any], seed: int) -> Checkpoint:
+    """A freshly initialised network (weights from ``seed``), for stages run without pretraining."""
+    torch.manual_seed(seed)
+    return Checkpoint(build_model(model_params, bundles), {"stage": "init", "data": _data_meta(bundles)})
+
+
 def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
                     trainer_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 2: from stage 1's checkpoint, two modalities per step, fused, both reconstructed."""
