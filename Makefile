@@ -1,13 +1,14 @@
 # The two entry points of a fresh machine (Python 3.11):
 #   make run   - create .venv if missing, install, write the embedded data, run the full default pipeline
 #   make test  - create .venv if missing, install with dev extras, run the test suite
+#   make repro - the same run as DVC stages (dvc.yaml), with the environment's kedro and dvc on PATH
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: run test install install-dev browser clean-data bench
+.PHONY: run repro test install install-dev browser clean-data bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,12 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/kedro run --pipeline sample_data
+	$(BIN)/kedro run --pipelines sample_data
 	$(BIN)/kedro run
+
+# dvc repro without activating .venv: the stages run `kedro`, found on PATH (REPRO_ARGS="multitask", "--dry", ...)
+repro: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $(REPRO_ARGS)
 
 # Debian's Chromium renders the kedro-viz build in a browser test (installed when missing and allowed to)
 browser:

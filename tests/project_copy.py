@@ -28,9 +28,19 @@ TINY_PARAMS = {
 }
 
 
+#: What git tracks of ``.dvc/`` (as ``dvc init`` writes it); the cache, tmp and config.local stay behind.
+DVC_TRACKED = {"config", ".gitignore"}
+
+
 def copy_project(dest: Path) -> Path:
-    """Copy code, config and the data-layer skeleton (no venv, no generated data, no git)."""
-    ignore = shutil.ignore_patterns(".venv", ".git", ".dvc", "__pycache__", "*.egg-info", ".pytest_cache")
+    """Copy code, config and the data-layer skeleton (no venv, no generated data, no git, no DVC cache)."""
+    patterns = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        if Path(folder) == PROJECT / ".dvc":
+            return {n for n in names if n not in DVC_TRACKED}
+        return set(patterns(folder, names))
+
     shutil.copytree(PROJECT, dest, ignore=ignore)
     shutil.rmtree(dest / "data")
     for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",

@@ -24,7 +24,7 @@ def test_full_default_run_in_project_copy(tmp_path, monkeypatch) -> None:
     # conf/local overrides single nested keys (soft merge), as a user would
     (root / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(local))
 
-    run_cmd(["kedro", "run", "--pipeline", "sample_data"], root)
+    run_cmd(["kedro", "run", "--pipelines", "sample_data"], root)
     assert (root / "data/01_raw/image/train").is_dir() and (root / "data/01_raw/audio/meta/esc50.csv").is_file()
     proc = run_cmd(["kedro", "run"], root)
     assert "Pipeline execution completed successfully" in proc.stdout + proc.stderr
@@ -50,7 +50,7 @@ def test_full_default_run_in_project_copy(tmp_path, monkeypatch) -> None:
 
     # the same stage on 2 data-parallel ranks (gloo), chosen by one parameter
     before = (root / "data/06_models/multitask/model.safetensors").read_bytes()
-    proc = run_cmd(["kedro", "run", "--pipeline", "multitask", "--params", "trainer.nproc_per_node=2"], root)
+    proc = run_cmd(["kedro", "run", "--pipelines", "multitask", "--params", "trainer.nproc_per_node=2"], root)
     assert "multitask: 2 worker(s) (2 per node x 1 node(s), gloo)" in proc.stdout + proc.stderr
     assert len(pd.read_csv(root / "data/08_reporting/loss_multitask.csv")) == 4
     assert (root / "data/06_models/multitask/model.safetensors").read_bytes() != before

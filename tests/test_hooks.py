@@ -41,7 +41,10 @@ def test_project_parameters_are_valid(default, tmp_path) -> None:
     ("multitask.lr", -0.1, r"trainer.lr=-0.1 is out of range"),
     ("pretrain_paired.batch_size", 1, r"pretrain_paired.batch_size must be >= 2"),
     ("multitask.tasks", {"smell": ["classification"]}, r"multitask.tasks names modality 'smell'"),
-    ("multitask.stepz", 3, r"unknown parameter\(s\) \['stepz'\] under 'multitask'"),
+    ("multitask.stepz", 3, r"unknown parameter 'multitask.stepz'; did you mean 'multitask.steps'\?"),
+    ("image.source.val_fracton", 0.2, r"unknown parameter 'image.source.val_fracton'; "
+                                      r"did you mean 'image.source.val_fraction'\?"),
+    ("multitask.tasks", {"image": ["clasification"]}, r"multitask.tasks.image: unknown task 'clasification'"),
     ("trainer.weight_decay", "lots", r"trainer parameter 'weight_decay' must be float"),
     ("image.source.format", "tiff_stack", r"image.source.format='tiff_stack' is not supported"),
     ("audio.source.path", "/nowhere/audio", r"audio.source.path: /nowhere/audio does not exist"),
@@ -61,7 +64,30 @@ def test_bad_parameter_names_the_key(default, path, value, message) -> None:
 def test_cli_run_fails_before_the_first_node(tmp_path) -> None:
     root = copy_project(tmp_path / "project")
     with pytest.raises(AssertionError) as err:
-        run_cmd(["kedro", "run", "--pipeline", "multitask", "--params", "multitask.lr=-1.0"], root)
+        run_cmd(["kedro", "run", "--pipelines", "multitask", "--params", "multitask.lr=-1.0"], root)
     out = str(err.value)
     assert "trainer.lr=-1.0 is out of range" in out
     assert "Running node" not in out and "pretrain_paired_checkpoint" not in out
+
+
+def test_register_pipelines_follows_the_env_and_conf_source_of_the_run(tmp_path, monkeypatch) -> None:
+    """Kedro creates the run's context (``--env``, ``--conf-source``) before it reads the pipelines."""
+    from types import SimpleNamespace
+
+    from omnivec2_pipelines.hooks import PipelineConfigHook
+    from omnivec2_pipelines.pipeline_registry import register_pipelines, use_run_config
+
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    conf = tmp_path / "my_conf"
+    for env, mods in (("base", "[image, text]"), ("small", "[graph]")):
+        (conf / env).mkdir(parents=True)
+        (conf / env / "parameters.yml").write_text(f"modalities: {mods}\n")
+    context = SimpleNamespace(config_loader=SimpleNamespace(conf_source=str(conf)), env="small")
+    try:
+        PipelineConfigHook().after_context_created(context)
+        assert {n.name for n in register_pipelines()["ingestion"].nodes} == {"graph.ingest"}
+        context.env = None  # no env and no conf/local: base
+        PipelineConfigHook().after_context_created(context)
+        assert {n.name for n in register_pipelines()["ingestion"].nodes} == {"image.ingest", "text.ingest"}
+    finally:
+        use_run_config(None, None)

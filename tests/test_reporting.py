@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from omnivec2_pipelines.reporting import confusion_figures, loss_figures, markdown_report, metrics_table
+import pytest
+
+from omnivec2_pipelines.reporting import (
+    DEFAULT_UNITS,
+    LOWER_IS_BETTER,
+    confusion_figures,
+    loss_figures,
+    markdown_report,
+    metrics_table,
+)
+from omnivec2_pipelines.sweep import METRICS_BY_KIND
 
 METRICS = {"a.classification.accuracy": 0.9, "a.classification.baseline.accuracy": 0.8,
            "b.forecasting.mse": 0.3, "b.forecasting.baseline.mse": 0.2, "c.depth.rmse": 1.0}
@@ -19,7 +29,7 @@ def test_markdown_report_and_figures() -> None:
     hist = {"multitask": pd.DataFrame({"step": [0, 1, 2], "loss": [2.0, 1.0, 0.5], "elapsed_s": [0.1, 0.2, 0.3],
                                        "loss.a.classification": [2.0, None, 0.5]})}
     md = markdown_report(METRICS, hist)
-    assert "| a | classification | accuracy | 0.9000 | 0.8000 | model |" in md
+    assert "| a | classification | accuracy | fraction (0-1) | 0.9000 | 0.8000 | model |" in md
     assert "| multitask | 3 | 2.0000 |" in md
     figs = loss_figures(hist)
     assert list(figs) == ["multitask.png"]
@@ -27,4 +37,43 @@ def test_markdown_report_and_figures() -> None:
     assert labels == ["a.classification", "total"]
     cm = confusion_figures({"a.classification": {"confusion": [[3, 1], [0, 4]], "class_names": ["x", "y"]}})
     assert list(cm) == ["a.classification.png"]
-    assert "accuracy 0.875" in cm["a.classification.png"].axes[0].get_title()
+    assert "accuracy 0.875" in cm["a.classification.png"].get_suptitle()
+
+
+def test_every_metric_in_the_report_says_its_unit() -> None:
+    metrics = {**METRICS, "c.depth.abs_rel": 0.1, "c.depth.mse_standardized": 0.2, "c.depth.baseline.rmse": 2.0,
+               "d.seg.miou": 0.5, "d.seg.accuracy": 0.7}
+    details = {"b.forecasting": {"units": {"mse": "tokenized target^2", "mae": "tokenized target"}},
+               "c.depth": {"units": {"rmse": "target", "abs_rel": "ratio (abs. error / target)",
+                                     "mse_standardized": "z-score^2"}},
+               "d.seg": {"units": {"miou": "0-1", "accuracy": "fraction of points (0-1)"}}}
+    t = metrics_table(metrics, details).set_index(["modality", "metric"])
+    assert (t["unit"] != "").all(), t
+    assert t.loc[("b", "mse"), "unit"] == "tokenized target^2"  # from the details
+    assert t.loc[("c", "mse_standardized"), "unit"] == "z-score^2" and t.loc[("c", "rmse"), "unit"] == "target"
+    assert t.loc[("c", "mse_standardized"), "better"] == "" and t.loc[("c", "rmse"), "better"] == "model"
+    md = markdown_report(metrics, {}, details=details)
+    assert "| metric | unit | model |" in md and "| c | depth | mse_standardized | z-score^2 | 0.2000 |" in md
+    assert "`z-score^2`" in md and "`target`" in md  # the legend explains every unit
+    assert "mse_standardized" in md.split("|")[0]  # ... and which metrics are lower-is-better
+    # every metric evaluation can write has a unit and a direction
+    for names in METRICS_BY_KIND.values():
+        for name in names:
+            assert name in DEFAULT_UNITS, name
+            assert (name in LOWER_IS_BETTER) == (name not in ("accuracy", "macro_f1", "miou")), name
+
+
+@pytest.mark.parametrize("names", [["negative", "neutral", "positive"], ["x", "y"],
+                                   [f"a_rather_long_class_name_{i}" for i in range(30)]])
+def test_confusion_figure_shows_its_whole_title_and_labels(names) -> None:
+    import numpy as np
+
+    k = len(names)
+    cm = (np.eye(k, dtype=int) * 5 + 1).tolist()
+    fig = confusion_figures({"text.classification": {"confusion": cm, "class_names": names}})[
+        "text.classification.png"]
+    fig.canvas.draw()
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every artist drawn
+    w, h = fig.get_size_inches()
+    assert bbox.x0 >= 0 and bbox.y0 >= 0 and bbox.x1 <= w and bbox.y1 <= h, (bbox, w, h)
+    assert "text.classification" in fig.get_suptitle()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,9 @@ def test_viz_build_renders_pipeline_nodes_in_chromium(tmp_path) -> None:
     root = copy_project(tmp_path / "project")
     run_cmd(["kedro", "viz", "build"], root)
     assert (root / "build" / "index.html").is_file() and (root / "build" / "api" / "main").is_file()
+    # the catalog's kedro-viz layers reach the graph (tests/test_catalog_layers.py checks each dataset)
+    layers = json.loads((root / "build" / "api" / "main").read_text())["layers"]
+    assert {"primary", "model_input", "models", "reporting"} <= set(layers), layers
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / "build"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

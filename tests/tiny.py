@@ -12,8 +12,8 @@ MODALITIES = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_r
     "modalities"]
 
 #: Smaller embedded data sets, so the whole chain runs in seconds.
-TINY_SAMPLE = {"audio": {"clips_per_class_per_fold": 2}, "video": {"clips_per_class": 6},
-               "text": {"n_train": 90, "n_test": 45}, "xray": {"per_class": 12},
+TINY_SAMPLE = {"image": {"per_class": 20}, "audio": {"clips_per_class_per_fold": 2},
+               "video": {"clips_per_class": 6}, "text": {"n_train": 90, "n_test": 45}, "xray": {"per_class": 12},
                "point_cloud": {"shapes_per_class": 10, "meshes_per_class": 3}}
 TINY_SOURCE = {"hyperspectral": {"max_per_class": 25}}
 

@@ -1,51 +1,87 @@
-"""Kedro hooks: validate every parameter a run will use before its first node starts."""
+"""Kedro hooks: pipelines built from the run's own configuration, every parameter checked before the first node."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
-from omnivec2_pipelines.modalities.base import ErrorPolicy, check_source, get_modality, source_batch_files
-from omnivec2_pipelines.training.params import validate_stage_params
+from omnivec2_pipelines import params_schema
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
-
 
 def validate_run_parameters(params: dict[str, Any], pipeline: Pipeline) -> None:
-    """Check the parameters of every node in ``pipeline`` (no data is read or written).
+    """Check the parameters of a run of ``pipeline`` (no data is read or written).
 
-    Ingestion sources (format, path, on_error, batch_files), each training stage's block with the shared
-    ``trainer`` and ``model`` blocks, and ``evaluation``. Raises on the first problem, naming the key.
+    The keys of every block, used by the run or not (see :mod:`omnivec2_pipelines.params_schema`),
+    then the values of every block that a node of ``pipeline`` reads: ingestion sources (format,
+    path, on_error, batch_files), the trainer (and its device), the model, each training stage,
+    evaluation, the sweep and any block registered with ``params_schema.register_block``.
+
+    Raises:
+        ValueError / TypeError: on the first problem, naming the full dotted key.
     """
-    names = {n.name for n in pipeline.nodes}
-    modalities = list(params.get("modalities") or [])
-    for name in sorted(names):
-        if name.endswith(".ingest"):
-            m = name.rsplit(".", 1)[0]
-            source = (params.get(m) or {}).get("source")
-            mod = get_modality(m)
-            check_source(source, mod)
-            ErrorPolicy(source, m)
-            source_batch_files(source, m)
-    trainer = params.get("trainer") or {}
-    for stage in STAGES:
-        if stage in names:
+    params_schema.check_keys_of_all(params)
+    params_schema.check_used_blocks(params, pipeline)
 
-            validate_stage_params(stage, params.get(stage) or {}, trainer, modalities,
-                                  params.get("model") or {} if stage == "pretrain_unimodal" else None)
-    if "evaluate" in names:
-        ev = params.get("evaluation") or {}
-        unknown = set(ev) - {"split", "batch_size", "baselines"}
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {sorted(unknown)} under 'evaluation'; "
-                             f"allowed: ['baselines', 'batch_size', 'split']")
-        if ev.get("split", "test") not in ("train", "val", "test"):
-            raise ValueError(f"evaluation.split must be one of train, val, test; got {ev.get('split')!r}")
+
+def _tokenized_tasks(catalog: Any, name: str) -> list[str] | None:
+    """The task names in the meta of the tokenized bundle ``name`` on disk, or None without one."""
+    from omnivec2_pipelines.shards import INDEX
+
+    dataset = catalog.get(name)  # None when the catalog has no such entry
+    # an ArrayBundleDataset describes itself by its folder; other datasets (in memory) have none
+    path = (dataset._describe() or {}).get("path") if dataset is not None else None
+    index = Path(str(path)) / INDEX if path else None
+    if index is None or not index.is_file():
+        return None
+    return sorted(json.loads(index.read_text()).get("meta", {}).get("tasks", {}))
+
+
+def check_tasks_in_data(params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+    """``multitask.tasks`` against the tasks of the tokenized data already on disk.
+
+    Which tasks a data set yields may depend on it (a tabular target is a class or a number), so
+    this complements the check against what each modality declares. Bundles that this run
+    tokenizes again are not read.
+
+    Raises:
+        ValueError: naming ``multitask.tasks.<modality>``, the task and the tasks the data has.
+    """
+    from omnivec2_pipelines.training.params import check_tasks
+
+    spec = (params.get("multitask") or {}).get("tasks", "all")
+    if "multitask" not in params_schema.blocks_read_by(pipeline) or not isinstance(spec, dict):
+        return
+    produced = pipeline.all_outputs()
+    available = {}
+    for m in spec:
+        name = f"{m}.tokenized"
+        tasks = None if name in produced else _tokenized_tasks(catalog, name)
+        if tasks is not None:
+            available[m] = tasks
+    check_tasks(spec, list(params.get("modalities") or []), available, "has in its tokenized data")
+
+
+class PipelineConfigHook:
+    """Lets ``register_pipelines`` read the run's configuration: ``--env``, ``--conf-source``, ``KEDRO_ENV``.
+
+    Kedro creates the context (and calls this hook) before it first reads the pipelines of a run.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from kedro.framework.project import PACKAGE_NAME, pipelines
+
+        from omnivec2_pipelines.pipeline_registry import use_run_config
+
+        if use_run_config(getattr(context.config_loader, "conf_source", None), context.env) and PACKAGE_NAME:
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # built again for the new configuration
 
 
 class ValidateParametersHook:
@@ -53,5 +89,7 @@ class ValidateParametersHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        validate_run_parameters(catalog.load("parameters"), pipeline)
+        params = catalog.load("parameters")
+        validate_run_parameters(params, pipeline)
+        check_tasks_in_data(params, pipeline, catalog)
         log.info("parameters validated for %d node(s)", len(pipeline.nodes))

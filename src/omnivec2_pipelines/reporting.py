@@ -11,11 +11,41 @@ import numpy as np
 import pandas as pd
 
 #: Metrics where lower is better (the others: higher is better).
-LOWER_IS_BETTER = {"mse", "mae", "rmse", "abs_rel"}
+LOWER_IS_BETTER = {"mse", "mae", "rmse", "abs_rel", "mse_standardized"}
+
+#: The unit of each metric name (``training.evaluation.metric_units`` refines "target" per task; the
+#: evaluation details say it for every task they list).
+DEFAULT_UNITS = {"accuracy": "fraction (0-1)", "macro_f1": "0-1", "miou": "0-1",
+                 "abs_rel": "ratio (abs. error / target)", "rmse": "target", "mae": "target", "mse": "target^2",
+                 "mse_standardized": "z-score^2"}
+
+UNITS_LEGEND = (
+    "Units: `fraction (0-1)` and `0-1` are shares (1 = perfect); `ratio` is the mean of abs(error) / target. "
+    "`target` (`target^2` for squared errors) is the task target's own unit, de-standardised with the train "
+    "mean/std the tokenizer stored: depth as in the depth files (disparity in pixels for the embedded "
+    "stereo_motorcycle data), tabular and infrared regression in the target column's unit. `tokenized target` "
+    "is the target as tokenization wrote it when no scale is stored (time-series forecasting: z-scores of "
+    "each series and channel, from its context window). `z-score^2` is the squared error of the standardised "
+    "target, the scale of the training loss (`mse_standardized` = (rmse / std)^2).")
 
 
-def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
-    """One row per (modality, task, metric): model value, baseline value, and which is better."""
+def metric_unit(key: str, details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The unit of the metric ``"<modality>.<task>[.baseline].<metric>"`` (from ``details`` when it says)."""
+    parts = key.split(".")
+    metric = parts[-1]
+    units = ((details or {}).get(f"{parts[0]}.{parts[1]}") or {}).get("units") or {}
+    return str(units.get(metric) or DEFAULT_UNITS.get(metric, ""))
+
+
+def metrics_table(metrics: Mapping[str, float],
+                  details: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per (modality, task, metric): its unit, model value, baseline value, and which is better.
+
+    Args:
+        metrics: Flat ``"<modality>.<task>[.baseline].<metric>"`` values (``metrics.json``).
+        details: Evaluation details (``evaluation_details.json``); their ``units`` name each metric's
+            unit, otherwise :data:`DEFAULT_UNITS` does.
+    """
     rows = []
     for key, value in sorted(metrics.items()):
         parts = key.split(".")
@@ -27,22 +57,24 @@ def metrics_table(metrics: Mapping[str, float]) -> pd.DataFrame:
         if base is not None and np.isfinite(base) and np.isfinite(value):
             better = "model" if (value < base if metric in LOWER_IS_BETTER else value > base) else (
                 "tie" if value == base else "baseline")
-        rows.append({"modality": modality, "task": task, "metric": metric, "model": value, "baseline": base,
-                     "better": better or ""})
-    return pd.DataFrame(rows, columns=["modality", "task", "metric", "model", "baseline", "better"])
+        rows.append({"modality": modality, "task": task, "metric": metric, "unit": metric_unit(key, details),
+                     "model": value, "baseline": base, "better": better or ""})
+    return pd.DataFrame(rows, columns=["modality", "task", "metric", "unit", "model", "baseline", "better"])
 
 
 def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.DataFrame],
-                    split: str = "test") -> str:
-    """The report as Markdown: metrics beside baselines, then per-stage training summaries."""
-    table = metrics_table(metrics)
+                    split: str = "test", details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The report as Markdown: metrics (with their units) beside baselines, then per-stage training summaries."""
+    table = metrics_table(metrics, details)
+    lower = ", ".join(sorted(LOWER_IS_BETTER))
     lines = ["# OmniVec2 evaluation report", "",
              f"Held-out split: `{split}`. Baselines are classical models (logistic / ridge regression) fitted on "
-             "the train split of the same arrays. Lower is better for mse, mae, rmse and abs_rel.", "",
-             "| modality | task | metric | model | baseline | better |", "|---|---|---|---:|---:|---|"]
+             f"the train split of the same arrays. Lower is better for {lower}; higher for the others.", "",
+             UNITS_LEGEND, "",
+             "| modality | task | metric | unit | model | baseline | better |", "|---|---|---|---|---:|---:|---|"]
     for r in table.itertuples(index=False):
         base = "" if r.baseline is None or pd.isna(r.baseline) else f"{r.baseline:.4f}"
-        lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.model:.4f} | {base} | {r.better} |")
+        lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.unit} | {r.model:.4f} | {base} | {r.better} |")
     lines += ["", "## Training", "", "| stage | steps | first loss | last loss (mean of last 10%) | seconds |",
               "|---|---:|---:|---:|---:|"]
     for stage, h in histories.items():
@@ -90,19 +122,37 @@ def confusion_figures(details: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
         if "confusion" not in d:
             continue
         cm = np.asarray(d["confusion"], dtype=float)
-        names = list(d.get("class_names") or range(len(cm)))
+        names = [str(n) for n in (d.get("class_names") or range(len(cm)))]
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         size = max(3.5, 0.45 * len(names) + 2)
-        fig, ax = plt.subplots(figsize=(size, size))
+        fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         for i in range(len(names)):
             for j in range(len(names)):
                 if cm[i, j]:
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.5 else "black")
-        ax.set(title=f"{key} (accuracy {np.trace(cm) / max(cm.sum(), 1):.3f})", xlabel="predicted", ylabel="true")
-        fig.tight_layout()
+        # the task on one line, the accuracy on the next: short lines, centred over the figure
+        ax.set(xlabel="predicted", ylabel="true")
+        fig.suptitle(f"{key}\naccuracy {np.trace(cm) / max(cm.sum(), 1):.3f} ({int(cm.sum())} samples)",
+                     fontsize=9)
+        _fit_texts(fig)
         figs[f"{key}.png"] = fig
     return figs
+
+
+def _fit_texts(fig: Any, pad_in: float = 0.15) -> None:
+    """Widen/heighten ``fig`` until every title and label lies inside it (long names, many classes)."""
+    for _ in range(3):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        bbox = fig.get_tightbbox(renderer)  # in inches, everything drawn
+        w, h = fig.get_size_inches()
+        need_w = max(w, bbox.width + 2 * pad_in)
+        need_h = max(h, bbox.height + 2 * pad_in)
+        outside = bbox.x0 < 0 or bbox.y0 < 0 or bbox.x1 > w or bbox.y1 > h
+        if not outside and need_w <= w and need_h <= h:
+            return
+        fig.set_size_inches(need_w + (0.2 if outside else 0), need_h + (0.2 if outside else 0))

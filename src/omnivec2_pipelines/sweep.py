@@ -6,6 +6,14 @@ the trial's values, the tokenized data and the previous stage's checkpoint. The 
 reported every ``report_every`` steps so the pruner (median by default) stops bad trials early.
 Studies live in SQLite (default), a journal file (``journal:<path>``, safe for parallel workers) or
 any RDB URL.
+
+A worker that dies mid-trial (killed, out of memory, a lost machine) would leave its trial RUNNING
+forever. Every running trial therefore records a heartbeat every ``heartbeat_interval`` seconds
+(Optuna's heartbeat: ``RDBStorage(heartbeat_interval=...)``; for journal files, which Optuna 5.0's
+``JournalStorage`` does not monitor, :class:`HeartbeatJournalStorage` adds the same mechanism). When
+a worker starts a trial, trials whose last heartbeat is older than twice the interval are failed
+and queued again with the same parameters (``RetryHeartbeatStaleTrialCallback``, at most
+:data:`MAX_RETRY` times), so the study still ends with ``n_trials`` finished trials.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,15 +32,24 @@ import pandas as pd
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
+from optuna.storages import JournalStorage
+from optuna.storages._heartbeat import BaseHeartbeat  # not re-exported; RDBStorage implements it the same way
+from optuna.trial import FrozenTrial, TrialState
 
 from omnivec2_pipelines.training import trainer as trainer_module
 
 log = logging.getLogger(__name__)
 
 STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
+#: Metric names evaluation writes per task kind (see ``training.evaluation.task_metrics``).
 METRICS_BY_KIND = {"classification": ("accuracy", "macro_f1"), "regression": ("mse", "mae"),
-                   "dense_regression": ("rmse", "abs_rel", "mse"), "segmentation": ("miou", "accuracy")}
+                   "dense_regression": ("rmse", "abs_rel", "mse_standardized"), "segmentation": ("miou", "accuracy")}
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+#: Seconds between heartbeats of a running trial (``sweep.heartbeat_interval``); a trial without one
+#: for twice as long is failed and retried.
+DEFAULT_HEARTBEAT_INTERVAL = 60
+#: How many times a trial whose worker died is run again (then it stays FAIL).
+MAX_RETRY = 2
 
 
 @dataclass
@@ -49,6 +68,8 @@ class SweepSpec:
         report_every: Steps between intermediate values.
         split: Split the objective is measured on.
         seed: Sampler seed.
+        heartbeat_interval: Seconds between heartbeats of a running trial; a RUNNING trial without
+            one for twice as long (its worker died) is failed and retried. ``None`` turns it off.
     """
 
     stage: str
@@ -62,6 +83,7 @@ class SweepSpec:
     report_every: int = 10
     split: str = "val"
     seed: int = 0
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -75,7 +97,21 @@ class SweepSpec:
                 raise ValueError(f"sweep.{key} is required")
         d = dict(p)
         d["space"] = flatten_space(d["space"])
-        return cls(**d)
+        spec = cls(**d)
+        check_without_data(spec)  # so the parameter hook reports these before the first node
+        return spec
+
+
+def check_without_data(spec: SweepSpec) -> None:
+    """The checks that need neither data nor other parameters: the heartbeat and a baseline objective."""
+    hb = spec.heartbeat_interval
+    if hb is not None and (not isinstance(hb, int) or isinstance(hb, bool) or hb < 1):
+        raise ValueError(f"sweep.heartbeat_interval must be a positive integer (seconds) or null (off), got {hb!r}")
+    if isinstance(spec.objective, str) and ".baseline." in f".{spec.objective}.":
+        model_metric = spec.objective.replace(".baseline.", ".")
+        raise ValueError(f"sweep.objective={spec.objective!r} is a baseline metric: the classical baseline is "
+                         f"fitted on the data alone, so no trial's parameters can change it; tune the model's "
+                         f"metric instead, e.g. sweep.objective={model_metric!r}")
 
 
 def flatten_space(space: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -122,6 +158,7 @@ def validate(spec: SweepSpec, params: Mapping[str, Any], available_metrics: set[
         raise ValueError(f"sweep.n_trials must be a positive integer, got {spec.n_trials!r}")
     if spec.pruner not in ("median", "none"):
         raise ValueError(f"sweep.pruner={spec.pruner!r}; expected 'median' or 'none'")
+    check_without_data(spec)
     if not spec.space:
         raise ValueError("sweep.space is empty; declare at least one parameter to tune")
     merged = {**(params.get("trainer") or {}), **(params.get(spec.stage) or {})}
@@ -166,18 +203,88 @@ def storage_kind(url: str) -> str:
                      f"(parallel workers) or an RDB URL ({', '.join(RDB_SCHEMES)})")
 
 
-def make_storage(url: str) -> Any:
-    """The Optuna storage for ``url`` (parent folders created)."""
-    if storage_kind(url) == "journal":
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+_HEARTBEAT_ATTR = "omnivec2:heartbeat"
 
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return url
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """A journal storage with Optuna's heartbeat (which ``RDBStorage`` has and ``JournalStorage`` lacks).
+
+    A running trial's heartbeat is a system attribute holding the time of its last beat, written to
+    the journal every ``heartbeat_interval`` seconds by Optuna's heartbeat thread. A RUNNING trial
+    whose last beat (or start) is older than ``grace_period`` seconds is stale: at the start of every
+    trial, :func:`optuna.storages.fail_stale_trials` fails it and calls
+    ``heartbeat_stale_trial_callback``. Workers on several machines must share a clock (as with RDB).
+
+    Args:
+        backend: The journal backend (e.g. ``JournalFileBackend``).
+        heartbeat_interval: Seconds between beats (positive).
+        grace_period: Seconds without a beat before a trial is stale; default twice the interval.
+        heartbeat_stale_trial_callback: Called with ``(study, failed_trial)`` for each stale trial.
+    """
+
+    def __init__(self, backend: Any, heartbeat_interval: int, grace_period: float | None = None,
+                 heartbeat_stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+        super().__init__(backend)
+        if heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval!r}")
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.heartbeat_stale_trial_callback = heartbeat_stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, _HEARTBEAT_ATTR, time.time())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it meanwhile (it looked stale); its retry runs elsewhere
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+        now = time.time()
+        stale = []
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            # a retried trial inherits its predecessor's system attributes: a beat counts from the start on
+            last = max(float(t.system_attrs.get(_HEARTBEAT_ATTR, started)), started)
+            if now - last > grace:
+                stale.append(t._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self.heartbeat_stale_trial_callback
+
+
+def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> Any:
+    """The Optuna storage for ``url`` (parent folders created).
+
+    With ``heartbeat_interval`` (seconds), running trials record heartbeats, and trials whose worker
+    died (no beat for ``grace_period``, default twice the interval) are failed and retried with the
+    same parameters, at most :data:`MAX_RETRY` times.
+    """
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    kind = storage_kind(url)
+    with warnings.catch_warnings():  # heartbeats and retries are "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if heartbeat_interval else None
+        if kind == "journal":
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(url[len("journal:"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalFileBackend(str(path))
+            if not heartbeat_interval:
+                return JournalStorage(backend)
+            return HeartbeatJournalStorage(backend, heartbeat_interval, grace_period, retry)
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        if not heartbeat_interval:
+            return url
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                          heartbeat_stale_trial_callback=retry)
 
 
 def available_metrics(bundles: Mapping[str, Any], tasks_spec: Any) -> set[str]:
@@ -227,7 +334,8 @@ def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str
     """
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=spec.report_every) \
         if spec.pruner == "median" else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage),
+    study = optuna.create_study(study_name=spec.study_name,
+                                storage=make_storage(spec.storage, spec.heartbeat_interval),
                                 direction=spec.direction, load_if_exists=True, pruner=pruner,
                                 sampler=optuna.samplers.TPESampler(seed=spec.seed))
     # the tuned stage, the stages after it, then evaluation: pretraining is judged by downstream metrics
@@ -272,7 +380,6 @@ def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str
         return value
 
     from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     study.optimize(objective, n_trials=spec.n_trials, catch=(),
                    callbacks=[MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])

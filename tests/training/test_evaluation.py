@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from omnivec2_pipelines.modalities.base import TaskSpec
-from omnivec2_pipelines.training.evaluation import baseline_predictions, task_metrics
+from omnivec2_pipelines.training.evaluation import baseline_predictions, metric_units, task_metrics
 
 SEG = TaskSpec("segmentation", "segmentation", "x", "y.segmentation", 3, (4,))
 DENSE = TaskSpec("depth", "dense_regression", "x", "y.depth", 1, (1, 2, 2))
@@ -30,7 +30,26 @@ def test_dense_rmse_and_abs_rel_on_original_scale() -> None:
     # original scale: y' = 2y + 3, error = 1.0 everywhere
     assert m["rmse"] == pytest.approx(1.0)
     assert m["abs_rel"] == pytest.approx(np.mean(1.0 / np.array([5.0, 7.0, 3.0, 11.0])))
-    assert m["mse"] == pytest.approx(0.25)
+    # the standardised error has its unit in its name: never read as rmse ** 2 (which is 1.0 here)
+    assert m["mse_standardized"] == pytest.approx(0.25) and "mse" not in m
+    assert m["mse_standardized"] == pytest.approx((m["rmse"] / 2.0) ** 2)
+
+
+def test_every_metric_has_a_unit() -> None:
+    reg = TaskSpec("regression", "regression", "x", "y.regression", 1, (1,))
+    y = np.array([[0.0], [1.0]])
+    for spec, y_true, scale in ((SEG, np.array([[0, 1]]), None), (CLS, np.array([0, 1]), None),
+                                (DENSE, np.zeros((1, 1, 2, 2)), {"mean": 0.0, "std": 1.0}),
+                                (reg, y, {"mean": 0.0, "std": 1.0}), (reg, y, None)):
+        pred = np.eye(3)[y_true] if spec.kind in ("classification", "segmentation") else y_true
+        units = metric_units(spec, scaled=scale is not None)
+        assert set(units) == set(task_metrics(spec, y_true, pred, scale)), spec.kind
+    assert metric_units(DENSE, True) == {"rmse": "target", "abs_rel": "ratio (abs. error / target)",
+                                         "mse_standardized": "z-score^2"}
+    assert metric_units(reg, True) == {"mse": "target^2", "mae": "target"}
+    # no stored scale (e.g. forecasting of per-series z-scores): the errors are in the tokenized units
+    assert metric_units(reg, False) == {"mse": "tokenized target^2", "mae": "tokenized target"}
+    assert metric_units(SEG, False)["accuracy"] == "fraction of points (0-1)"
 
 
 def test_classification_metrics_and_baseline_learns() -> None:

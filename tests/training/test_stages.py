@@ -30,7 +30,7 @@ def test_three_stages_chain_and_evaluate(bundles, tiny_model_params) -> None:
 
 
 @pytest.mark.parametrize("stage_params, message", [
-    ({"stepz": 3}, r"unknown parameter\(s\) \['stepz'\] under 'pretrain_unimodal'"),
+    ({"stepz": 3}, r"unknown parameter 'pretrain_unimodal.stepz'; did you mean 'pretrain_unimodal.steps'\?"),
     ({"mask_ratio": {"grid": 0.5}}, r"pretrain_unimodal.mask_ratio.series must be a number in \(0, 1\)"),
     ({"mask_ratio": 1.2}, r"mask_ratio.grid must be a number in \(0, 1\)"),
     ({"batch_size": "big"}, "batch_size must be a positive integer"),

@@ -24,6 +24,8 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets._typing import TablePreview
 
+from omnivec2_pipelines.utils import normal_permissions
+
 #: ``DataFrame.attrs`` key holding a chunk's position ``{"index": int, "last": bool}``.
 CHUNK_ATTR = "chunk"
 #: Part file names, in order: ``part-00000.parquet``, ``part-00001.parquet``, ...
@@ -138,7 +140,11 @@ def write_parquet(table: pd.DataFrame, path: Path, row_group_bytes: int = ROW_GR
 
 
 def _replace(tmp: Path, target: Path) -> None:
-    """Swap the finished directory ``tmp`` into ``target`` (a previous directory or file is removed)."""
+    """Swap the finished directory ``tmp`` into ``target`` (a previous directory or file is removed).
+
+    The table gets the permissions of a normal write (umask), like every atomic write of the project.
+    """
+    normal_permissions(tmp)
     if not (target.exists() or target.is_symlink()):
         os.replace(tmp, target)
         return

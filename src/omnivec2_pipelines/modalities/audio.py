@@ -38,6 +38,7 @@ from omnivec2_pipelines.modalities.base import (
     register,
     table_class_names,
 )
+from omnivec2_pipelines.params_schema import SIZE
 
 #: Columns the ESC-50 metadata CSV must have.
 REQUIRED_CSV_COLUMNS: tuple[str, ...] = ("filename", "fold", "target", "category")
@@ -174,6 +175,11 @@ class AudioModality(Modality):
 
     name = "audio"
     formats = ("esc50",)
+    source_keys = ("test_folds", "val_folds")
+    sample_data_keys = ("sample_rate", "clip_seconds", "clips_per_class_per_fold", "seed")
+    tokenization_keys = {"sample_rate": None, "clip_seconds": None, "n_fft": None, "hop_length": None,
+                         "n_mels": None, "patch_size": SIZE}
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write a deterministic SYNTHETIC sound-event data set in ESC-50 layout.

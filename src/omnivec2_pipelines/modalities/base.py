@@ -230,6 +230,15 @@ class Modality(abc.ABC):
     name: str = ""
     #: Source formats :meth:`read` understands (``source.format`` values).
     formats: tuple[str, ...] = ()
+    #: Keys of ``<name>.source`` beside :data:`COMMON_SOURCE_KEYS`, for every format (optional ones too).
+    source_keys: tuple[str, ...] = ()
+    #: Keys of ``sample_data.<name>`` beside :data:`COMMON_SAMPLE_DATA_KEYS`.
+    sample_data_keys: tuple[str, ...] = ()
+    #: Keys of ``tokenization.<name>``: names, or a schema mapping each key to ``None`` (any value),
+    #: :data:`~omnivec2_pipelines.params_schema.SIZE` (a size, also written ``"32x32"``) or a nested schema.
+    tokenization_keys: tuple[str, ...] | dict[str, Any] = ()
+    #: Every task :meth:`tokenize` can produce (which of them a data set yields may depend on it).
+    task_names: tuple[str, ...] = ("classification",)
 
     @abc.abstractmethod
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +290,11 @@ class Modality(abc.ABC):
         """
         return x.reshape(len(x), -1).astype(np.float32)
 
+
+#: ``<modality>.source`` keys of every modality (each module adds its own in ``Modality.source_keys``).
+COMMON_SOURCE_KEYS: tuple[str, ...] = ("format", "path", "on_error", "batch_files", "val_fraction", "seed")
+#: ``sample_data.<modality>`` keys of every modality: ``path`` is where the sample data set is written.
+COMMON_SAMPLE_DATA_KEYS: tuple[str, ...] = ("path",)
 
 #: Default ``<modality>.source.batch_files``: files decoded per table chunk during ingestion.
 #: Larger than every embedded sample data set (the image one has 1797 files), so those are one chunk.
@@ -359,7 +373,7 @@ def check_source(source: dict[str, Any], modality: Modality) -> tuple[str, Path]
     p = Path(path)
     if not p.exists():
         raise DataError(f"{modality.name}.source.path: {p} does not exist (expected a "
-                        f"{fmt!r} layout; run `kedro run --pipeline sample_data` to write the "
+                        f"{fmt!r} layout; run `kedro run --pipelines sample_data` to write the "
                         f"embedded default data, or point {modality.name}.source.path at your data)")
     return fmt, p
 

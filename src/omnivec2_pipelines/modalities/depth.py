@@ -42,6 +42,7 @@ from omnivec2_pipelines.modalities.base import (
     register,
     source_batch_files,
 )
+from omnivec2_pipelines.params_schema import SIZE
 
 #: Extensions of the colour images (lower case).
 RGB_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -157,6 +158,10 @@ class DepthModality(Modality):
 
     name = "depth"
     formats = ("paired",)
+    source_keys = ("depth_scale_uint16", "depth_scale_uint8")
+    sample_data_keys = ("tile", "cell", "stride", "val_fraction", "test_fraction", "seed")
+    tokenization_keys = {"size": SIZE, "patch_size": SIZE}
+    task_names = ("depth",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Cut the REAL stereo pair ``skimage.data.stereo_motorcycle()`` into RGB + disparity tiles.

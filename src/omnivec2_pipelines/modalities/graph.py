@@ -183,6 +183,10 @@ class GraphModality(Modality):
 
     name = "graph"
     formats = ("tu",)
+    source_keys = ("name", "test_fraction", "split_file", "allow_edgeless")
+    sample_data_keys = ("name",)
+    tokenization_keys = ("max_nodes", "lap_pe_dim", "truncate")
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Copy the REAL MUTAG data set bundled with grakel (its test data) into ``root``.

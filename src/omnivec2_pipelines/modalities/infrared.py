@@ -62,6 +62,7 @@ from omnivec2_pipelines.modalities.xray import (
     load_gray_image,
     tokenize_gray_images,
 )
+from omnivec2_pipelines.params_schema import SIZE
 
 #: File extensions of thermal frames (lower case).
 FRAME_EXTENSIONS: tuple[str, ...] = IMAGE_EXTENSIONS + (".tif", ".tiff")
@@ -343,6 +344,10 @@ class InfraredModality(ImageModality):
 
     name = "infrared"
     formats = ("imagefolder", "spectra_csv")
+    source_keys = ("file", "target", "task", "test_fraction")
+    sample_data_keys = ()
+    tokenization_keys = {"spectra": ("length", "patch_size", "snv"), "image": {"size": SIZE, "patch_size": SIZE}}
+    task_names = ("classification", "regression")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write the REAL Tecator NIR spectra (bundled with sktime) as ``root/spectra.csv``.

@@ -515,6 +515,11 @@ class PointCloudModality(Modality):
 
     name = "point_cloud"
     formats = ("modelnet", "segmentation_txt")
+    source_keys = ("label_column", "n_points")
+    sample_data_keys = ("shapes_per_class", "points_per_shape", "meshes_per_class", "modelnet_subdir",
+                        "test_fraction", "seed")
+    tokenization_keys = ("n_points", "n_groups", "group_size", "subsample", "seed", "channels")
+    task_names = ("classification", "segmentation")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write GENERATED (trimesh) point-cloud data; deterministic for fixed params.

@@ -84,6 +84,10 @@ class TabularModality(Modality):
 
     name = "tabular"
     formats = ("csv", "parquet")
+    source_keys = ("target", "task", "categorical", "drop_columns", "split_column", "test_fraction")
+    sample_data_keys = ("test_fraction", "seed")
+    tokenization_keys = ("max_categories", "clip")
+    task_names = ("classification", "regression")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write scikit-learn's REAL diabetes data (``load_diabetes(scaled=False)``) as one CSV.

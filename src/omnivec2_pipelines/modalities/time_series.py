@@ -319,6 +319,10 @@ class TimeSeriesModality(Modality):
 
     name = "time_series"
     formats = ("ucr_ts",)
+    source_keys = ("name",)
+    sample_data_keys = ("name",)
+    tokenization_keys = ("length", "horizon", "patch_size")
+    task_names = ("classification", "forecasting")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Copy a REAL UCR/UEA data set bundled with sktime into ``root`` (atomically).

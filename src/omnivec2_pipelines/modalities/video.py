@@ -33,6 +33,7 @@ from omnivec2_pipelines.modalities.base import (
     register,
     table_class_names,
 )
+from omnivec2_pipelines.params_schema import SIZE
 
 #: File extensions read as videos (lower case).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
@@ -186,6 +187,10 @@ class VideoModality(Modality):
 
     name = "video"
     formats = ("classfolders",)
+    source_keys = ()
+    sample_data_keys = ("size", "min_frames", "max_frames", "fps", "clips_per_class", "test_fraction", "seed")
+    tokenization_keys = {"n_frames": None, "size": SIZE, "grayscale": None, "tubelet": SIZE}
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write a deterministic GENERATED motion data set (not real footage) as MPEG-4 clips.

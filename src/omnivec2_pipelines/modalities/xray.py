@@ -58,6 +58,7 @@ from omnivec2_pipelines.modalities.image import (
     image_row,
     load_image,
 )
+from omnivec2_pipelines.params_schema import SIZE
 
 #: DICOM file extensions (lower case).
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
@@ -396,6 +397,10 @@ class XrayModality(ImageModality):
 
     name = "xray"
     formats = ("imagefolder",)
+    source_keys = ("dicom_frames",)
+    sample_data_keys = ("per_class", "test_fraction", "size", "dicom_size", "seed")
+    tokenization_keys = {"size": SIZE, "patch_size": SIZE}
+    task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
         """Write a GENERATED chest-X-ray-like data set (not real radiographs), PNG + DICOM.

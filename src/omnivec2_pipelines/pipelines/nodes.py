@@ -25,6 +25,11 @@ from omnivec2_pipelines.modalities.base import (
 
 if TYPE_CHECKING:
     from omnivec2_pipelines.training.checkpoint import Checkpoint
+else:
+    # Kedro resolves every node's annotations (typing.get_type_hints) when a run starts; importing the
+    # real class would pull in torch, so at run time the name stands for "any object" (type checkers
+    # still see the class above).
+    Checkpoint = Any
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +199,7 @@ def report_node(metrics: dict[str, float], details: dict[str, Any], params: dict
     from omnivec2_pipelines import reporting
 
     hist = {k.removeprefix("loss_"): v for k, v in histories.items()}
-    return (reporting.markdown_report(metrics, hist, params.get("split", "test")),
+    return (reporting.markdown_report(metrics, hist, params.get("split", "test"), details),
             reporting.loss_figures(hist), reporting.confusion_figures(details))
 
 
@@ -228,3 +233,16 @@ def sweep_node(sweep: dict[str, Any], parameters: dict[str, Any], unimodal: Chec
     log.info("sweep: %d trials; best %s = %s with %s", len(trials), spec.objective,
              study.best_value if best else None, best)
     return trials, best, {"sweep_history.png": figure}
+
+
+def study_node(study: dict[str, Any], parameters: dict[str, Any],
+               **bundles: ArrayBundle) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The study: every declared variant of the recipe x every seed, through the real stage and
+    evaluation pipelines, compared per task beside the classical baseline.
+
+    Returns ``study.json``'s document, the Markdown table ``study.md`` and one figure per task.
+    """
+    from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+    from omnivec2_pipelines.study import run_study
+
+    return run_study(study, parameters, bundles, build_pipelines(sorted(bundles)))

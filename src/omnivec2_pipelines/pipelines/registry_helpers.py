@@ -15,20 +15,30 @@ STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
 
 
 def enabled_modalities(conf_source: str | Path | None = None, env: str | None = None) -> list[str]:
-    """The ``modalities`` list of the project's parameters (base + run env).
+    """The ``modalities`` list of the project's configuration files (base + run env).
 
-    The list shapes the pipelines, so it is read from configuration files (``conf/base``,
-    ``conf/local`` or ``--env``), not from ``--params``.
+    The list shapes the pipelines, so it is read from configuration files (``conf/base``, the
+    run env: ``--env``, ``KEDRO_ENV`` or ``local``), not from ``--params``.
+
+    Args:
+        conf_source: The configuration folder (Kedro's ``--conf-source``; default ``conf``).
+        env: The run env; None: ``KEDRO_ENV``, else ``local`` when the folder has one, else ``base``.
+
+    Raises:
+        ValueError: when the list is empty or names a modality that is not registered.
     """
     from omnivec2_pipelines.modalities.base import registered_modalities
 
-    conf = Path(conf_source or "conf").absolute()
-    run_env = env or os.environ.get("KEDRO_ENV") or ("local" if (conf / "local").is_dir() else "base")
-    loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="base", env=run_env)
+    local = Path(conf_source or "conf").absolute()
+    conf = str(local) if local.exists() else str(conf_source)  # a folder or an archive here, else a URL
+    default_env = "local" if not local.is_dir() or (local / "local").is_dir() else "base"
+    run_env = env or os.environ.get("KEDRO_ENV") or default_env
+    loader = OmegaConfigLoader(conf, base_env="base", default_run_env="base", env=run_env)
     mods = loader["parameters"].get("modalities")
     known = registered_modalities()
     if not isinstance(mods, list) or not mods or any(m not in known for m in mods):
-        raise ValueError(f"parameter 'modalities' in {conf} must be a non-empty list of {known}, got {mods!r}")
+        raise ValueError(f"parameter 'modalities' in {conf} (env {run_env!r}) must be a non-empty list of "
+                         f"{known}, got {mods!r}")
     return list(dict.fromkeys(mods))
 
 
@@ -95,6 +105,13 @@ def sweep_pipeline(modalities: list[str]) -> Pipeline:
                            name="sweep", tags=["gpu", "sweep"])])
 
 
+def study_pipeline(modalities: list[str]) -> Pipeline:
+    """The study (``study`` parameters): variants of the recipe x seeds, compared per task."""
+    inputs = {"study": "params:study", "parameters": "parameters", **{m: f"{m}.tokenized" for m in modalities}}
+    return Pipeline([_node(nodes.study_node, inputs, ["study_results", "study_report", "study_figures"],
+                           name="study", tags=["gpu", "study"])])
+
+
 def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
     """All registered pipelines; ``__default__`` runs the six stages in order."""
     pipes = {"sample_data": sample_data_pipeline(modalities),
@@ -102,7 +119,8 @@ def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
              "tokenization": tokenization_pipeline(modalities),
              **{s: stage_pipeline(s, modalities) for s in STAGES},
              "evaluation": evaluation_pipeline(modalities),
-             "sweep": sweep_pipeline(modalities)}
+             "sweep": sweep_pipeline(modalities),
+             "study": study_pipeline(modalities)}
     pipes["__default__"] = sum((pipes[k] for k in ("ingestion", "tokenization", *STAGES, "evaluation")),
                                Pipeline([]))
     return pipes

@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from omnivec2_pipelines.modalities.base import ArrayBundle, TaskSpec
 from omnivec2_pipelines.models import OmniVec2
+from omnivec2_pipelines.reporting import DEFAULT_UNITS
 from omnivec2_pipelines.training.trainer import resolve_device
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,15 @@ def _iou_scores(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
 
 def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray,
                  scale: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Metrics of one task.
+    """Metrics of one task (:func:`metric_units` gives the unit of each).
 
     * classification: ``accuracy``, ``macro_f1`` (``y_pred``: logits or labels);
     * regression: ``mse``, ``mae`` (in the target's units when ``scale`` is given);
     * dense_regression: ``rmse``, ``abs_rel`` (on the de-normalised scale when ``scale`` =
-      ``{"mean", "std"}`` is given; ``abs_rel`` over pixels with a positive target), ``mse``;
+      ``{"mean", "std"}`` is given; ``abs_rel`` over pixels with a positive target), and
+      ``mse_standardized``: the mean squared error of the target as tokenized, i.e. standardised
+      with the train mean/std (the training loss's scale; ``(rmse / std) ** 2`` when ``scale`` is
+      given), named so that nobody reads it as ``rmse ** 2``;
     * segmentation: ``miou`` (mean over classes present in target or prediction), ``accuracy`` per point.
     """
     if spec.kind == "classification":
@@ -73,11 +77,42 @@ def task_metrics(spec: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray,
         pos = yt > 1e-6
         return {"rmse": float(np.sqrt(np.mean((yt - yp) ** 2))),
                 "abs_rel": float(np.mean(np.abs(yt[pos] - yp[pos]) / yt[pos])) if pos.any() else float("nan"),
-                "mse": float(np.mean((y_true - y_pred) ** 2))}
+                "mse_standardized": float(np.mean((y_true.astype(np.float64) - y_pred.astype(np.float64)) ** 2))}
     yt, yp = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
     if scale:  # report in the target's own units
         yt, yp = yt * scale["std"] + scale["mean"], yp * scale["std"] + scale["mean"]
     return {"mse": float(mean_squared_error(yt, yp)), "mae": float(mean_absolute_error(yt, yp))}
+
+
+#: Unit of each metric name; "target" is the task target's unit (see :func:`metric_units`).
+METRIC_UNITS = DEFAULT_UNITS
+
+
+def metric_units(spec: TaskSpec, scaled: bool) -> dict[str, str]:
+    """The unit of every metric :func:`task_metrics` returns for ``spec``.
+
+    Args:
+        spec: The task.
+        scaled: Whether the bundle stores the target's scale (``meta["tasks_scale"]``), so errors
+            are de-standardised into the target's original units.
+
+    Returns:
+        ``{metric: unit}``: ``fraction (0-1)``, ``0-1``, ``ratio (abs. error / target)``; for errors,
+        ``target`` / ``target^2`` (the target's original units, de-standardised),
+        ``tokenized target`` / ``tokenized target^2`` (the target as tokenization wrote it, e.g.
+        z-scores per series, when no scale is stored) or ``z-score^2`` (standardised with the train
+        mean and std).
+    """
+    names = {"classification": ("accuracy", "macro_f1"), "segmentation": ("miou", "accuracy"),
+             "dense_regression": ("rmse", "abs_rel", "mse_standardized")}.get(spec.kind, ("mse", "mae"))
+    units = {"accuracy": "fraction of points (0-1)"} if spec.kind == "segmentation" else {}
+    out = {}
+    for n in names:
+        unit = units.get(n, METRIC_UNITS[n])
+        if not scaled and (unit.startswith("target") or unit == "z-score^2"):
+            unit = "tokenized target^2" if unit == "z-score^2" else "tokenized " + unit
+        out[n] = unit
+    return out
 
 
 def baseline_predictions(spec: TaskSpec, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
@@ -111,8 +146,9 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
 
     With ``baselines``, adds ``"<modality>.<task>.baseline.<metric>"`` from a classical model
     fitted on the train split of the same arrays (features from the modality's
-    ``baseline_features``). When ``details`` is a dict, it receives per-task extras for reports
-    (``{"<modality>.<task>": {"confusion": [[...]], "class_names": [...]}}`` for classification).
+    ``baseline_features``). When ``details`` is a dict, it receives per-task extras for reports:
+    ``{"<modality>.<task>": {"units": {metric: unit}}}`` (see :func:`metric_units`), plus
+    ``"confusion": [[...]], "class_names": [...]`` for classification.
     """
     from omnivec2_pipelines.modalities.base import get_modality
 
@@ -131,10 +167,12 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
         pred = predict(model, m, t, x, batch_size, device)
         for k, v in task_metrics(spec, y, pred, scale).items():
             out[f"{m}.{t}.{k}"] = v
-        if details is not None and spec.kind == "classification":
-            details[f"{m}.{t}"] = {"confusion": confusion_matrix(y, pred.argmax(-1),
-                                                                 labels=list(range(spec.out_dim))).tolist(),
-                                   "class_names": list(spec.class_names)}
+        if details is not None:
+            details[f"{m}.{t}"] = {"units": metric_units(spec, bool(scale))}
+            if spec.kind == "classification":
+                details[f"{m}.{t}"].update(
+                    confusion=confusion_matrix(y, pred.argmax(-1), labels=list(range(spec.out_dim))).tolist(),
+                    class_names=list(spec.class_names))
         if baselines:
             # the classical baselines fit in memory: sharded arrays are read whole here
             x_tr, y_tr = np.asarray(b.get("train", spec.input_key)), np.asarray(b.get("train", spec.target_key))
@@ -153,3 +191,16 @@ def _registered() -> list[str]:
     from omnivec2_pipelines.modalities.base import registered_modalities
 
     return registered_modalities()
+
+
+def task_baseline_features(modality: str, bundle: ArrayBundle, spec: TaskSpec, x: np.ndarray) -> np.ndarray:
+    """The classical baseline's input features for rows ``x`` of a task: the modality's
+    ``baseline_features`` (flattened arrays for unregistered modalities); the raw point clouds for
+    segmentation, whose baseline classifies points by their coordinates."""
+    if spec.kind == "segmentation":
+        return np.asarray(x)
+    if modality in _registered():
+        from omnivec2_pipelines.modalities.base import get_modality
+
+        return get_modality(modality).baseline_features(np.asarray(x), bundle.meta)
+    return np.asarray(x).reshape(len(x), -1)

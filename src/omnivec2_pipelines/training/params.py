@@ -1,32 +1,83 @@
-"""Checks of the training stages' parameters that need no data and no torch (run before a pipeline starts)."""
+"""Checks of the training stages' parameters that need no data (run before a pipeline starts).
+
+They need no torch either, except to ask whether a ``cuda`` device exists.
+"""
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, Mapping
+import re
+from typing import Any, Collection, Mapping
 
 from omnivec2_pipelines.models.config import ModelConfig
+from omnivec2_pipelines.params_schema import STAGE_KEYS, check_keys, did_you_mean, stage_schema
 from omnivec2_pipelines.training.config import TrainerConfig
 
-_TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
-_STAGE_KEYS = {
-    "pretrain_unimodal": {"batch_size", "mask_ratio", "norm_target"},
-    "pretrain_paired": {"batch_size", "mask_ratio", "norm_target"},
-    "multitask": {"batch_size", "tasks"},
-}
 
-
-def _check_stage_params(stage: str, params: Mapping[str, Any]) -> None:
-    allowed = _TRAINER_KEYS | _STAGE_KEYS[stage]
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} under '{stage}'; allowed: {sorted(allowed)}")
+def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Collection[str] | None = None) -> None:
+    """Keys (``mask_ratio`` names too when ``modalities`` is given) and batch size of a stage's block."""
+    check_keys(params, stage_schema(stage, modalities), stage)
     bs = params.get("batch_size", 64)
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
         raise ValueError(f"{stage}.batch_size must be a positive integer, got {bs!r}")
     if stage != "pretrain_unimodal" and bs < 2:
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
+
+
+def check_device(device: str, key: str) -> None:
+    """A CUDA device must exist on this machine (torch is imported only for a ``cuda`` device).
+
+    Args:
+        device: ``trainer.device`` as a stage resolves it (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...).
+        key: The parameter that set it, for the message (``trainer.device``, ``multitask.device``).
+
+    Raises:
+        ValueError: for a CUDA device on a machine without CUDA, or a device index it does not have.
+    """
+    if not str(device).startswith("cuda"):
+        return
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ValueError(f"{key}={device!r} is not a CUDA device; expected 'cuda' or 'cuda:<index>'")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"{key}={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"{key}={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def check_tasks(spec: Any, modalities: Collection[str], available: Mapping[str, Collection[str]],
+                source: str = "can produce") -> None:
+    """Check ``multitask.tasks`` (``"all"`` or ``{modality: [task, ...]}``) against the tasks there are.
+
+    Args:
+        spec: The ``multitask.tasks`` value.
+        modalities: The enabled modalities.
+        available: Task names per modality; a modality missing here is not checked.
+        source: How ``available`` was learnt, for the message (``"can produce"``, ``"has in data/..."``).
+
+    Raises:
+        ValueError: naming ``multitask.tasks.<modality>`` and the tasks there are.
+    """
+    if spec in (None, "all"):
+        return
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"multitask.tasks must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
+    for m, tasks in spec.items():
+        if m not in modalities:
+            close = did_you_mean(m, modalities)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise ValueError(f"multitask.tasks names modality {m!r}, which is not enabled; {hint}"
+                             f"enabled: {sorted(modalities)}")
+        if not isinstance(tasks, (str, list)) or not tasks:
+            raise ValueError(f"multitask.tasks.{m} must be a task name or a non-empty list, got {tasks!r}")
+        for t in [tasks] if isinstance(tasks, str) else tasks:
+            if m in available and t not in available[m]:
+                close = did_you_mean(t, available[m])
+                hint = f"did you mean {close!r}? " if close else ""
+                raise ValueError(f"multitask.tasks.{m}: unknown task {t!r}; {hint}{m} {source} "
+                                 f"{sorted(available[m])}")
 
 
 def _check_world(stage: str, stage_params: Mapping[str, Any], tcfg: TrainerConfig) -> None:
@@ -63,7 +114,6 @@ def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str]) -
     return ratios
 
 
-
 def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any],
                           modalities: list[str], model_params: Mapping[str, Any] | None = None) -> None:
     """Check one training stage's parameters without touching data (called before a run starts).
@@ -73,23 +123,19 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
     """
     if not isinstance(stage_params, Mapping):
         raise ValueError(f"'{stage}' parameters must be a mapping, got {type(stage_params).__name__}")
-    _check_stage_params(stage, stage_params)
-    _check_world(stage, stage_params, TrainerConfig.from_params(trainer_params, stage_params))
+    _check_stage_params(stage, stage_params, modalities)
+    tcfg = TrainerConfig.from_params(trainer_params, stage_params)
+    check_device(tcfg.device, f"{stage}.device" if "device" in stage_params else "trainer.device")
+    _check_world(stage, stage_params, tcfg)
     if stage in ("pretrain_paired", "multitask") and len(modalities) < 2:
         raise ValueError(f"{stage} needs at least two enabled modalities ('modalities'), got {modalities}")
-    if "mask_ratio" in _STAGE_KEYS[stage]:
+    if "mask_ratio" in STAGE_KEYS[stage]:
         _mask_ratios(stage, stage_params, sorted(modalities))
     if stage == "multitask":
-        spec = stage_params.get("tasks", "all")
-        if spec not in (None, "all"):
-            if not isinstance(spec, Mapping):
-                raise ValueError(f"multitask.tasks must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
-            for m, tasks in spec.items():
-                if m not in modalities:
-                    raise ValueError(f"multitask.tasks names modality {m!r}, which is not enabled; "
-                                     f"enabled: {sorted(modalities)}")
-                if not isinstance(tasks, (str, list)) or not tasks:
-                    raise ValueError(f"multitask.tasks.{m} must be a task name or a non-empty list, got {tasks!r}")
+        from omnivec2_pipelines.modalities.base import get_modality, registered_modalities
+
+        declared = {m: get_modality(m).task_names for m in modalities if m in registered_modalities()}
+        check_tasks(stage_params.get("tasks", "all"), modalities, declared)
     if model_params is not None:
         params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
         ModelConfig.from_dict(params)
