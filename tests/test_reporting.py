@@ -77,3 +77,14 @@ def test_confusion_figure_shows_its_whole_title_and_labels(names) -> None:
     w, h = fig.get_size_inches()
     assert bbox.x0 >= 0 and bbox.y0 >= 0 and bbox.x1 <= w and bbox.y1 <= h, (bbox, w, h)
     assert "text.classification" in fig.get_suptitle()
+
+
+def test_val_curves_beside_the_training_loss() -> None:
+    hist = {"multitask": pd.DataFrame({"step": [0, 1, 2, 3], "loss": [2.0, 1.0, 0.5, 0.4],
+                                       "elapsed_s": [0.1, 0.2, 0.3, 0.4],
+                                       "val.score": [None, 0.2, None, 0.1]})}
+    md = markdown_report(METRICS, hist)
+    assert "| multitask | 4 | 2.0000 | 0.4000 | 0.2000 (2) |" in md  # the best val step, 1-based
+    fig = loss_figures(hist)["multitask.png"]
+    (val,) = fig.axes[1].get_lines()[:1]
+    assert val.get_label() == "val score" and list(val.get_ydata()) == [0.2, 0.1]

@@ -50,7 +50,7 @@ Checker = Callable[[Any, Mapping[str, Any]], Any]
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "pretrain_unimodal": ("batch_size", "mask_ratio", "norm_target"),
     "pretrain_paired": ("batch_size", "mask_ratio", "norm_target"),
-    "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing"),
+    "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing", "augment"),
 }
 EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines")
 

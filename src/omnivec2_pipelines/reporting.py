@@ -75,13 +75,21 @@ def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.Dat
     for r in table.itertuples(index=False):
         base = "" if r.baseline is None or pd.isna(r.baseline) else f"{r.baseline:.4f}"
         lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.unit} | {r.model:.4f} | {base} | {r.better} |")
-    lines += ["", "## Training", "", "| stage | steps | first loss | last loss (mean of last 10%) | seconds |",
-              "|---|---:|---:|---:|---:|"]
+    lines += ["", "## Training", "",
+              "| stage | steps | first loss | last loss (mean of last 10%) | best val score (step) | seconds |",
+              "|---|---:|---:|---:|---:|---:|"]
     for stage, h in histories.items():
         if len(h):
             tail = max(1, len(h) // 10)
+            best = ""
+            if "val.score" in h and h["val.score"].notna().any():
+                i = h["val.score"].idxmax()
+                best = f"{h['val.score'][i]:.4f} ({int(h['step'][i]) + 1})"
             lines.append(f"| {stage} | {len(h)} | {h['loss'].iloc[0]:.4f} | {h['loss'].tail(tail).mean():.4f} | "
-                         f"{h['elapsed_s'].iloc[-1]:.0f} |")
+                         f"{best} | {h['elapsed_s'].iloc[-1]:.0f} |")
+    lines += ["", "Val score: pretraining, minus the mean masked-reconstruction loss on val rows; multitask, the mean "
+              "normalised score of every task's main metric on val rows against its baseline (positive = better "
+              "than the baseline). Each stage keeps the weights of its best val step (`trainer.select_best`)."]
     lines += ["", "Figures: `figures/loss/<stage>.png` (loss curves) and "
               "`figures/confusion/<modality>.<task>.png` (confusion matrices).", ""]
     return "\n".join(lines)
@@ -104,7 +112,15 @@ def loss_figures(histories: Mapping[str, pd.DataFrame], smooth: int = 25) -> dic
         ax.plot(h["step"], h["loss"].rolling(smooth, min_periods=1).mean(), color="black", lw=1.6, label="total")
         ax.set(title=f"{stage} loss (rolling mean of {smooth})", xlabel="step", ylabel="loss")
         ax.set_yscale("log")
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=6, ncol=2, loc="upper left")
+        if "val.score" in h and h["val.score"].notna().any():  # validation beside the training loss
+            val = h[["step", "val.score"]].dropna()
+            ax2 = ax.twinx()
+            ax2.plot(val["step"], val["val.score"], color="tab:red", marker="o", ms=3, lw=1.2, label="val score")
+            best = val.loc[val["val.score"].idxmax()]
+            ax2.axvline(best["step"], color="tab:red", ls=":", lw=1)
+            ax2.set_ylabel("val score (higher is better)", color="tab:red")
+            ax2.legend(fontsize=6, loc="upper right")
         fig.tight_layout()
         figs[f"{stage}.png"] = fig
     return figs

@@ -79,3 +79,30 @@ def test_single_modality_multitask_is_one_stream(model, bundles) -> None:
     start, end = _fit(model, obj)
     assert end < 0.2 * start and not calls
     assert obj.half == B
+
+
+@pytest.mark.parametrize("share, expected", [(0.0, 20), (1.0, 0), (0.5, None)])
+def test_single_stream_share_of_multitask_steps(model, bundles, share, expected) -> None:
+    """A share of the steps runs both halves as single streams (the inference path), the rest fused."""
+    model.add_head(HeadConfig("grid", "classification", "classification", 3))
+    model.add_head(HeadConfig("series", "forecasting", "regression", 16))
+    tasks = [TaskData("grid", "classification", "classification", _one_batch(bundles, target="y.classification")),
+             TaskData("series", "forecasting", "regression",
+                      _one_batch(bundles, "x_context", "y.forecasting", "series"))]
+    calls = []
+    model.fusion.register_forward_hook(lambda *a: calls.append(1))
+    cfg = TrainerConfig(steps=20, progress=False, log_every=1000)
+    Trainer(cfg).fit(model, Multitask(tasks, 2 * B, single_stream=share), "multitask")
+    if expected is None:
+        assert 3 <= len(calls) <= 17
+    else:
+        assert len(calls) == expected
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_prediction() -> None:
+    from omnivec2_pipelines.training.objectives import task_loss
+
+    logits, y = torch.tensor([[10.0, -10.0, -10.0]]), torch.tensor([0])
+    assert task_loss("classification", logits, y, 0.1) > task_loss("classification", logits, y) + 0.5
+    with pytest.raises(ValueError, match="single_stream"):
+        Multitask([], 8, single_stream=1.5)

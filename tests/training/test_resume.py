@@ -50,6 +50,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, uninterrupted, kill
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # the model selection (chosen step, val score) survives the kill too
+    assert (uninterrupted / "selection.json").read_text() == (tmp_path / "selection.json").read_text()
     for name in ("h1.csv", "h3.csv"):
         ha, hb = pd.read_csv(uninterrupted / name), pd.read_csv(tmp_path / name)
         assert ha["step"].tolist() == hb["step"].tolist() == list(range(10))
@@ -65,13 +67,13 @@ def test_changed_parameters_start_fresh(tmp_path, bundles, tiny_model_params, ca
 
     original = Trainer.fit
 
-    def fit(self, model, objective, stage, resume=None, on_step=None):
+    def fit(self, model, objective, stage, resume=None, on_step=None, validator=None):
         def stop(step):
             if step == 2:
                 killed_at["step"] = step
                 raise KeyboardInterrupt  # an interrupted run leaves its resume state behind
 
-        return original(self, model, objective, stage, resume, stop)
+        return original(self, model, objective, stage, resume, stop, validator)
 
     Trainer.fit = fit
     try:

@@ -41,6 +41,11 @@ class TrainerConfig:
         rdzv_timeout: Seconds to wait for all nodes to join before failing.
         max_restarts: Restarts of a failed worker group by the elastic agent (resuming from the
             last resume state).
+        eval_every: Evaluate on the val split every N steps and at the last step (0: never; the
+            stage then keeps its last step's weights).
+        eval_samples: Val rows per modality (pretraining) or per task (multitask) in each evaluation.
+        select_best: Keep the weights of the best validation step, not the last step's.
+        early_stopping: End the stage after this many evaluations without a val improvement (0: off).
     """
 
     steps: int = 300
@@ -66,6 +71,10 @@ class TrainerConfig:
     rdzv_id: str = ""
     rdzv_timeout: int = 300
     max_restarts: int = 0
+    eval_every: int = 0
+    eval_samples: int = 256
+    select_best: bool = True
+    early_stopping: int = 0
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
@@ -75,6 +84,8 @@ class TrainerConfig:
                   "nonfinite": self.nonfinite in ("raise", "skip"), "grad_accum_steps": self.grad_accum_steps >= 1,
                   "nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1,
                   "rdzv_timeout": self.rdzv_timeout >= 1, "max_restarts": self.max_restarts >= 0,
+                  "eval_every": self.eval_every >= 0, "eval_samples": self.eval_samples >= 1,
+                  "early_stopping": self.early_stopping >= 0,
                   "rdzv_backend": bool(self.rdzv_backend)}
         for key, ok in checks.items():
             if not ok:

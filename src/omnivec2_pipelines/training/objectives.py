@@ -7,8 +7,8 @@ stages of OmniVec2 differ only by the objective object they pass.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnivec2_pipelines.models import OmniVec2, Stream
+from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
 
 
@@ -172,21 +173,23 @@ class MaskedPaired(Objective):
 
 @dataclass(frozen=True)
 class TaskData:
-    """A supervised (modality, task) pair and its training rows."""
+    """A supervised (modality, task) pair, its training rows and the augmentation of its batches."""
 
     modality: str
     task: str
     kind: str
     source: BatchSource
+    augment: Mapping[str, float] = field(default_factory=dict)
 
 
-def task_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
-    """Cross-entropy for classification and per-point segmentation; mean squared error for
-    regression and dense (pixel-level) regression."""
+def task_loss(kind: str, out: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy for classification and per-point segmentation (with optional label
+    smoothing); mean squared error for regression and dense (pixel-level) regression."""
     if kind == "classification":
-        return F.cross_entropy(out.float(), y.long())
+        return F.cross_entropy(out.float(), y.long(), label_smoothing=label_smoothing)
     if kind == "segmentation":
-        return F.cross_entropy(out.float().reshape(-1, out.shape[-1]), y.long().reshape(-1))  # (B*P, K)
+        return F.cross_entropy(out.float().reshape(-1, out.shape[-1]), y.long().reshape(-1),  # (B*P, K)
+                               label_smoothing=label_smoothing)
     if kind == "regression":
         return F.mse_loss(out.float(), y.reshape(len(y), -1).float())
     if kind == "dense_regression":
@@ -200,11 +203,24 @@ class Multitask(Objective):
     With tasks of a single modality (e.g. ``multitask.tasks: {image: [classification]}``, or the
     study's ``single_task`` variant) every step draws one of its tasks for the whole batch and the
     network runs as one stream (no fusion), as at inference.
+
+    Args:
+        tasks: The (modality, task) pairs and their training rows.
+        batch_size: Samples per step (half from each of the two pairs).
+        single_stream: Share of steps whose two halves run as two single streams (no fusion), the
+            path evaluation and inference take; the other steps fuse them (the method's training).
+        label_smoothing: Label smoothing of the classification and segmentation losses.
     """
 
     name = "multitask"
 
-    def __init__(self, tasks: list[TaskData], batch_size: int) -> None:
+    def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
+                 label_smoothing: float = 0.0) -> None:
+        if not 0.0 <= single_stream <= 1.0:
+            raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"multitask.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.single_stream, self.label_smoothing = float(single_stream), float(label_smoothing)
         by_mod: dict[str, list[TaskData]] = {}
         for t in tasks:
             by_mod.setdefault(t.modality, []).append(t)
@@ -224,9 +240,15 @@ class Multitask(Objective):
         for m in self.order if self.single else _two_different(ctx.rng, self.order):
             options = self.by_mod[m]
             picked.append(options[int(ctx.rng.integers(len(options)))])
-        batches = [ctx.draw(t.source, self.half) for t in picked]
-        streams = model.forward_features([model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)])
-        losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y)
+        batches = [(augment.apply(x, t.augment, ctx.generator), y)
+                   for t, (x, y) in ((t, ctx.draw(t.source, self.half)) for t in picked)]
+        encoded = [model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)]
+        # drawn every step (also for single-modality runs), so the sampling stays the same whatever the share
+        alone = bool(ctx.rng.random() < self.single_stream)
+        streams = [s for e in encoded for s in model.forward_features(e)] if alone or self.single \
+            else model.forward_features(encoded)
+        losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y,
+                                                      self.label_smoothing)
                   for t, s, (x, y) in zip(picked, streams, batches)}
         total = sum(losses.values())
         return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses),

@@ -24,6 +24,38 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
                          f"paired modalities), got {bs}")
 
 
+#: Augmentation ops of ``multitask.augment.<modality>`` (implemented in :mod:`~omnivec2_pipelines.training.augment`).
+AUGMENT_OPS = ("shift", "flip", "time_mask", "freq_mask", "scale", "jitter", "rotate_z")
+
+
+def check_augment(spec: Any, modalities: Collection[str]) -> dict[str, dict[str, float]]:
+    """``multitask.augment``: ``{modality: {op: strength}}`` (a modality's ``null``/``false``: none).
+
+    Modalities that are not enabled are allowed (a config may serve several runs); unknown ops and
+    negative strengths raise naming the key.
+    """
+    if spec in (None, False):
+        return {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"multitask.augment must be a mapping modality -> {{op: strength}}, got {spec!r}")
+    out: dict[str, dict[str, float]] = {}
+    for m, ops in spec.items():
+        where = f"multitask.augment.{m}"
+        if ops in (None, False):
+            continue
+        if not isinstance(ops, Mapping):
+            raise ValueError(f"{where} must be a mapping op -> strength ({list(AUGMENT_OPS)}), got {ops!r}")
+        for op, s in ops.items():
+            if op not in AUGMENT_OPS:
+                from omnivec2_pipelines.params_schema import unknown_key_error
+
+                raise unknown_key_error(str(op), AUGMENT_OPS, where)
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+                raise ValueError(f"{where}.{op} must be a number >= 0, got {s!r}")
+        out[str(m)] = {str(op): float(s) for op, s in ops.items()}
+    return out
+
+
 def check_device(device: str, key: str) -> None:
     """A CUDA device must exist on this machine (torch is imported only for a ``cuda`` device).
 
@@ -136,6 +168,7 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
 
         declared = {m: get_modality(m).task_names for m in modalities if m in registered_modalities()}
         check_tasks(stage_params.get("tasks", "all"), modalities, declared)
+        check_augment(stage_params.get("augment"), modalities)
     if model_params is not None:
         params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
         ModelConfig.from_dict(params)

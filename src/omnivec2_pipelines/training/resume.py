@@ -27,7 +27,7 @@ from omnivec2_pipelines.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-_WEIGHTS, _OPTIM, _STATE = "model.safetensors", "optimizer.pt", "state.json"
+_WEIGHTS, _OPTIM, _STATE, _BEST = "model.safetensors", "optimizer.pt", "state.json", "best.safetensors"
 
 
 @dataclass
@@ -69,12 +69,19 @@ def _rng_state(gen: np.random.Generator) -> dict[str, Any]:
 
 def save_resume_state(cfg: ResumeConfig, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
                       sched: Any, generator: torch.Generator, rng: np.random.Generator,
-                      objective_state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """Write the state after ``step`` completed steps, atomically (the old state stays until then)."""
+                      objective_state: dict[str, Any], rows: list[dict[str, Any]],
+                      selection: dict[str, Any] | None = None,
+                      best_weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the state after ``step`` completed steps, atomically (the old state stays until then).
+
+    ``selection`` (JSON) and ``best_weights`` are the model selection's counters and best weights.
+    """
     state = {"fingerprint": cfg.fingerprint, "step": step, "scheduler": sched.state_dict(),
-             "rng": _rng_state(rng), "objective": objective_state, "rows": rows}
+             "rng": _rng_state(rng), "objective": objective_state, "rows": rows, "selection": selection}
     with atomic_path(cfg.directory) as tmp:
         tmp.mkdir()
+        if best_weights is not None:
+            save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / _BEST))
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / _WEIGHTS))
         torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state()}, tmp / _OPTIM)
@@ -83,8 +90,13 @@ def save_resume_state(cfg: ResumeConfig, step: int, model: torch.nn.Module, opt:
 
 def load_resume_state(cfg: ResumeConfig, stage: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
                       sched: Any, generator: torch.Generator, rng: np.random.Generator
-                      ) -> tuple[int, dict[str, Any], list[dict[str, Any]]] | None:
-    """Restore a matching state in place; returns ``(step, objective_state, rows)`` or None to start fresh."""
+                      ) -> tuple[int, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None,
+                                 dict[str, torch.Tensor] | None] | None:
+    """Restore a matching state in place.
+
+    Returns:
+        ``(step, objective_state, rows, selection, best_weights)``, or None to start fresh.
+    """
     d = cfg.directory
     if cfg.every <= 0 or not (d / _STATE).is_file():
         return None
@@ -106,7 +118,8 @@ def load_resume_state(cfg: ResumeConfig, stage: str, model: torch.nn.Module, opt
     generator.set_state(tensors["generator"])
     rng.bit_generator.state = state["rng"]
     log.info("%s: resumed from step %d (state in %s)", stage, state["step"], d)
-    return int(state["step"]), state["objective"], state["rows"]
+    best = load_file(str(d / _BEST)) if (d / _BEST).is_file() else None
+    return int(state["step"]), state["objective"], state["rows"], state.get("selection"), best
 
 
 def clear_resume_state(cfg: ResumeConfig) -> None:

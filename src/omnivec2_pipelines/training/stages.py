@@ -13,7 +13,7 @@ import torch
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
 from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2, TokenizerConfig, head_key
-from omnivec2_pipelines.training import distributed
+from omnivec2_pipelines.training import augment, distributed
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from omnivec2_pipelines.training.data import BatchSource
 from omnivec2_pipelines.training.objectives import MaskedPaired, MaskedUnimodal, Multitask, Objective, TaskData
@@ -21,10 +21,12 @@ from omnivec2_pipelines.training.params import (  # noqa: F401  (validate_stage_
     _check_stage_params,
     _check_world,
     _mask_ratios,
+    check_augment,
     validate_stage_params,
 )
 from omnivec2_pipelines.training.resume import ResumeConfig, fingerprint
 from omnivec2_pipelines.training.trainer import Trainer, TrainerConfig
+from omnivec2_pipelines.training.validation import ReconstructionValidator, TaskValidator, Validator, val_rows
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +85,51 @@ def resume_config(stage: str, tcfg: TrainerConfig, stage_params: Mapping[str, An
 
 
 def _fit_worker(tcfg: TrainerConfig, model: OmniVec2, objective: Objective, stage: str,
-                resume: ResumeConfig | None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One rank of a data-parallel stage: train, hand back the weights (as numpy) and the history."""
+                resume: ResumeConfig | None, validator: Validator | None
+                ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """One rank of a data-parallel stage: train, hand back the weights (as numpy), history and selection."""
     # tensors reach the workers in shared memory: every rank needs its own copy of the weights it updates
     model = copy.deepcopy(model)
-    history = Trainer(tcfg).fit(model, objective, stage, resume)
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, history
+    trainer = Trainer(tcfg)
+    history = trainer.fit(model, objective, stage, resume, validator=validator)
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, history, trainer.selection
 
 
 def _run(stage: str, model: OmniVec2, objective: Objective, tcfg: TrainerConfig,
-         bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
-    """Train in this process, or on ``trainer.nproc_per_node x trainer.nnodes`` data-parallel ranks."""
+         bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
+         validator: Validator | None = None) -> tuple[Checkpoint, pd.DataFrame]:
+    """Train in this process, or on ``trainer.nproc_per_node x trainer.nnodes`` data-parallel ranks.
+
+    The checkpoint's meta records the model selection (chosen step, val score, why training stopped).
+    """
     _check_world(stage, stage_params, tcfg)
     resume = resume_config(stage, tcfg, stage_params, model, bundles)
     if tcfg.world_size > 1:
-        weights, history = distributed.launch(_fit_worker, (tcfg, model.cpu(), objective, stage, resume),
-                                              tcfg.launch_spec(), stage)
+        weights, history, selection = distributed.launch(
+            _fit_worker, (tcfg, model.cpu(), objective, stage, resume, validator), tcfg.launch_spec(), stage)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     else:
-        history = Trainer(tcfg).fit(model, objective, stage, resume)
-    return Checkpoint(model.cpu(), {"stage": stage, "data": _data_meta(bundles)}), history
+        trainer = Trainer(tcfg)
+        history = trainer.fit(model, objective, stage, resume, validator=validator)
+        selection = trainer.selection
+    meta = {"stage": stage, "data": _data_meta(bundles), "training": {"steps": tcfg.steps, **selection}}
+    return Checkpoint(model.cpu(), meta), history
+
+
+def _reconstruction_validator(stage: str, bundles: Mapping[str, ArrayBundle], ratios: Mapping[str, float],
+                              tcfg: TrainerConfig, norm_target: bool) -> Validator | None:
+    """Masked reconstruction on the val rows of every modality that has some (None when validation is off)."""
+    if tcfg.eval_every <= 0:
+        return None
+    inputs = {}
+    for m, b in sorted(bundles.items()):
+        x = val_rows(b, b.meta.get("pretrain_input_key", "x"), tcfg.eval_samples)
+        if x is None:
+            log.warning("%s: %s has no val rows, so it is not validated during training (give the data set a "
+                        "val split, or %s.source.val_fraction > 0)", stage, m, m)
+        else:
+            inputs[m] = x
+    return ReconstructionValidator(inputs, ratios, norm_target, tcfg.seed) if inputs else None
 
 
 def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[str, Any],
@@ -114,9 +141,10 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     ratios = _mask_ratios("pretrain_unimodal", stage_params, sorted(bundles))
     torch.manual_seed(tcfg.seed)  # initial weights depend only on the seed
     model = build_model(model_params, bundles)
-    obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
-                         stage_params.get("norm_target", True))
-    return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params)
+    norm = stage_params.get("norm_target", True)
+    obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm)
+    return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params,
+                _reconstruction_validator("pretrain_unimodal", bundles, ratios, tcfg, norm))
 
 
 def fresh_checkpoint(bundles: Mapping[str, ArrayBundle], model_params: Mapping[str, Any], seed: int) -> Checkpoint:
@@ -134,9 +162,10 @@ def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_
     model = init.model
     torch.manual_seed(tcfg.seed)
     attach_modalities(model, bundles)
-    obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64),
-                       stage_params.get("norm_target", True))
-    return _run("pretrain_paired", model, obj, tcfg, bundles, stage_params)
+    norm = stage_params.get("norm_target", True)
+    obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm)
+    return _run("pretrain_paired", model, obj, tcfg, bundles, stage_params,
+                _reconstruction_validator("pretrain_paired", bundles, ratios, tcfg, norm))
 
 
 def select_tasks(bundles: Mapping[str, ArrayBundle], spec: Any) -> list[tuple[str, str]]:
@@ -165,12 +194,16 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
     torch.manual_seed(tcfg.seed)  # new heads/tokenizers start from seeded weights
     attach_modalities(model, bundles)
     tasks = []
-    for i, (m, t) in enumerate(select_tasks(bundles, stage_params.get("tasks", "all"))):
+    pairs = select_tasks(bundles, stage_params.get("tasks", "all"))
+    aug = check_augment(stage_params.get("augment"), list(bundles))
+    for i, (m, t) in enumerate(pairs):
         spec = bundles[m].tasks[t]
         if head_key(m, t) not in model.heads:
             model.add_head(HeadConfig(m, t, spec.kind, spec.out_dim))
         src = BatchSource(bundles[m].get("train", spec.input_key), bundles[m].get("train", spec.target_key),
                           tcfg.seed + i, f"{m}.train.{spec.input_key}")
-        tasks.append(TaskData(m, t, spec.kind, src))
-    obj = Multitask(tasks, stage_params.get("batch_size", 64))
-    return _run("multitask", model, obj, tcfg, bundles, stage_params)
+        tasks.append(TaskData(m, t, spec.kind, src, augment.for_task(aug.get(m, {}), spec.kind)))
+    obj = Multitask(tasks, stage_params.get("batch_size", 64), stage_params.get("single_stream", 0.0),
+                    stage_params.get("label_smoothing", 0.0))
+    validator = TaskValidator.from_bundles(pairs, bundles, tcfg.eval_samples, tcfg.seed) if tcfg.eval_every else None
+    return _run("multitask", model, obj, tcfg, bundles, stage_params, validator)

@@ -18,6 +18,7 @@ from omnivec2_pipelines.models.layers import Block
 from omnivec2_pipelines.training import distributed as ddp
 from omnivec2_pipelines.training.config import TrainerConfig
 from omnivec2_pipelines.training.objectives import Objective, StepContext, StepOutput
+from omnivec2_pipelines.training.validation import Selection, Validator
 from omnivec2_pipelines.training.resume import (
     ResumeConfig,
     clear_resume_state,
@@ -89,6 +90,8 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        #: After :meth:`fit`: the chosen step, its val score, why training stopped, which weights were kept.
+        self.selection: dict[str, Any] = {}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
@@ -96,7 +99,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _resume(self, resume: ResumeConfig, stage: str, model: OmniVec2, opt: torch.optim.Optimizer, sched: Any,
-                ctx: StepContext, objective: Objective) -> tuple[int, list[dict[str, Any]]]:
+                ctx: StepContext, objective: Objective, selection: Selection) -> tuple[int, list[dict[str, Any]]]:
         """Load the resume state on rank 0 and hand it to every rank; ``(first step, rows)``."""
         rank, world = ddp.rank_world()
         loaded = load_resume_state(resume, stage, model, opt, sched, ctx.generator, ctx.rng) if rank == 0 else None
@@ -115,13 +118,21 @@ class Trainer:
                 loaded = state[0]
         if loaded is None:
             return 0, []
-        first, objective_state, rows = loaded
+        first, objective_state, rows, sel_state, best = loaded
         objective.load_state_dict(objective_state)
+        if sel_state is not None:
+            selection.load_state_dict(sel_state, best)
         return first, rows
 
     def fit(self, model: OmniVec2, objective: Objective, stage: str, resume: ResumeConfig | None = None,
-            on_step: Callable[[int], None] | None = None) -> pd.DataFrame:
+            on_step: Callable[[int], None] | None = None, validator: Validator | None = None) -> pd.DataFrame:
         """Train in place; returns the loss history (one row per step, averaged over ranks).
+
+        With a ``validator`` and ``trainer.eval_every`` > 0, the model is scored on held-out rows
+        every ``eval_every`` steps and after the last one (columns ``val.score`` and the validator's
+        metrics in the history); the stage ends early after ``trainer.early_stopping`` evaluations
+        without improvement, and with ``trainer.select_best`` the model ends with the weights of its
+        best evaluation. :attr:`selection` then says which step was chosen and why training stopped.
 
         Args:
             model: The network (moved to the trainer's device).
@@ -129,6 +140,7 @@ class Trainer:
             stage: Name for logs and errors.
             resume: Where to save the resume state every N steps and resume from it.
             on_step: Called with the step index after every completed step.
+            validator: Scores the model on val rows (higher is better).
 
         Raises:
             FloatingPointError: on a non-finite loss, naming stage, step and what was trained.
@@ -147,7 +159,9 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
         ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device,
                           (rank, world), cfg.pin_memory and self.device.type == "cuda")
-        first, rows = self._resume(resume, stage, model, opt, sched, ctx, objective) if resume else (0, [])
+        sel = Selection(cfg.early_stopping)
+        validate = validator is not None and cfg.eval_every > 0
+        first, rows = self._resume(resume, stage, model, opt, sched, ctx, objective, sel) if resume else (0, [])
         runner: torch.nn.Module = _StepModule(model, objective)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -189,19 +203,49 @@ class Trainer:
                 recent = np.mean([r["loss"] for r in rows[-cfg.log_every:]])
                 log.info("%s step %d/%d loss %.4f (%.0f samples/s)", stage, step + 1, cfg.steps, recent,
                          samples / elapsed)
+            stop = False
+            if validate and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+                stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
             if (rank == 0 and resume is not None and resume.every and (step + 1) % resume.every == 0
-                    and step + 1 < cfg.steps):
+                    and step + 1 < cfg.steps and not stop):
                 save_resume_state(resume, step + 1, model, opt, sched, ctx.generator, ctx.rng,
-                                  objective.state_dict(), rows)
+                                  objective.state_dict(), rows, sel.state_dict(), sel.best_state)
             if on_step is not None:
                 on_step(step)
             for callback in STEP_CALLBACKS:
                 callback(stage, step, rows[-1]["loss"])
+            if stop:
+                break
         bar.close()
         if resume is not None and rank == 0:
             clear_resume_state(resume)
+        self.selection = sel.summary(len(rows), cfg.steps)
+        if cfg.select_best and sel.best_state is not None:
+            model.load_state_dict(sel.best_state)
+            self.selection["weights"] = "best val step"
+        else:
+            self.selection["weights"] = "last step"
+            self.selection["chosen_step"] = len(rows)
+        if rank == 0 and sel.evaluations:
+            log.info("%s: %s; keeping the weights of step %d (val score %.4f)", stage, self.selection["stopped"],
+                     self.selection["chosen_step"], sel.best_score)
         model.eval()
         return pd.DataFrame(rows)
+
+    def _validate(self, validator: Validator, model: OmniVec2, sel: Selection, step: int, row: dict[str, Any],
+                  stage: str, rank: int) -> bool:
+        """Score the model (every rank scores the same rows, so all take the same decision); the
+        scores go into the history ``row``. Returns whether the stage should stop."""
+        model.eval()
+        with self._autocast():
+            score, metrics = validator(model, self.device)
+        model.train()
+        row.update({"val.score": score, **metrics})
+        stop = sel.update(step + 1, score, model)
+        if rank == 0:
+            log.info("%s step %d: val score %.4f (best %.4f at step %d)", stage, step + 1, score, sel.best_score,
+                     sel.best_step)
+        return stop
 
     def _step(self, runner: torch.nn.Module, opt: torch.optim.Optimizer, ctx: StepContext, world: int
               ) -> tuple[list[StepOutput], str | None]:

@@ -1,0 +1,171 @@
+"""Validation during training: best-step selection, early stopping, val-only scoring, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from omnivec2_pipelines.modalities.base import ArrayBundle
+from omnivec2_pipelines.models import HeadConfig
+from omnivec2_pipelines.training import stages
+from omnivec2_pipelines.training.data import BatchSource
+from omnivec2_pipelines.training.objectives import Multitask, TaskData
+from omnivec2_pipelines.training.resume import ResumeConfig
+from omnivec2_pipelines.training.trainer import STEP_CALLBACKS, Trainer, TrainerConfig
+from omnivec2_pipelines.training.validation import ReconstructionValidator, Selection, TaskValidator
+
+TRAINER = {"device": "cpu", "seed": 0, "progress": False, "warmup_steps": 2}
+
+
+class _Curve:
+    """A validator whose scores follow a fixed curve (one value per evaluation)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.calls = list(scores), 0
+
+    def __call__(self, model, device):
+        self.calls += 1
+        return self.scores[self.calls - 1], {"val.fake": float(self.calls)}
+
+
+def _multitask(bundles, model):
+    model.add_head(HeadConfig("grid", "classification", "classification", 3))
+    b = bundles["grid"]
+    return Multitask([TaskData("grid", "classification", "classification",
+                               BatchSource(b.get("train", "x"), b.get("train", "y.classification"), 0, "grid"))], 8)
+
+
+@pytest.fixture
+def model(bundles, tiny_model_params):
+    torch.manual_seed(0)
+    return stages.build_model(tiny_model_params, bundles)
+
+
+def test_best_step_weights_are_kept_not_the_last(model, bundles) -> None:
+    objective = _multitask(bundles, model)
+    snapshots = {}
+    cfg = TrainerConfig(steps=20, lr=3e-3, eval_every=5, progress=False, device="cpu")
+    trainer = Trainer(cfg)
+    hist = trainer.fit(model, objective, "multitask", validator=_Curve([0.1, 0.5, 0.3, 0.2]),
+                       on_step=lambda s: snapshots.__setitem__(s + 1, {k: v.clone() for k, v in
+                                                                       model.state_dict().items()}))
+    assert len(hist) == 20 and trainer.selection["chosen_step"] == 10
+    assert trainer.selection["val_score"] == 0.5 and trainer.selection["stopped"] == "completed all 20 steps"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[10][k]), k
+    assert not all(torch.equal(v, snapshots[20][k]) for k, v in model.state_dict().items())
+    assert hist["val.score"].dropna().tolist() == [0.1, 0.5, 0.3, 0.2]
+    assert hist.loc[hist["val.score"].notna(), "step"].tolist() == [4, 9, 14, 19]
+
+
+def test_early_stopping_ends_the_stage(model, bundles) -> None:
+    cfg = TrainerConfig(steps=100, eval_every=5, early_stopping=2, progress=False, device="cpu")
+    trainer = Trainer(cfg)
+    curve = _Curve([0.1, 0.5, 0.4, 0.3, 0.9, 1.0])
+    hist = trainer.fit(model, _multitask(bundles, model), "multitask", validator=curve)
+    assert len(hist) == 20 and curve.calls == 4  # best at eval 2, two evaluations without improvement
+    assert trainer.selection["chosen_step"] == 10 and "early stopping" in trainer.selection["stopped"]
+
+
+def test_select_best_off_keeps_last_weights(model, bundles) -> None:
+    cfg = TrainerConfig(steps=10, eval_every=5, select_best=False, progress=False, device="cpu")
+    trainer = Trainer(cfg)
+    trainer.fit(model, _multitask(bundles, model), "multitask", validator=_Curve([0.9, 0.1]))
+    assert trainer.selection["chosen_step"] == 10 and trainer.selection["weights"] == "last step"
+
+
+def test_task_validator_scores_only_val_rows(model, bundles) -> None:
+    b = bundles["grid"]
+    poisoned = dict(b.arrays)
+    for split in ("test",):  # test rows must never be read during training
+        poisoned[f"{split}.x"] = np.full_like(b.arrays[f"{split}.x"], np.nan)
+    data = {"grid": ArrayBundle(poisoned, b.meta), "series": bundles["series"]}
+    model.add_head(HeadConfig("grid", "classification", "classification", 3))
+    validator = TaskValidator.from_bundles([("grid", "classification")], data, limit=5)
+    seen = []
+    model.tokenizers["grid"].register_forward_hook(lambda mod, args, out: seen.append(args[0].clone()))
+    score, metrics = validator(model, torch.device("cpu"))
+    assert np.isfinite(score) and set(metrics) == {"val.grid.classification.accuracy"}
+    rows = torch.cat(seen)
+    assert torch.equal(rows, torch.from_numpy(b.get("val", "x")[:5]))
+    # the score is the normalised score against the baseline on the same val rows
+    (vt,) = validator.tasks
+    from omnivec2_pipelines.training.scores import normalised_score
+
+    assert score == pytest.approx(normalised_score(metrics["val.grid.classification.accuracy"], vt.baseline, "max"))
+
+
+def test_reconstruction_validator_is_deterministic(model, bundles) -> None:
+    v = ReconstructionValidator({"grid": bundles["grid"].get("val", "x")}, {"grid": 0.5}, True)
+    a, b = v(model, torch.device("cpu")), v(model, torch.device("cpu"))
+    assert a == b and a[0] < 0 and set(a[1]) == {"val.loss.grid"}
+
+
+def test_stages_record_the_selection_in_the_checkpoint(bundles, tiny_model_params, tmp_path) -> None:
+    trainer = {**TRAINER, "eval_every": 3, "eval_samples": 6}
+    ck1, h1 = stages.pretrain_unimodal(bundles, tiny_model_params, {"steps": 6, "batch_size": 8,
+                                                                    "mask_ratio": {"default": 0.5}}, trainer)
+    assert {"val.score", "val.loss.grid", "val.loss.series"} <= set(h1.columns)
+    ck3, h3 = stages.multitask(ck1, bundles, {"steps": 9, "batch_size": 8}, trainer)
+    sel = ck3.meta["training"]
+    assert sel["evaluations"] == 3 and sel["chosen_step"] in (3, 6, 9) and sel["steps"] == 9
+    assert sel["val_score"] == pytest.approx(h3["val.score"].max())
+    assert {"val.grid.classification.accuracy", "val.series.forecasting.mse"} <= set(h3.columns)
+    ck3.save(tmp_path / "ck")
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["meta"]["training"]["chosen_step"] == \
+        sel["chosen_step"]
+
+
+def test_bundle_without_val_rows_is_named(bundles, tiny_model_params, caplog) -> None:
+    arrays = {k: v for k, v in bundles["series"].arrays.items() if not k.startswith("val.")}
+    data = {"grid": bundles["grid"], "series": ArrayBundle(arrays, bundles["series"].meta)}
+    with caplog.at_level(logging.WARNING):
+        ck, hist = stages.pretrain_unimodal(data, tiny_model_params, {"steps": 2, "batch_size": 8,
+                                                                      "mask_ratio": 0.5},
+                                            {**TRAINER, "eval_every": 1})
+    assert "series has no val rows" in caplog.text and "val.loss.series" not in hist.columns
+    assert "val.loss.grid" in hist.columns
+
+
+def test_resume_after_a_kill_keeps_the_chosen_step_and_weights(bundles, tiny_model_params, tmp_path) -> None:
+    """Killed after the best evaluation: the resumed stage ends with the same chosen step and weights."""
+    def run(resume_dir, kill_at=None):
+        torch.manual_seed(0)
+        model = stages.build_model(tiny_model_params, bundles)
+        objective = _multitask(bundles, model)
+        validator = TaskValidator.from_bundles([("grid", "classification")], bundles, limit=12)
+        cfg = TrainerConfig(steps=16, lr=3e-3, eval_every=4, checkpoint_every=2, progress=False, device="cpu")
+        resume = ResumeConfig(resume_dir, 2, "fp")
+        trainer = Trainer(cfg)
+
+        def kill(stage, step, loss):
+            if step == kill_at:
+                raise KeyboardInterrupt
+
+        STEP_CALLBACKS.append(kill)
+        try:
+            trainer.fit(model, objective, "multitask", resume, validator=validator)
+        finally:
+            STEP_CALLBACKS.remove(kill)
+        return trainer.selection, model.state_dict()
+
+    straight_sel, straight_w = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", kill_at=10)
+    assert (tmp_path / "b" / "best.safetensors").is_file()
+    sel, w = run(tmp_path / "b")
+    assert sel == straight_sel
+    for k in straight_w:
+        assert torch.equal(w[k], straight_w[k]), k
+
+
+def test_selection_counts_improvements_with_min_delta() -> None:
+    sel = Selection(patience=1, min_delta=0.1)
+    m = torch.nn.Linear(1, 1)
+    assert not sel.update(1, 0.5, m)
+    assert sel.update(2, 0.55, m)  # not an improvement of at least 0.1
+    assert sel.best_step == 1 and sel.summary(2, 10)["stopped"].startswith("early stopping")
