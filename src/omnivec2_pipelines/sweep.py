@@ -29,13 +29,12 @@ from typing import Any, Callable, Mapping
 
 import optuna
 import pandas as pd
-from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
-from kedro.runner import SequentialRunner
 from optuna.storages import JournalStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # not re-exported; RDBStorage implements it the same way
 from optuna.trial import FrozenTrial, TrialState
 
+from omnivec2_pipelines.pipelines.nested import run_nested
 from omnivec2_pipelines.training import trainer as trainer_module
 
 log = logging.getLogger(__name__)
@@ -298,13 +297,6 @@ def available_metrics(bundles: Mapping[str, Any], tasks_spec: Any) -> set[str]:
     return out
 
 
-class _Kept(MemoryDataset):
-    """Outputs stay loadable after the run (the runner would release intermediate ones)."""
-
-    def _release(self) -> None:
-        pass
-
-
 def _suggest(trial: optuna.Trial, path: str, dist: Mapping[str, Any]) -> Any:
     kind = dist.get("type", "float")
     if kind == "float":
@@ -312,13 +304,6 @@ def _suggest(trial: optuna.Trial, path: str, dist: Mapping[str, Any]) -> Any:
     if kind == "int":
         return trial.suggest_int(path, int(dist["low"]), int(dist["high"]), log=bool(dist.get("log")))
     return trial.suggest_categorical(path, list(dist["choices"]))
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    out[prefix] = value
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
 
 
 def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str, Pipeline],
@@ -349,14 +334,6 @@ def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str
             _set(trial_params, path, _suggest(trial, path, dist))
         _set(trial_params, "evaluation.split", spec.split)
         _set(trial_params, "trainer.resume_dir", "")  # trials never resume each other
-        flat: dict[str, Any] = {}
-        for k, v in trial_params.items():
-            _flatten(f"params:{k}", v, flat)
-        catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in flat.items()})
-        for name, value in inputs().items():
-            catalog[name] = MemoryDataset(value, copy_mode="assign")
-        for name in pipe.all_outputs():
-            catalog[name] = _Kept(copy_mode="assign")
         losses: list[float] = []
 
         def report(stage: str, step: int, loss: float) -> None:
@@ -372,10 +349,10 @@ def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str
 
         trainer_module.STEP_CALLBACKS.append(report)
         try:
-            SequentialRunner().run(pipe, catalog)
+            outputs = run_nested(pipe, trial_params, inputs())
         finally:
             trainer_module.STEP_CALLBACKS.remove(report)
-        value = float(catalog.load("metrics")[spec.objective])
+        value = float(outputs["metrics"][spec.objective])
         log.info("sweep trial %d: %s = %.4f with %s", trial.number, spec.objective, value, trial.params)
         return value
 
