@@ -244,7 +244,8 @@ class StudyRunner:
                 "init": "fresh" if stages[0] != "pretrain_unimodal" else "stage1"}
         return [_digest({**base, "chain": [[s, p.get(s)] for s in stages[:i + 1]]}) for i in range(len(stages))]
 
-    def _train_chain(self, stages: tuple[str, ...], p: dict[str, Any], run: str) -> tuple[Checkpoint, list[dict[str, Any]]]:
+    def _train_chain(self, stages: tuple[str, ...], p: dict[str, Any],
+                     run: str) -> tuple[Checkpoint, list[dict[str, Any]]]:
         """The final checkpoint of ``stages``, training only what no earlier run cached."""
         from omnivec2_pipelines.pipelines.nested import run_nested
         from omnivec2_pipelines.training.checkpoint import Checkpoint
