@@ -35,8 +35,8 @@ def _tokenized_tasks(catalog: Any, name: str) -> list[str] | None:
     from omnivec2_pipelines.shards import INDEX
 
     dataset = catalog.get(name)  # None when the catalog has no such entry
-    # an ArrayBundleDataset describes itself by its folder; other datasets (in memory) have none
-    path = (dataset._describe() or {}).get("path") if dataset is not None else None
+    # an ArrayBundleDataset knows its folder; other datasets (in memory) have none
+    path = getattr(dataset, "path", None) if dataset is not None else None
     index = Path(str(path)) / INDEX if path else None
     if index is None or not index.is_file():
         return None

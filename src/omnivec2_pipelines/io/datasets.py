@@ -63,6 +63,11 @@ class ArrayBundleDataset(AbstractDataset[ArrayBundle, ArrayBundle]):
     def _exists(self) -> bool:
         return (Path(self._path) / "index.json").is_file()
 
+    @property
+    def path(self) -> str:
+        """The bundle's folder (``index.json`` + shards)."""
+        return str(self._path)
+
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "shard_mb": self._shard_mb}
 
