@@ -150,7 +150,6 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
     ``{"<modality>.<task>": {"units": {metric: unit}}}`` (see :func:`metric_units`), plus
     ``"confusion": [[...]], "class_names": [...]`` for classification.
     """
-    from omnivec2_pipelines.modalities.base import get_modality
 
     out: dict[str, Any] = {}
     for hcfg in sorted(model.cfg.heads.values(), key=lambda h: (h.modality, h.task)):
@@ -176,12 +175,8 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
         if baselines:
             # the classical baselines fit in memory: sharded arrays are read whole here
             x_tr, y_tr = np.asarray(b.get("train", spec.input_key)), np.asarray(b.get("train", spec.target_key))
-            x = np.asarray(x)
-            if spec.kind != "segmentation":
-                mod = get_modality(m) if m in _registered() else None
-                feats = (lambda a: mod.baseline_features(a, b.meta)) if mod else (lambda a: a.reshape(len(a), -1))
-                x_tr, x = feats(x_tr), feats(x)
-            pred = baseline_predictions(spec, x_tr, y_tr, x, seed)
+            pred = baseline_predictions(spec, task_baseline_features(m, b, spec, x_tr), y_tr,
+                                        task_baseline_features(m, b, spec, np.asarray(x)), seed)
             for k, v in task_metrics(spec, y, pred, scale).items():
                 out[f"{m}.{t}.baseline.{k}"] = v
     return out
