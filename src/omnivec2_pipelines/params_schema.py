@@ -48,9 +48,10 @@ Checker = Callable[[Any, Mapping[str, Any]], Any]
 
 #: Keys of each training stage beside the trainer keys (a stage may override any ``trainer`` key).
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrain_unimodal": ("batch_size", "mask_ratio", "norm_target"),
-    "pretrain_paired": ("batch_size", "mask_ratio", "norm_target"),
-    "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing", "augment"),
+    "pretrain_unimodal": ("batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
+    "pretrain_paired": ("batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
+    "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
+                  "sampling_temperature", "loss_weights"),
 }
 EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines")
 

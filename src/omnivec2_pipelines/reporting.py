@@ -10,14 +10,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-#: Metrics where lower is better (the others: higher is better).
-LOWER_IS_BETTER = {"mse", "mae", "rmse", "abs_rel", "mse_standardized"}
+from omnivec2_pipelines.tasks.base import LOWER_IS_BETTER, METRIC_UNITS
 
 #: The unit of each metric name (``training.evaluation.metric_units`` refines "target" per task; the
 #: evaluation details say it for every task they list).
-DEFAULT_UNITS = {"accuracy": "fraction (0-1)", "macro_f1": "0-1", "miou": "0-1",
-                 "abs_rel": "ratio (abs. error / target)", "rmse": "target", "mae": "target", "mse": "target^2",
-                 "mse_standardized": "z-score^2"}
+DEFAULT_UNITS = METRIC_UNITS
 
 UNITS_LEGEND = (
     "Units: `fraction (0-1)` and `0-1` are shares (1 = perfect); `ratio` is the mean of abs(error) / target. "

@@ -298,22 +298,24 @@ class StudyRunner:
     # ---- runs ----------------------------------------------------------------------------------------
     def _single_task_params(self, p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """One parameter set per (modality, task): its share of multitask's samples, single stream."""
+        from omnivec2_pipelines.training.params import stage_sampling
+        from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
         from omnivec2_pipelines.training.stages import select_tasks
 
-        pairs = select_tasks(self.bundles, p["multitask"].get("tasks", "all"))
-        per_mod: dict[str, int] = {}
-        for m, _ in pairs:
-            per_mod[m] = per_mod.get(m, 0) + 1
         mt = p["multitask"]
+        pairs = select_tasks(self.bundles, mt.get("tasks", "all"))
+        items = [SamplerItem(m, f"{m}.{t}", len(self.bundles[m].get("train", self.bundles[m].tasks[t].input_key)))
+                 for m, t in pairs]
+        several = len({m for m, _ in pairs}) > 1
+        # P(task takes part in a step) under multitask's own sampling; half a batch each time (one modality: all)
+        share = TaskSampler(items, 2 if several else 1, *stage_sampling("multitask", mt)).inclusion()
         bs, steps = mt.get("batch_size", 64), mt["steps"]
+        batch = bs // 2 if several else bs
         out = []
-        for m, t in pairs:
+        for (m, t), it in zip(pairs, items):
             q = copy.deepcopy(p)
-            if len(per_mod) > 1:  # multitask: P(task per step) = 2 / (M * T_m), half a batch each time
-                share, batch = 2 / (len(per_mod) * per_mod[m]), bs // 2
-            else:  # one modality: P = 1 / T_m, the whole batch
-                share, batch = 1 / per_mod[m], bs
-            q["multitask"].update(tasks={m: [t]}, batch_size=max(1, batch), steps=max(1, int(round(steps * share))))
+            q["multitask"].update(tasks={m: [t]}, batch_size=max(1, batch),
+                                  steps=max(1, int(round(steps * share[it.name]))))
             out.append((f"{m}.{t}", q))
         return out
 

@@ -35,14 +35,14 @@ from optuna.storages._heartbeat import BaseHeartbeat  # not re-exported; RDBStor
 from optuna.trial import FrozenTrial, TrialState
 
 from omnivec2_pipelines.pipelines.nested import run_nested
+from omnivec2_pipelines.tasks import task_kinds
 from omnivec2_pipelines.training import trainer as trainer_module
 
 log = logging.getLogger(__name__)
 
 STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
-#: Metric names evaluation writes per task kind (see ``training.evaluation.task_metrics``).
-METRICS_BY_KIND = {"classification": ("accuracy", "macro_f1"), "regression": ("mse", "mae"),
-                   "dense_regression": ("rmse", "abs_rel", "mse_standardized"), "segmentation": ("miou", "accuracy")}
+#: Metric names evaluation writes per task kind (each kind's ``metrics``, :mod:`omnivec2_pipelines.tasks`).
+METRICS_BY_KIND = {name: k.metrics for name, k in task_kinds().items()}
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 #: Seconds between heartbeats of a running trial (``sweep.heartbeat_interval``); a trial without one
 #: for twice as long is failed and retried.

@@ -160,3 +160,22 @@ def test_dense_head_predicts_full_resolution_and_unpatchify_inverts() -> None:
     assert out.shape == (3, 1, 16, 8) and torch.isfinite(out).all()
     out.mean().backward()
     assert all(p.grad is not None for p in model.heads["img__depth"].parameters())
+
+
+def test_drop_path_is_per_sample_in_training_and_off_in_eval() -> None:
+    from omnivec2_pipelines.models.layers import Encoder, drop_path
+
+    x = torch.ones(1000, 3, 4)
+    torch.manual_seed(0)
+    y = drop_path(x, 0.25, training=True)
+    kept = y[:, 0, 0] != 0
+    assert (y[kept] == 1 / 0.75).all() and (y[~kept] == 0).all()  # whole samples dropped, the rest rescaled
+    assert 0.2 < 1 - kept.float().mean().item() < 0.3
+    assert torch.equal(drop_path(x, 0.25, training=False), x)
+    enc = Encoder(8, 3, 2, drop_path=0.2)
+    assert [b.drop_path for b in enc.blocks] == pytest.approx([0.0, 0.1, 0.2])
+    enc.eval()
+    z = torch.randn(2, 5, 8)
+    assert torch.equal(enc(z), enc(z))
+    with pytest.raises(ValueError, match=r"model.drop_path must be in \[0, 1\)"):
+        ModelConfig(drop_path=1.0)

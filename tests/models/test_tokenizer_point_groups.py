@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 
 from omnivec2_pipelines.modalities.point_cloud import farthest_point_indices
 from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2
-from omnivec2_pipelines.models.tokenizers.point_groups import PointGroupsTokenizer, farthest_point_sample
+from omnivec2_pipelines.models.tokenizers import point_groups
+from omnivec2_pipelines.models.tokenizers.point_groups import (PointGrouping, PointGroupsTokenizer,
+                                                               farthest_point_sample)
 
 CFG = {"kind": "point_groups", "n_points": 64, "n_groups": 8, "group_size": 16}
 
@@ -124,3 +128,101 @@ def test_segmentation_head_uses_centers() -> None:
     out.logsumexp(-1).mean().backward()
     for name, p in m.tokenizers["mod"].named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def _slow_fps(x: torch.Tensor, m: int) -> list[list[int]]:
+    """Reference FPS, one cloud and one point at a time in plain Python (same arithmetic per point)."""
+    out = []
+    for cloud in x:
+        pts = [tuple(p) for p in cloud.tolist()]
+        chosen, dist = [0], [float("inf")] * len(pts)
+        for _ in range(1, m):
+            last = pts[chosen[-1]]
+            best, best_d = 0, -1.0
+            for j, p in enumerate(pts):
+                d = (p[0] - last[0]) ** 2 + (p[1] - last[1]) ** 2 + (p[2] - last[2]) ** 2
+                dist[j] = min(dist[j], d)
+                if dist[j] > best_d:  # strict: ties go to the lowest index
+                    best, best_d = j, dist[j]
+            chosen.append(best)
+        out.append(chosen)
+    return out
+
+
+@pytest.mark.parametrize("case", ["random", "integer_ties", "repeated_points", "one_centre"])
+def test_farthest_point_sample_matches_slow_reference(case: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    m = 12
+    if case == "random":
+        x = torch.randn(4, 50, 3, generator=gen, dtype=torch.float64)
+    elif case == "integer_ties":  # a small integer grid: many exactly equal distances
+        x = torch.randint(-2, 3, (3, 40, 3), generator=gen).double()
+    elif case == "repeated_points":  # clouds padded by repetition, fewer distinct points than centres
+        x = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64).repeat(1, 8, 1)
+    else:
+        x, m = torch.randn(2, 10, 3, generator=gen, dtype=torch.float64), 1
+    idx = farthest_point_sample(x, m)
+    assert idx.dtype == torch.long and idx.shape == (len(x), m)
+    assert idx.tolist() == _slow_fps(x, m)
+    assert torch.equal(farthest_point_sample(x.float(), m), idx)  # float32 (what group() uses) agrees here
+
+
+def test_tokenize_returns_the_grouping_it_used() -> None:
+    tok, x = _tok(), _x()
+    tokens, valid, grouping = tok.tokenize(x)
+    fresh = tok.group(x)
+    assert isinstance(grouping, PointGrouping)
+    for a, b in zip(grouping, fresh):
+        assert torch.equal(a, b)
+    plain, plain_valid = tok(x)
+    assert torch.equal(tokens, plain) and torch.equal(valid, plain_valid)
+    assert torch.equal(tok.patchify(x, grouping), tok.patchify(x))
+    assert torch.equal(tok.centers(x, grouping), tok.centers(x))
+    with pytest.raises(ValueError, match="aux must be the PointGrouping of this batch"):
+        tok.patchify(x[:2], grouping)
+    with pytest.raises(ValueError, match="aux must be the PointGrouping of this batch"):
+        tok(x, (1, 2))
+
+
+def test_encode_keeps_the_grouping_on_the_stream() -> None:
+    torch.manual_seed(0)
+    m = OmniVec2(ModelConfig(width=32, depth_f=1, heads_f=2, reduced_width=32, depth_g=1, heads_g=2,
+                             tokenizers={"mod": dict(CFG), "other": dict(CFG)}))
+    x = _x(2)
+    s = m.encode("mod", x, 0.5)
+    assert isinstance(s.aux, PointGrouping) and s.aux.centers.shape == (2, 8, 3)
+    (g,) = m.forward_features(s)
+    assert g.aux is s.aux
+    fa, fb = m.forward_features([m.encode("mod", x), m.encode("other", _x(2, 1))])
+    assert torch.equal(fa.aux.centers, m.tokenizers["mod"].centers(x))
+    assert torch.equal(fb.aux.centers, m.tokenizers["other"].centers(_x(2, 1)))
+
+
+def test_segmentation_head_with_reused_grouping_equals_fresh() -> None:
+    torch.manual_seed(0)
+    m = OmniVec2(ModelConfig(width=32, depth_f=1, heads_f=2, reduced_width=32, depth_g=1, heads_g=2,
+                             tokenizers={"mod": dict(CFG)}))
+    m.add_head(HeadConfig("mod", "segmentation", "segmentation", 5))
+    m.eval()
+    x = _x(3)
+    with torch.no_grad():
+        (s,) = m.forward_features(m.encode("mod", x))
+        head, tok = m.heads["mod__segmentation"], m.tokenizers["mod"]
+        reused = m.forward_head(s, "segmentation", x)
+        fresh = head(s.tokens, s.valid, x, tok)  # no aux: the head groups x itself
+        assert torch.equal(reused, fresh)
+        assert torch.equal(m("mod", x, "segmentation"), reused)
+        # the head is the tokenizer's propagation of its normed tokens, then the MLP
+        feats = tok.propagate(head.norm(s.tokens), tok.centers(x), x)
+        assert torch.allclose(head.mlp(torch.cat([feats, x], -1)), reused, atol=1e-6)
+
+
+def test_grouping_runs_once_per_forward() -> None:
+    torch.manual_seed(0)
+    m = OmniVec2(ModelConfig(width=32, depth_f=1, heads_f=2, reduced_width=32, depth_g=1, heads_g=2,
+                             tokenizers={"mod": dict(CFG)}))
+    m.add_head(HeadConfig("mod", "segmentation", "segmentation", 5))
+    x = _x(2)
+    with mock.patch.object(point_groups, "farthest_point_sample", wraps=farthest_point_sample) as fps:
+        m("mod", x, "segmentation")
+        assert fps.call_count == 1

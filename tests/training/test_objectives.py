@@ -106,3 +106,37 @@ def test_label_smoothing_raises_the_loss_of_a_confident_prediction() -> None:
     assert task_loss("classification", logits, y, 0.1) > task_loss("classification", logits, y) + 0.5
     with pytest.raises(ValueError, match="single_stream"):
         Multitask([], 8, single_stream=1.5)
+
+
+def _points_model_and_sources():
+    import numpy as np
+
+    from omnivec2_pipelines.models import ModelConfig, OmniVec2
+
+    tok = {"kind": "point_groups", "n_points": 32, "n_groups": 8, "group_size": 8}
+    torch.manual_seed(0)
+    model = OmniVec2(ModelConfig(width=32, depth_f=1, heads_f=2, reduced_width=32, depth_g=1, heads_g=2,
+                                 tokenizers={"pts": dict(tok), "pts2": dict(tok)}))
+    model.add_head(HeadConfig("pts", "parts", "segmentation", 4))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 4, (B, 32)).astype(np.int64)
+    return model, BatchSource(x, y, 0, "pts"), BatchSource(x[::-1].copy(), None, 0, "pts2")
+
+
+@pytest.mark.parametrize("stage", ["unimodal", "paired", "multitask"])
+def test_point_grouping_runs_once_per_stream_and_step(stage) -> None:
+    """FPS runs once per point-cloud stream per step: patchify and the segmentation head reuse the
+    tokenizer's grouping from the stream instead of recomputing it."""
+    from unittest import mock
+
+    from omnivec2_pipelines.models.tokenizers import point_groups
+
+    model, src, src2 = _points_model_and_sources()
+    obj = {"unimodal": lambda: MaskedUnimodal({"pts": src}, {"pts": 0.5}, B),
+           "paired": lambda: MaskedPaired({"pts": src, "pts2": src2}, {"pts": 0.5, "pts2": 0.5}, 2 * B),
+           "multitask": lambda: Multitask([TaskData("pts", "parts", "segmentation", src)], B)}[stage]()
+    with mock.patch.object(point_groups, "farthest_point_sample", wraps=point_groups.farthest_point_sample) as fps:
+        hist = Trainer(TrainerConfig(steps=1, progress=False, log_every=1000)).fit(model, obj, obj.name)
+    assert len(hist) == 1 and torch.isfinite(torch.tensor(hist["loss"].to_numpy())).all()
+    assert fps.call_count == (2 if stage == "paired" else 1)

@@ -41,7 +41,8 @@ class HeadConfig:
     Attributes:
         modality: Modality whose stream feeds the head.
         task: Task name within the modality.
-        kind: ``"classification"`` (cross-entropy) or ``"regression"`` (ℓ2).
+        kind: A registered task kind (:mod:`omnivec2_pipelines.tasks`: ``classification``,
+            ``regression``, ``dense_regression``, ``segmentation``); it builds the head.
         out_dim: Classes, or regressed values per sample.
     """
 
@@ -75,6 +76,7 @@ class ModelConfig:
         decoder_depth: Blocks of the light masked-reconstruction decoder.
         mlp_ratio: Hidden width multiplier of the MLPs.
         dropout: Dropout inside blocks.
+        drop_path: Stochastic-depth rate of the last block of f and of g (linearly less in earlier ones).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -89,6 +91,7 @@ class ModelConfig:
     decoder_depth: int = 1
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    drop_path: float = 0.0
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
@@ -100,8 +103,9 @@ class ModelConfig:
         for name in ("depth_f", "depth_g", "fusion_depth", "decoder_depth"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "drop_path"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
         self.tokenizers = {m: TokenizerConfig.from_dict(t) for m, t in self.tokenizers.items()}
         self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
 

@@ -13,10 +13,12 @@ from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
 
 class Head(nn.Module):
-    """A task head: ``forward(tokens, valid, x, tokenizer)``; ``x`` and ``tokenizer`` serve dense heads."""
+    """A task head: ``forward(tokens, valid, x, tokenizer, aux)``; ``x``, ``tokenizer`` and ``aux``
+    (the tokenizer's per-batch output kept on the stream, see :meth:`Tokenizer.tokenize`) serve
+    dense heads."""
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
-                tokenizer: Tokenizer | None = None) -> Tensor:
+                tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         raise NotImplementedError
 
 
@@ -29,7 +31,7 @@ class ClassificationHead(Head):
         self.fc = nn.Linear(dim, out_dim)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
-                tokenizer: Tokenizer | None = None) -> Tensor:
+                tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         return self.fc(masked_mean(self.norm(tokens), valid))  # (B, out_dim)
 
 
@@ -50,7 +52,7 @@ class RegressionHead(Head):
         nn.init.zeros_(self.flat.bias)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
-                tokenizer: Tokenizer | None = None) -> Tensor:
+                tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         t = self.norm(tokens)
         last = valid.long().cumsum(1).argmax(1)  # index of the last real token
         pooled = torch.cat([masked_mean(t, valid), t[torch.arange(t.shape[0]), last]], dim=-1)
@@ -81,15 +83,17 @@ class DenseHead(Head):
         self.mlp = nn.Sequential(nn.Linear(self.dim, self.dim), nn.GELU(), nn.Linear(self.dim, per_patch))
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
-                tokenizer: Tokenizer | None = None) -> Tensor:
+                tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         return tokenizer.unpatchify(self.mlp(self.norm(tokens)), self.out_dim)  # (B, out_dim, H, W)
 
 
 class PointSegmentationHead(Head):
-    """Per-point logits: group features propagated to points (inverse-distance over the 3 nearest
-    group centres, PointNet++ style), concatenated with the point coordinates, then an MLP.
+    """Per-point logits: group features propagated to points (the tokenizer's ``propagate``:
+    inverse-distance over the 3 nearest group centres, PointNet++ style), concatenated with the
+    point coordinates, then an MLP.
 
-    Needs a tokenizer with ``centers(x) -> (B, G, 3)`` (point groups).
+    Needs a tokenizer with ``centers(x, aux) -> (B, G, 3)`` and ``propagate`` (point groups); the
+    centres come from the stream's grouping (``aux``) when given, else are computed from ``x``.
     """
 
     def __init__(self, dim: int, out_dim: int, neighbours: int = 3) -> None:
@@ -99,37 +103,30 @@ class PointSegmentationHead(Head):
         self.mlp = nn.Sequential(nn.Linear(dim + 3, dim), nn.GELU(), nn.Linear(dim, out_dim))
 
     def build(self, tokenizer: Tokenizer) -> None:
-        if not hasattr(tokenizer, "centers"):
-            raise ValueError(f"segmentation head needs a tokenizer with centers(); {tokenizer.kind!r} has none")
+        if not (hasattr(tokenizer, "centers") and hasattr(tokenizer, "propagate")):
+            raise ValueError(f"segmentation head needs a tokenizer with centers() and propagate(); "
+                             f"{tokenizer.kind!r} has none")
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
-                tokenizer: Tokenizer | None = None) -> Tensor:
+                tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         xyz = x[..., :3].float()  # (B, P, 3)
-        centers = tokenizer.centers(x).float()  # (B, G, 3)
-        d = torch.cdist(xyz, centers)  # (B, P, G)
-        k = min(self.k, centers.shape[1])
-        dist, idx = d.topk(k, dim=-1, largest=False)  # (B, P, k)
-        w = 1.0 / (dist + 1e-6)
-        w = w / w.sum(-1, keepdim=True)
-        feats = self.norm(tokens)  # (B, G, D)
-        gathered = feats.gather(1, idx.reshape(len(x), -1, 1).expand(-1, -1, feats.shape[-1]))
-        gathered = gathered.reshape(*idx.shape, -1)  # (B, P, k, D)
-        point_feats = (gathered * w.unsqueeze(-1).to(gathered.dtype)).sum(2)  # (B, P, D)
+        centers = tokenizer.centers(x, aux)  # (B, G, 3), the stream's grouping when given
+        point_feats = tokenizer.propagate(self.norm(tokens), centers, xyz, self.k)  # (B, P, D)
         return self.mlp(torch.cat([point_feats, xyz.to(point_feats.dtype)], -1))  # (B, P, K)
 
 
-HEAD_KINDS: dict[str, type[Head]] = {"classification": ClassificationHead, "regression": RegressionHead,
-                                     "dense_regression": DenseHead, "segmentation": PointSegmentationHead}
-
-
 def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer) -> Head:
-    """Instantiate the head for ``cfg.kind`` on top of ``tokenizer``'s tokens."""
-    if cfg.kind not in HEAD_KINDS:
+    """Instantiate the head of task kind ``cfg.kind`` (its factory in :mod:`omnivec2_pipelines.tasks`)
+    on top of ``tokenizer``'s tokens."""
+    from omnivec2_pipelines.tasks import get_task_kind, task_kinds
+
+    if cfg.kind not in task_kinds():
         raise ValueError(f"unknown head kind {cfg.kind!r} for {cfg.modality}.{cfg.task}; "
-                         f"known: {sorted(HEAD_KINDS)}")
+                         f"known: {sorted(task_kinds())}")
+    kind = get_task_kind(cfg.kind)
     if cfg.out_dim < 1:
         raise ValueError(f"head {cfg.modality}.{cfg.task}: out_dim must be >= 1, got {cfg.out_dim}")
-    head = HEAD_KINDS[cfg.kind](dim, cfg.out_dim)
+    head = kind.head(dim, cfg.out_dim)
     head.apply(init_weights)
     if hasattr(head, "build"):
         head.build(tokenizer)

@@ -56,12 +56,27 @@ class Mlp(nn.Sequential):
         super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
 
 
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth: zero a residual branch for a random share ``p`` of the samples, rescale the rest.
+
+    The keep mask is drawn per sample (first axis) from torch's global RNG, so seeded runs repeat.
+    """
+    if p <= 0.0 or not training:
+        return x
+    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) >= p  # (B, 1, ...)
+    return x * keep.to(x.dtype) / (1.0 - p)
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block: (cross-)attention then MLP, both residual."""
+    """Pre-norm transformer block: (cross-)attention then MLP, both residual.
+
+    ``drop_path`` is the stochastic-depth rate of both residual branches (training only).
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 cross: bool = False) -> None:
+                 cross: bool = False, drop_path: float = 0.0) -> None:
         super().__init__()
+        self.drop_path = float(drop_path)
         self.norm1 = nn.LayerNorm(dim)
         self.norm_ctx = nn.LayerNorm(dim) if cross else None
         self.attn = Attention(dim, heads, dropout, cross=cross)
@@ -70,16 +85,21 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, key_valid: Tensor | None = None, context: Tensor | None = None) -> Tensor:
         ctx = None if self.norm_ctx is None else self.norm_ctx(context)
-        x = x + self.attn(self.norm1(x), ctx, key_valid)
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x), ctx, key_valid), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 class Encoder(nn.Module):
-    """A stack of self-attention blocks with a final LayerNorm (BERT-style, pre-norm)."""
+    """A stack of self-attention blocks with a final LayerNorm (BERT-style, pre-norm).
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    Stochastic depth grows linearly from 0 in the first block to ``drop_path`` in the last (timm / DeiT).
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, drop_path=r) for r in rates)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,8 @@ class Stream:
         valid: (B, K) bool, True = real token.
         full_valid: (B, N) validity of the full (unmasked) sequence.
         mask: Masking info, or None when nothing was hidden.
+        aux: The tokenizer's per-batch by-product for the full sequence (e.g. the point groups'
+            centres and neighbours), reused by ``patchify`` and the heads; None for most tokenizers.
     """
 
     modality: str
@@ -31,6 +33,7 @@ class Stream:
     valid: Tensor
     full_valid: Tensor
     mask: MaskInfo | None = None
+    aux: object = None
 
 
 class CrossAttentionFusion(nn.Module):
@@ -47,8 +50,7 @@ class CrossAttentionFusion(nn.Module):
         xa, xb = a.tokens, b.tokens
         for blk in self.blocks:
             xa, xb = blk(xa, b.valid, context=xb), blk(xb, a.valid, context=xa)
-        return (Stream(a.modality, xa, a.valid, a.full_valid, a.mask),
-                Stream(b.modality, xb, b.valid, b.full_valid, b.mask))
+        return replace(a, tokens=xa), replace(b, tokens=xb)
 
 
 class OmniVec2(nn.Module):
@@ -68,12 +70,12 @@ class OmniVec2(nn.Module):
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         self.modality_embed = nn.ParameterDict()
-        self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout)
+        self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout, cfg.drop_path)
         self.reduce = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(),
                                     nn.Linear(cfg.width, cfg.reduced_width), nn.LayerNorm(cfg.reduced_width))
         self.fusion = CrossAttentionFusion(cfg.reduced_width, cfg.heads_g, cfg.fusion_depth,
                                            cfg.mlp_ratio, cfg.dropout)
-        self.g = Encoder(cfg.reduced_width, cfg.depth_g, cfg.heads_g, cfg.mlp_ratio, cfg.dropout)
+        self.g = Encoder(cfg.reduced_width, cfg.depth_g, cfg.heads_g, cfg.mlp_ratio, cfg.dropout, cfg.drop_path)
         self.apply(init_weights)
         tokenizers, heads = dict(cfg.tokenizers), dict(cfg.heads)
         cfg.tokenizers, cfg.heads = {}, {}
@@ -117,14 +119,14 @@ class OmniVec2(nn.Module):
         """
         if modality not in self.tokenizers:
             raise KeyError(f"model has no tokenizer for modality {modality!r}; has {self.modalities}")
-        tokens, valid = self.tokenizers[modality](x)
+        tokens, valid, aux = self.tokenizers[modality].tokenize(x)
         tokens = tokens + self.modality_embed[modality]
         full_valid, mask = valid, None
         if mask_ratio > 0:
             mask = random_masking(valid, mask_ratio, generator, shard)
             tokens, valid = gather_tokens(tokens, mask.ids_keep), valid.gather(1, mask.ids_keep)
         feats = self.reduce(self.f(tokens, valid))
-        return Stream(modality, feats, valid, full_valid, mask)
+        return Stream(modality, feats, valid, full_valid, mask, aux)
 
     def forward_features(self, streams: Stream | list[Stream]) -> list[Stream]:
         """Fuse two encoded streams (skip fusion for one), then run g on each."""
@@ -133,17 +135,18 @@ class OmniVec2(nn.Module):
             streams = list(self.fusion(*streams))
         elif len(streams) != 1:
             raise ValueError(f"forward_features takes one or two streams, got {len(streams)}")
-        return [Stream(s.modality, self.g(s.tokens, s.valid), s.valid, s.full_valid, s.mask) for s in streams]
+        return [replace(s, tokens=self.g(s.tokens, s.valid)) for s in streams]
 
     def forward_head(self, stream: Stream, task: str, x: Tensor | None = None) -> Tensor:
         """Apply the (modality, task) head to a stream that went through g.
 
-        ``x`` (the stream's input) is needed by dense heads (pixel / per-point outputs).
+        ``x`` (the stream's input) is needed by dense heads (pixel / per-point outputs); they
+        also get the stream's ``aux`` (e.g. the point grouping, so it is not recomputed).
         """
         key = head_key(stream.modality, task)
         if key not in self.heads:
             raise KeyError(f"model has no head for {stream.modality}.{task}; has {sorted(self.heads)}")
-        return self.heads[key](stream.tokens, stream.valid, x, self.tokenizers[stream.modality])
+        return self.heads[key](stream.tokens, stream.valid, x, self.tokenizers[stream.modality], stream.aux)
 
     def reconstruct(self, stream: Stream) -> Tensor:
         """Predict every token's target (B, N, patch_dim) from a masked stream."""

@@ -27,7 +27,6 @@ from torch import Tensor
 
 from omnivec2_pipelines.training.params import AUGMENT_OPS
 
-SEGMENTATION_SAFE = ("scale", "jitter", "rotate_z")  # ops that keep per-point labels valid
 
 
 def _uniform(n: int, gen: torch.Generator) -> Tensor:
@@ -104,12 +103,10 @@ assert set(OPS) == set(AUGMENT_OPS), "training.params.AUGMENT_OPS must name ever
 
 
 def for_task(spec: Mapping[str, float], kind: str) -> dict[str, float]:
-    """The ops of ``spec`` that apply to a task of ``kind`` (none for dense and regression targets)."""
-    if kind == "classification":
-        return dict(spec)
-    if kind == "segmentation":
-        return {op: s for op, s in spec.items() if op in SEGMENTATION_SAFE}
-    return {}
+    """The ops of ``spec`` that keep the targets of a task of ``kind`` valid (its ``augment_ops``)."""
+    from omnivec2_pipelines.tasks import get_task_kind
+
+    return get_task_kind(kind).augmentations(spec)
 
 
 def apply(x: Tensor, spec: Mapping[str, float], gen: torch.Generator) -> Tensor:

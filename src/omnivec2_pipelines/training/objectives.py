@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnivec2_pipelines.models import OmniVec2, Stream
+from omnivec2_pipelines.tasks import get_task_kind
 from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
+from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
 
 
 @dataclass
@@ -90,7 +92,7 @@ def masked_reconstruction_loss(model: OmniVec2, stream: Stream, x: Tensor, norm_
     """
     tok = model.tokenizers[stream.modality]
     weight = (stream.mask.masked & stream.full_valid).float()
-    return tok.reconstruction_loss(model.reconstruct(stream), tok.patchify(x), weight, norm_target)
+    return tok.reconstruction_loss(model.reconstruct(stream), tok.patchify(x, stream.aux), weight, norm_target)
 
 
 def _check_ratios(ratios: dict[str, float], modalities: list[str]) -> None:
@@ -101,66 +103,73 @@ def _check_ratios(ratios: dict[str, float], modalities: list[str]) -> None:
             raise ValueError(f"mask_ratio.{m} must be in (0, 1), got {ratios[m]}")
 
 
+def _modality_sampler(sources: dict[str, BatchSource], per_step: int, sampling: str,
+                      temperature: float) -> TaskSampler:
+    return TaskSampler([SamplerItem(m, m, len(sources[m])) for m in sorted(sources)], per_step, sampling, temperature)
+
+
 class MaskedUnimodal(Objective):
-    """Stage 1: one modality per step (round robin), hide tokens, reconstruct them.
+    """Stage 1: one modality per step, hide tokens, reconstruct them.
 
     Args:
         sources: ``{modality: BatchSource}`` of pretraining inputs.
         mask_ratios: ``{modality: ratio}``.
         batch_size: Samples per step.
         norm_target: See :func:`masked_reconstruction_loss`.
+        sampling: ``uniform`` (round robin: every modality equally often, in a fixed order) or
+            ``size`` (drawn by temperature-scaled data-set size, see :mod:`.sampling`).
+        temperature: Temperature of ``size`` sampling.
     """
 
     name = "pretrain_unimodal"
 
     def __init__(self, sources: dict[str, BatchSource], mask_ratios: dict[str, float], batch_size: int,
-                 norm_target: bool = True) -> None:
+                 norm_target: bool = True, sampling: str = "uniform", temperature: float = 1.0) -> None:
         if not sources:
             raise ValueError("pretrain_unimodal needs at least one modality")
         _check_ratios(mask_ratios, list(sources))
         self.sources, self.ratios, self.batch_size, self.norm = sources, mask_ratios, batch_size, norm_target
         self.order = sorted(sources)
+        self.sampler = _modality_sampler(sources, 1, sampling, temperature)
+        self.round_robin = sampling == "uniform"
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return dict(self.sources)
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
-        m = self.order[ctx.step % len(self.order)]
+        m = self.order[ctx.step % len(self.order)] if self.round_robin \
+            else self.sampler.items[self.sampler.draw(ctx.rng)[0]].modality
         x, _ = ctx.draw(self.sources[m], self.batch_size)
         (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator, ctx.shard))
         loss = masked_reconstruction_loss(model, s, x, self.norm)
         return StepOutput(loss, {m: loss.item()}, m, len(x))
 
 
-def _two_different(rng: np.random.Generator, modalities: list[str]) -> tuple[str, str]:
-    a, b = rng.choice(len(modalities), size=2, replace=False)
-    return modalities[int(a)], modalities[int(b)]
-
-
 class MaskedPaired(Objective):
     """Stage 2: two different modalities per step, fused by cross-attention; reconstruct both.
 
     The two halves of the batch come from unrelated samples of the two data sets; sharing
-    happens through the weights and the cross-attention (OmniVec2 §3.2).
+    happens through the weights and the cross-attention (OmniVec2 §3.2). ``sampling`` and
+    ``temperature`` choose how often each modality is drawn (:mod:`.sampling`).
     """
 
     name = "pretrain_paired"
 
     def __init__(self, sources: dict[str, BatchSource], mask_ratios: dict[str, float], batch_size: int,
-                 norm_target: bool = True) -> None:
+                 norm_target: bool = True, sampling: str = "uniform", temperature: float = 1.0) -> None:
         if len(sources) < 2:
             raise ValueError(f"pretrain_paired needs at least two modalities, got {sorted(sources)}")
         if batch_size < 2:
             raise ValueError(f"pretrain_paired.batch_size must be >= 2 (half per modality), got {batch_size}")
         _check_ratios(mask_ratios, list(sources))
         self.sources, self.ratios, self.half, self.norm = sources, mask_ratios, batch_size // 2, norm_target
-        self.order = sorted(sources)
+        self.sampler = _modality_sampler(sources, 2, sampling, temperature)
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return dict(self.sources)
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
-        ma, mb = _two_different(ctx.rng, self.order)
+        ma, mb = (self.sampler.items[i].modality for i in self.sampler.draw(ctx.rng))
         xa, _ = ctx.draw(self.sources[ma], self.half)
         xb, _ = ctx.draw(self.sources[mb], self.half)
         sa = model.encode(ma, xa, float(self.ratios[ma]), ctx.generator, ctx.shard)
@@ -173,28 +182,21 @@ class MaskedPaired(Objective):
 
 @dataclass(frozen=True)
 class TaskData:
-    """A supervised (modality, task) pair, its training rows and the augmentation of its batches."""
+    """A supervised (modality, task) pair, its training rows, the augmentation of its batches and
+    the weight of its loss in the step's sum."""
 
     modality: str
     task: str
     kind: str
     source: BatchSource
     augment: Mapping[str, float] = field(default_factory=dict)
+    weight: float = 1.0
 
 
 def task_loss(kind: str, out: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy for classification and per-point segmentation (with optional label
-    smoothing); mean squared error for regression and dense (pixel-level) regression."""
-    if kind == "classification":
-        return F.cross_entropy(out.float(), y.long(), label_smoothing=label_smoothing)
-    if kind == "segmentation":
-        return F.cross_entropy(out.float().reshape(-1, out.shape[-1]), y.long().reshape(-1),  # (B*P, K)
-                               label_smoothing=label_smoothing)
-    if kind == "regression":
-        return F.mse_loss(out.float(), y.reshape(len(y), -1).float())
-    if kind == "dense_regression":
-        return F.mse_loss(out.float(), y.float())
-    raise ValueError(f"unknown task kind {kind!r}")
+    """The loss of task kind ``kind`` (:mod:`omnivec2_pipelines.tasks`); label smoothing applies
+    to the cross-entropy kinds."""
+    return get_task_kind(kind).loss(out, y, label_smoothing)
 
 
 class Multitask(Objective):
@@ -210,12 +212,15 @@ class Multitask(Objective):
         single_stream: Share of steps whose two halves run as two single streams (no fusion), the
             path evaluation and inference take; the other steps fuse them (the method's training).
         label_smoothing: Label smoothing of the classification and segmentation losses.
+        sampling: ``uniform`` (every modality equally often, its tasks sharing that) or ``size``
+            (temperature-scaled training-set size), see :mod:`.sampling`.
+        temperature: Temperature of ``size`` sampling.
     """
 
     name = "multitask"
 
     def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
-                 label_smoothing: float = 0.0) -> None:
+                 label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0) -> None:
         if not 0.0 <= single_stream <= 1.0:
             raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -229,17 +234,16 @@ class Multitask(Objective):
         self.single = len(by_mod) == 1
         if not self.single and batch_size < 2:
             raise ValueError(f"multitask.batch_size must be >= 2 (half per task), got {batch_size}")
-        self.by_mod, self.half = by_mod, batch_size if self.single else batch_size // 2
-        self.order = sorted(by_mod)
+        self.half = batch_size if self.single else batch_size // 2
+        self.tasks = list(tasks)
+        self.sampler = TaskSampler([SamplerItem(t.modality, f"{t.modality}.{t.task}", len(t.source)) for t in tasks],
+                                   1 if self.single else 2, sampling, temperature)
 
     def batch_sources(self) -> dict[str, BatchSource]:
-        return {f"{t.modality}.{t.task}": t.source for ts in self.by_mod.values() for t in ts}
+        return {f"{t.modality}.{t.task}": t.source for t in self.tasks}
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
-        picked = []
-        for m in self.order if self.single else _two_different(ctx.rng, self.order):
-            options = self.by_mod[m]
-            picked.append(options[int(ctx.rng.integers(len(options)))])
+        picked = [self.tasks[i] for i in self.sampler.draw(ctx.rng)]
         batches = [(augment.apply(x, t.augment, ctx.generator), y)
                    for t, (x, y) in ((t, ctx.draw(t.source, self.half)) for t in picked)]
         encoded = [model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)]
@@ -250,6 +254,6 @@ class Multitask(Objective):
         losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y,
                                                       self.label_smoothing)
                   for t, s, (x, y) in zip(picked, streams, batches)}
-        total = sum(losses.values())
+        total = sum(t.weight * v for t, v in zip(picked, losses.values()))
         return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses),
                           sum(len(x) for x, _ in batches))

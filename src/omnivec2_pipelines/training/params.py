@@ -11,6 +11,7 @@ from typing import Any, Collection, Mapping
 from omnivec2_pipelines.models.config import ModelConfig
 from omnivec2_pipelines.params_schema import STAGE_KEYS, check_keys, did_you_mean, stage_schema
 from omnivec2_pipelines.training.config import TrainerConfig
+from omnivec2_pipelines.training.sampling import check_sampling
 
 
 def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Collection[str] | None = None) -> None:
@@ -22,6 +23,39 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
     if stage != "pretrain_unimodal" and bs < 2:
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
+    stage_sampling(stage, params)
+
+
+def stage_sampling(stage: str, params: Mapping[str, Any]) -> tuple[str, float]:
+    """``<stage>.sampling`` (default ``uniform``) and ``<stage>.sampling_temperature`` (default 1.0)."""
+    return check_sampling(stage, params.get("sampling", "uniform"), params.get("sampling_temperature", 1.0))
+
+
+def check_loss_weights(spec: Any, available: Mapping[str, Collection[str]] | None = None) -> dict[str, float]:
+    """``multitask.loss_weights``: ``{modality: {task: weight >= 0}}`` → ``{"modality.task": weight}``.
+
+    Args:
+        spec: The parameter value (``null``: every task weighs 1).
+        available: ``{modality: task names}`` to check the names against (None: not checked).
+    """
+    if spec in (None, False):
+        return {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"multitask.loss_weights must be a mapping modality -> {{task: weight}}, got {spec!r}")
+    out = {}
+    for m, tasks in spec.items():
+        where = f"multitask.loss_weights.{m}"
+        if available is not None and m not in available:
+            raise ValueError(f"{where}: {m!r} is not an enabled modality; enabled: {sorted(available)}")
+        if not isinstance(tasks, Mapping):
+            raise ValueError(f"{where} must be a mapping task -> weight, got {tasks!r}")
+        for t, w in tasks.items():
+            if available is not None and t not in available[m]:
+                raise ValueError(f"{where}: unknown task {t!r}; {m} has {sorted(available[m])}")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise ValueError(f"{where}.{t} must be a number >= 0, got {w!r}")
+            out[f"{m}.{t}"] = float(w)
+    return out
 
 
 #: Augmentation ops of ``multitask.augment.<modality>`` (implemented in :mod:`~omnivec2_pipelines.training.augment`).
@@ -169,6 +203,7 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
         declared = {m: get_modality(m).task_names for m in modalities if m in registered_modalities()}
         check_tasks(stage_params.get("tasks", "all"), modalities, declared)
         check_augment(stage_params.get("augment"), modalities)
+        check_loss_weights(stage_params.get("loss_weights"), declared if set(declared) == set(modalities) else None)
     if model_params is not None:
         params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
         ModelConfig.from_dict(params)

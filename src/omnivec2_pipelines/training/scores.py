@@ -5,9 +5,11 @@ Torch-free, so parameter checks and the study's report can use it without loadin
 
 from __future__ import annotations
 
-#: The metric that ranks models per task kind, and whether higher (``max``) or lower (``min``) is better.
-MAIN_METRIC = {"classification": ("accuracy", "max"), "segmentation": ("miou", "max"),
-               "regression": ("mse", "min"), "dense_regression": ("rmse", "min")}
+from omnivec2_pipelines.tasks import task_kinds
+
+#: The metric that ranks models per task kind, and whether higher (``max``) or lower (``min``) is better
+#: (each kind's ``main_metric`` and ``direction``, :mod:`omnivec2_pipelines.tasks`).
+MAIN_METRIC = {name: (k.main_metric, k.direction) for name, k in task_kinds().items()}
 
 
 def normalised_score(metric: float, baseline: float, direction: str) -> float:

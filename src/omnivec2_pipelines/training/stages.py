@@ -22,6 +22,8 @@ from omnivec2_pipelines.training.params import (  # noqa: F401  (validate_stage_
     _check_world,
     _mask_ratios,
     check_augment,
+    check_loss_weights,
+    stage_sampling,
     validate_stage_params,
 )
 from omnivec2_pipelines.training.resume import ResumeConfig, fingerprint
@@ -142,7 +144,8 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     torch.manual_seed(tcfg.seed)  # initial weights depend only on the seed
     model = build_model(model_params, bundles)
     norm = stage_params.get("norm_target", True)
-    obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm)
+    obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm,
+                         *stage_sampling("pretrain_unimodal", stage_params))
     return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params,
                 _reconstruction_validator("pretrain_unimodal", bundles, ratios, tcfg, norm))
 
@@ -163,7 +166,8 @@ def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_
     torch.manual_seed(tcfg.seed)
     attach_modalities(model, bundles)
     norm = stage_params.get("norm_target", True)
-    obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm)
+    obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm,
+                       *stage_sampling("pretrain_paired", stage_params))
     return _run("pretrain_paired", model, obj, tcfg, bundles, stage_params,
                 _reconstruction_validator("pretrain_paired", bundles, ratios, tcfg, norm))
 
@@ -196,14 +200,17 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
     tasks = []
     pairs = select_tasks(bundles, stage_params.get("tasks", "all"))
     aug = check_augment(stage_params.get("augment"), list(bundles))
+    weights = check_loss_weights(stage_params.get("loss_weights"), {m: list(b.tasks) for m, b in bundles.items()})
     for i, (m, t) in enumerate(pairs):
         spec = bundles[m].tasks[t]
         if head_key(m, t) not in model.heads:
             model.add_head(HeadConfig(m, t, spec.kind, spec.out_dim))
         src = BatchSource(bundles[m].get("train", spec.input_key), bundles[m].get("train", spec.target_key),
                           tcfg.seed + i, f"{m}.train.{spec.input_key}")
-        tasks.append(TaskData(m, t, spec.kind, src, augment.for_task(aug.get(m, {}), spec.kind)))
+        tasks.append(TaskData(m, t, spec.kind, src, augment.for_task(aug.get(m, {}), spec.kind),
+                              weights.get(f"{m}.{t}", 1.0)))
     obj = Multitask(tasks, stage_params.get("batch_size", 64), stage_params.get("single_stream", 0.0),
-                    stage_params.get("label_smoothing", 0.0))
+                    stage_params.get("label_smoothing", 0.0), *stage_sampling("multitask", stage_params))
+    log.info("multitask: probability that each task takes part in a step %s", obj.sampler.describe())
     validator = TaskValidator.from_bundles(pairs, bundles, tcfg.eval_samples, tcfg.seed) if tcfg.eval_every else None
     return _run("multitask", model, obj, tcfg, bundles, stage_params, validator)

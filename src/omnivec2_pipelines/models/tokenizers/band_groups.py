@@ -74,6 +74,6 @@ class BandGroupTokenizer(Tokenizer):
         tokens = self.proj(groups) + self.pos  # (B, n_groups, D)
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         groups, _ = self._groups(x)
         return groups  # (B, n_groups, patch_dim)

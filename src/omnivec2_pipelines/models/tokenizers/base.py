@@ -17,6 +17,12 @@ class Tokenizer(nn.Module, abc.ABC):
         kind: Registered kind (set by the decorator).
         max_tokens: Upper bound on the number of tokens per sample.
         patch_dim: Size of the decoder's prediction per token (see :meth:`reconstruction_loss`).
+
+    A tokenizer that computes a per-batch structure while tokenizing (e.g. the point groups'
+    centres and neighbours) returns it from :meth:`tokenize` as ``aux``; the model keeps it on the
+    stream, and :meth:`patchify` and the heads take it back instead of recomputing it. ``aux`` is
+    None for tokenizers that have none, and every ``aux`` argument may be None (then computed
+    from ``x``).
     """
 
     kind: str = ""
@@ -27,9 +33,17 @@ class Tokenizer(nn.Module, abc.ABC):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return tokens (B, N, D) with positions added, and valid mask (B, N), True = real token."""
 
+    def tokenize(self, x: Tensor) -> tuple[Tensor, Tensor, object]:
+        """Tokens (B, N, D), valid mask (B, N) and the tokenizer's ``aux`` for this batch (None here)."""
+        tokens, valid = self(x)
+        return tokens, valid, None
+
     @abc.abstractmethod
-    def patchify(self, x: Tensor) -> Tensor:
-        """Return reconstruction targets aligned with :meth:`forward`'s tokens, (B, N, ...)."""
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
+        """Return reconstruction targets aligned with :meth:`forward`'s tokens, (B, N, ...).
+
+        ``aux``: what :meth:`tokenize` returned for this ``x`` (None: recompute what is needed).
+        """
 
     def reconstruction_loss(self, pred: Tensor, target: Tensor, weight: Tensor, norm_target: bool) -> Tensor:
         """Masked-token reconstruction loss; the default is MSE on (optionally normalised) patches.

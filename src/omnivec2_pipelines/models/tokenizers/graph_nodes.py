@@ -49,7 +49,7 @@ class GraphNodesTokenizer(Tokenizer):
         tokens = self.proj(x[..., :-1]) * valid.unsqueeze(-1).to(x.dtype)  # (B, M, width)
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         """Node features without the flag, (B, M, F - 1)."""
         self._check(x)
         return x[..., :-1]

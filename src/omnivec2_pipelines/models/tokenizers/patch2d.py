@@ -45,7 +45,7 @@ class Patch2DTokenizer(Tokenizer):
         valid = tokens.new_ones(tokens.shape[:2], dtype=bool)
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         self._check(x)
         b, c, _, _ = x.shape
         (gh, gw), (ph, pw) = self.grid, self.patch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -41,6 +43,15 @@ def _gather_points(x: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(*idx.shape, c)
 
 
+class PointGrouping(NamedTuple):
+    """One batch's point groups, computed once per forward (float32, no gradient) and shared by
+    the tokens, the reconstruction targets and the segmentation head (via the stream's ``aux``)."""
+
+    centers: Tensor  # (B, G, 3) FPS centres, in token order
+    idx: Tensor  # (B, G, k) indices of every centre's k nearest points, nearest first
+    local: Tensor  # (B, G, k, 3) those points relative to their centre
+
+
 @register_tokenizer("point_groups")
 class PointGroupsTokenizer(Tokenizer):
     """Point clouds (B, P, 3) → one token per local group of points (Point-MAE).
@@ -50,6 +61,9 @@ class PointGroupsTokenizer(Tokenizer):
     1x1 ``Conv1d`` → max-pool → concat with the pooled feature → shared MLP → max-pool) embeds
     every group; an MLP of the centre's xyz gives its (learned) position embedding. All tokens
     are real (``valid`` all True): clouds arrive padded to ``n_points`` by repetition.
+
+    :meth:`tokenize` returns the batch's :class:`PointGrouping` as ``aux``; :meth:`patchify`,
+    :meth:`centers` and the segmentation head take it back, so FPS and kNN run once per forward.
 
     Args:
         n_points: P, points per cloud.
@@ -81,7 +95,7 @@ class PointGroupsTokenizer(Tokenizer):
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_points, 3):
             raise ValueError(f"expected input (B, {self.n_points}, 3), got {tuple(x.shape)}")
 
-    def group(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def group(self, x: Tensor) -> PointGrouping:
         """Centres (B, G, 3), neighbour indices (B, G, k) and local coordinates (B, G, k, 3).
 
         Computed in float32 without autocast (indices only; no gradient flows to ``x``).
@@ -93,14 +107,31 @@ class PointGroupsTokenizer(Tokenizer):
             centers = _gather_points(xf, centre_idx)  # (B, G, 3)
             idx = knn_indices(xf, centers, self.group_size)  # (B, G, k)
             local = _gather_points(xf, idx) - centers.unsqueeze(2)  # (B, G, k, 3)
-        return centers, idx, local
+        return PointGrouping(centers, idx, local)
 
-    def centers(self, x: Tensor) -> Tensor:
+    def _grouping(self, x: Tensor, aux: object) -> PointGrouping:
+        """``aux`` checked against ``x`` (the grouping :meth:`tokenize` returned), or a fresh one."""
+        if aux is None:
+            return self.group(x)
+        self._check(x)
+        want = (x.shape[0], self.n_groups, self.group_size, 3)
+        if not isinstance(aux, PointGrouping) or tuple(aux.local.shape) != want:
+            got = tuple(aux.local.shape) if isinstance(aux, PointGrouping) else type(aux).__name__
+            raise ValueError(f"point_groups: aux must be the PointGrouping of this batch, shaped {want}, got {got}")
+        return aux
+
+    def tokenize(self, x: Tensor) -> tuple[Tensor, Tensor, PointGrouping]:
+        """Tokens, valid mask and the batch's grouping (computed once, passed to ``forward``)."""
+        grouping = self.group(x)
+        tokens, valid = self(x, grouping)
+        return tokens, valid, grouping
+
+    def centers(self, x: Tensor, aux: PointGrouping | None = None) -> Tensor:
         """Group centres (B, G, 3), in token order (e.g. to propagate token features to points)."""
-        return self.group(x)[0]
+        return self._grouping(x, aux).centers
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        centers, _, local = self.group(x)
+    def forward(self, x: Tensor, aux: PointGrouping | None = None) -> tuple[Tensor, Tensor]:
+        centers, _, local = self._grouping(x, aux)
         b, g, k, _ = local.shape
         h = local.reshape(b * g, k, 3).transpose(1, 2).to(x.dtype)  # (B*G, 3, k)
         h = self.first(h)  # (B*G, c2, k)
@@ -111,9 +142,9 @@ class PointGroupsTokenizer(Tokenizer):
         valid = torch.ones(b, g, dtype=torch.bool, device=x.device)
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: PointGrouping | None = None) -> Tensor:
         """Local group coordinates (B, G, k*3), neighbours nearest first."""
-        _, _, local = self.group(x)
+        local = self._grouping(x, aux).local
         return local.reshape(local.shape[0], self.n_groups, self.patch_dim)
 
     def reconstruction_loss(self, pred: Tensor, target: Tensor, weight: Tensor, norm_target: bool) -> Tensor:
@@ -138,7 +169,8 @@ class PointGroupsTokenizer(Tokenizer):
     @staticmethod
     def propagate(features: Tensor, centers: Tensor, x: Tensor, k: int = 3) -> Tensor:
         """Token features back to points by inverse-distance weighting of the ``k`` nearest
-        centres (PointNet++ feature propagation): (B, G, D), (B, G, 3), (B, P, 3) → (B, P, D)."""
+        centres (PointNet++ feature propagation, weights ``1 / (d² + 1e-8)`` normalised to sum
+        to 1): (B, G, D), (B, G, 3), (B, P, 3) → (B, P, D)."""
         k = min(k, centers.shape[1])
         with torch.autocast(device_type=x.device.type, enabled=False):
             d = torch.cdist(x.float(), centers.float())  # (B, P, G)

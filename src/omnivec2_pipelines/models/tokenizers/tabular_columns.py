@@ -77,7 +77,7 @@ class TabularColumnsTokenizer(Tokenizer):
         valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=x.device)
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         self._codes(x)
         return x.float().unsqueeze(-1)  # (B, N, 1): the value or the code of each column
 

@@ -59,7 +59,7 @@ class TextTokensTokenizer(Tokenizer):
         valid[:, 0] = True
         return tokens, valid
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         return self._check(x)  # (B, L) ids, the class targets of each token
 
     def reconstruction_loss(self, pred: Tensor, target: Tensor, weight: Tensor, norm_target: bool) -> Tensor:

@@ -56,7 +56,7 @@ class TimePatchTokenizer(Tokenizer):
         tokens = self.proj(patches) + self.pos[:, :, :n_p] + self.channel  # (B, C, n_p, D)
         return tokens.reshape(b, c * n_p, -1), valid.reshape(b, c * n_p)  # (B, C*n_p, D)
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         patches, _ = self._patches(x)
         b, c, n_p, p = patches.shape
         return patches.reshape(b, c * n_p, p)  # (B, C*n_p, p)

@@ -71,7 +71,7 @@ class TubeletTokenizer(Tokenizer):
         tokens = self.proj(x).flatten(2).transpose(1, 2) + self.pos  # (B, D, gt, gh, gw) → (B, N, D)
         return tokens, valid.contiguous()
 
-    def patchify(self, x: Tensor) -> Tensor:
+    def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         x, _ = self._pad(x)
         b, c = x.shape[:2]
         (gt, gh, gw), (t, ph, pw) = self.grid, self.tubelet

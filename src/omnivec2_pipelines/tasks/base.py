@@ -1,0 +1,150 @@
+"""The task-kind interface and its registry (torch-free at import)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from omnivec2_pipelines.modalities.base import TaskSpec
+
+#: The unit of each metric name (``"target"``: the task target's own unit, see :meth:`TaskKind.units`).
+METRIC_UNITS = {"accuracy": "fraction (0-1)", "macro_f1": "0-1", "miou": "0-1", "mse": "target^2",
+                "mae": "target", "rmse": "target", "abs_rel": "ratio (abs. error / target)",
+                "mse_standardized": "z-score^2"}
+
+#: Metric names where lower is better (the others: higher is better), whatever the kind.
+LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "abs_rel", "mse_standardized"})
+
+_KINDS: dict[str, "TaskKind"] = {}
+K = TypeVar("K", bound=type)
+
+
+class TaskKind:
+    """One family of tasks. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: Registered name (``TaskSpec.kind``, ``HeadConfig.kind``).
+        metrics: Metric names :meth:`compute_metrics` returns, in report order.
+        main_metric: The metric that ranks models (validation, the study, the report's verdict).
+        direction: ``"max"`` when higher is better, ``"min"`` when lower is.
+        augment_ops: Batch augmentations (``multitask.augment`` op names) that keep its targets
+            valid; ``None``: every op.
+        baseline_on_inputs: The baseline reads the raw inputs (e.g. point coordinates), not the
+            modality's ``baseline_features``.
+        unit_overrides: Units that differ from :data:`METRIC_UNITS` for this kind.
+    """
+
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ()
+    main_metric: ClassVar[str] = ""
+    direction: ClassVar[str] = "max"
+    augment_ops: ClassVar[tuple[str, ...] | None] = ()
+    baseline_on_inputs: ClassVar[bool] = False
+    unit_overrides: ClassVar[Mapping[str, str]] = {}
+
+    def head(self, dim: int, out_dim: int) -> "nn.Module":
+        """A fresh head of this kind on ``dim``-wide tokens with ``out_dim`` outputs."""
+        raise NotImplementedError
+
+    def loss(self, out: "Tensor", y: "Tensor", label_smoothing: float = 0.0) -> "Tensor":
+        """Training loss of head outputs ``out`` against targets ``y`` (a scalar tensor)."""
+        raise NotImplementedError
+
+    def compute_metrics(self, spec: "TaskSpec", y_true: np.ndarray, y_pred: np.ndarray,
+                        scale: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Every metric of :attr:`metrics` (``scale``: the target's train mean/std, to report errors in
+        the target's own units)."""
+        raise NotImplementedError
+
+    def baseline(self, spec: "TaskSpec", f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
+                 seed: int = 0) -> np.ndarray:
+        """Predictions of a classical model fitted on ``(f_train, y_train)`` for ``f_test``."""
+        raise NotImplementedError
+
+    def details(self, spec: "TaskSpec", y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+        """Extras for the report (e.g. a confusion matrix); none by default."""
+        return {}
+
+    def units(self, scaled: bool) -> dict[str, str]:
+        """The unit of every metric; without a stored target scale, errors are in tokenized units."""
+        out = {}
+        for n in self.metrics:
+            unit = self.unit_overrides.get(n, METRIC_UNITS[n])
+            if not scaled and (unit.startswith("target") or unit == "z-score^2"):
+                unit = "tokenized target^2" if unit == "z-score^2" else "tokenized " + unit
+            out[n] = unit
+        return out
+
+    def augmentations(self, spec: Mapping[str, float]) -> dict[str, float]:
+        """The ops of a modality's augmentation ``spec`` that apply to this kind's training batches."""
+        if self.augment_ops is None:
+            return dict(spec)
+        return {op: s for op, s in spec.items() if op in self.augment_ops}
+
+
+def register_task_kind(name: str) -> Callable[[K], K]:
+    """Class decorator: register one instance of a :class:`TaskKind` subclass under ``name``."""
+
+    def deco(cls: K) -> K:
+        if name in _KINDS:
+            raise ValueError(f"task kind {name!r} is already registered ({type(_KINDS[name]).__name__})")
+        cls.name = name
+        kind = cls()
+        if kind.main_metric not in kind.metrics or kind.direction != (
+                "min" if kind.main_metric in LOWER_IS_BETTER else "max"):
+            raise ValueError(f"task kind {name!r}: main_metric must be one of {kind.metrics}, with direction "
+                             f"'min' for {sorted(LOWER_IS_BETTER)} and 'max' otherwise")
+        unknown = [n for n in kind.metrics if n not in METRIC_UNITS and n not in kind.unit_overrides]
+        if unknown:
+            raise ValueError(f"task kind {name!r}: metrics {unknown} have no unit (METRIC_UNITS / unit_overrides)")
+        _KINDS[name] = kind
+        return cls
+
+    return deco
+
+
+def get_task_kind(name: str) -> TaskKind:
+    """The registered kind ``name``; raises naming the known kinds."""
+    if name not in _KINDS:
+        raise ValueError(f"unknown task kind {name!r}; known: {sorted(_KINDS)}")
+    return _KINDS[name]
+
+
+def task_kinds() -> dict[str, TaskKind]:
+    """Every registered kind by name."""
+    return dict(_KINDS)
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` flattened: (N, ...) → (N, prod(...))."""
+    return a.reshape(len(a), -1)
+
+
+def unscale(a: np.ndarray, scale: Mapping[str, float] | None) -> np.ndarray:
+    """Values in the target's own units when ``scale`` (train mean/std) is given."""
+    return a * scale["std"] + scale["mean"] if scale else a
+
+
+def ridge_baseline(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray) -> np.ndarray:
+    """Standardised ridge regression from flat features to the flattened targets, reshaped back."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+    return est.fit(flat(f_train), flat(y_train)).predict(flat(f_test)).reshape(len(f_test), *y_train.shape[1:])
+
+
+def logistic_baseline(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, seed: int,
+                      max_iter: int) -> np.ndarray:
+    """Standardised logistic regression on flat features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
+    return est.fit(flat(f_train), y_train).predict(flat(f_test))

@@ -1,0 +1,108 @@
+"""Which modalities / (modality, task) pairs a training step draws, and how often.
+
+One sampler serves every stage: stage 1 draws one modality per step, stage 2 and multitask draw
+two items of *different* modalities per step (multitask: a task of each). Each item gets a weight:
+
+* ``uniform``: every modality is equally likely, and the tasks of one modality share its weight
+  equally (the method's default);
+* ``size``: the weight of an item is ``n ** (1 / temperature)`` for its ``n`` training rows
+  (temperature 1: proportional to data-set size; larger temperatures flatten it towards
+  uniform), the temperature-scaled sampling of multilingual / multitask training.
+
+A step draws the first modality with probability proportional to its items' total weight, the
+second (when two are drawn) from the remaining modalities in proportion to theirs, and within a
+modality an item in proportion to its weight. :meth:`TaskSampler.inclusion` gives the exact
+probability that an item takes part in a step, which is what the study uses to give its
+``single_task`` variant the samples a task sees in multitask training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+SAMPLING = ("uniform", "size")
+
+
+@dataclass(frozen=True)
+class SamplerItem:
+    """One thing a step can draw: a modality (pretraining) or a (modality, task) pair."""
+
+    modality: str
+    name: str
+    size: int
+
+
+def check_sampling(where: str, sampling: Any, temperature: Any) -> tuple[str, float]:
+    """Validate ``<stage>.sampling`` and ``<stage>.sampling_temperature``."""
+    if sampling not in SAMPLING:
+        raise ValueError(f"{where}.sampling must be one of {list(SAMPLING)}, got {sampling!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"{where}.sampling_temperature must be a number > 0, got {temperature!r}")
+    return str(sampling), float(temperature)
+
+
+class TaskSampler:
+    """Draws the items of one training step.
+
+    Args:
+        items: What can be drawn, each with its modality and training-set size.
+        per_step: Items of different modalities per step (1 or 2; 2 needs two modalities).
+        sampling: ``uniform`` or ``size`` (see the module docstring).
+        temperature: Flattening of ``size`` weights (ignored by ``uniform``).
+    """
+
+    def __init__(self, items: Sequence[SamplerItem], per_step: int, sampling: str = "uniform",
+                 temperature: float = 1.0) -> None:
+        if not items:
+            raise ValueError("task sampler: nothing to sample")
+        sampling, temperature = check_sampling("sampler", sampling, temperature)
+        self.items = list(items)
+        self.modalities = sorted({it.modality for it in self.items})
+        if per_step not in (1, 2) or per_step > len(self.modalities):
+            raise ValueError(f"task sampler: cannot draw {per_step} different modalities from {self.modalities}")
+        self.per_step = per_step
+        counts = {m: sum(it.modality == m for it in self.items) for m in self.modalities}
+        if sampling == "uniform":
+            w = np.array([1.0 / counts[it.modality] for it in self.items])
+        else:
+            if any(it.size <= 0 for it in self.items):
+                raise ValueError(f"task sampler: sizes must be > 0, got {[(it.name, it.size) for it in self.items]}")
+            w = np.array([float(it.size) ** (1.0 / temperature) for it in self.items])
+        self.weights = w / w.sum()
+        self.modality_mass = np.array([self.weights[self._of(m)].sum() for m in self.modalities])
+
+    def _of(self, modality: str) -> np.ndarray:
+        return np.array([i for i, it in enumerate(self.items) if it.modality == modality])
+
+    def draw(self, rng: np.random.Generator) -> list[int]:
+        """Indices of the items of one step (one per drawn modality, in draw order)."""
+        mass = self.modality_mass.copy()
+        out = []
+        for _ in range(self.per_step):
+            m = int(rng.choice(len(mass), p=mass / mass.sum()))
+            mass[m] = 0.0
+            idx = self._of(self.modalities[m])
+            w = self.weights[idx]
+            out.append(int(idx[int(rng.choice(len(idx), p=w / w.sum()))]))
+        return out
+
+    def inclusion(self) -> dict[str, float]:
+        """``{item name: probability that it takes part in a step}`` (exact, not estimated)."""
+        p_mod = self.modality_mass.copy()
+        if self.per_step == 2:  # first draw, or second after any other modality was first
+            first = self.modality_mass
+            p_mod = first + np.array([sum(first[b] * first[a] / (1.0 - first[b])
+                                          for b in range(len(first)) if b != a) for a in range(len(first))])
+        out = {}
+        for k, m in enumerate(self.modalities):
+            idx = self._of(m)
+            for i in idx:
+                out[self.items[i].name] = float(p_mod[k] * self.weights[i] / self.weights[idx].sum())
+        return out
+
+    def describe(self) -> dict[str, float]:
+        """Inclusion probabilities rounded for logs and checkpoint metadata."""
+        return {k: round(v, 4) for k, v in self.inclusion().items()}

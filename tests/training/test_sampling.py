@@ -1,0 +1,112 @@
+"""The task sampler: declared probabilities, observed frequencies, and its use by the stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from omnivec2_pipelines.training.params import check_loss_weights, stage_sampling
+from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
+
+ITEMS = [SamplerItem("a", "a.x", 1000), SamplerItem("a", "a.y", 10), SamplerItem("b", "b.x", 100),
+         SamplerItem("c", "c.x", 50), SamplerItem("d", "d.x", 5)]
+
+
+def _frequencies(sampler: TaskSampler, n: int = 40_000) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    counts = {it.name: 0 for it in sampler.items}
+    for _ in range(n):
+        picked = sampler.draw(rng)
+        mods = [sampler.items[i].modality for i in picked]
+        assert len(set(mods)) == len(mods) == sampler.per_step  # different modalities every step
+        for i in picked:
+            counts[sampler.items[i].name] += 1
+    return {k: v / n for k, v in counts.items()}
+
+
+@pytest.mark.parametrize("per_step", [1, 2])
+@pytest.mark.parametrize("sampling, temperature", [("uniform", 1.0), ("size", 1.0), ("size", 3.0)])
+def test_observed_frequencies_match_declared_probabilities(per_step, sampling, temperature) -> None:
+    sampler = TaskSampler(ITEMS, per_step, sampling, temperature)
+    declared = sampler.inclusion()
+    assert sum(declared.values()) == pytest.approx(per_step)
+    observed = _frequencies(sampler)
+    for name, p in declared.items():
+        assert observed[name] == pytest.approx(p, abs=0.01), name
+
+
+def test_uniform_gives_every_modality_the_same_share_and_size_follows_size() -> None:
+    uni = TaskSampler(ITEMS, 2, "uniform").inclusion()
+    # two of four modalities per step: each modality takes part in half the steps, split over its tasks
+    assert uni == pytest.approx({"a.x": 0.25, "a.y": 0.25, "b.x": 0.5, "c.x": 0.5, "d.x": 0.5})
+    one = TaskSampler(ITEMS, 1, "size", 1.0).inclusion()
+    total = sum(it.size for it in ITEMS)
+    assert one == pytest.approx({it.name: it.size / total for it in ITEMS})
+    hot = TaskSampler(ITEMS, 1, "size", 4.0).inclusion()
+    # a higher temperature flattens the weights towards uniform over items
+    assert hot["d.x"] > one["d.x"] and hot["a.x"] < one["a.x"]
+
+
+def test_bad_sampling_parameters_name_the_key() -> None:
+    with pytest.raises(ValueError, match=r"multitask.sampling must be one of \['uniform', 'size'\]"):
+        stage_sampling("multitask", {"sampling": "loss"})
+    with pytest.raises(ValueError, match="pretrain_paired.sampling_temperature must be a number > 0"):
+        stage_sampling("pretrain_paired", {"sampling": "size", "sampling_temperature": 0})
+    with pytest.raises(ValueError, match="cannot draw 2 different modalities"):
+        TaskSampler([SamplerItem("a", "a.x", 3)], 2)
+    with pytest.raises(ValueError, match=r"multitask.loss_weights.a: unknown task .z.; a has \[.x.\]"):
+        check_loss_weights({"a": {"z": 1.0}}, {"a": ["x"]})
+    with pytest.raises(ValueError, match=r"multitask.loss_weights.a.x must be a number >= 0"):
+        check_loss_weights({"a": {"x": -1}})
+    assert check_loss_weights({"a": {"x": 2}}) == {"a.x": 2.0} and check_loss_weights(None) == {}
+
+
+def _tasks(bundles, weights=(1.0, 1.0)):
+    from omnivec2_pipelines.training.data import BatchSource
+    from omnivec2_pipelines.training.objectives import TaskData
+
+    g, s = bundles["grid"], bundles["series"]
+    return [TaskData("grid", "classification", "classification",
+                     BatchSource(g.get("train", "x"), g.get("train", "y.classification"), 0, "g"), weight=weights[0]),
+            TaskData("series", "forecasting", "regression",
+                     BatchSource(s.get("train", "x_context"), s.get("train", "y.forecasting"), 0, "s"),
+                     weight=weights[1])]
+
+
+def test_loss_weights_scale_each_task_in_the_step_sum(bundles, tiny_model_params) -> None:
+    from omnivec2_pipelines.models import HeadConfig
+    from omnivec2_pipelines.training import stages
+    from omnivec2_pipelines.training.objectives import Multitask, StepContext
+
+    torch.manual_seed(0)
+    model = stages.build_model(tiny_model_params, bundles)
+    model.add_head(HeadConfig("grid", "classification", "classification", 3))
+    model.add_head(HeadConfig("series", "forecasting", "regression", 16))
+    model.eval()
+    outs = []
+    for w in [(1.0, 1.0), (3.0, 0.0)]:
+        ctx = StepContext(0, np.random.default_rng(0), torch.Generator().manual_seed(0), torch.device("cpu"))
+        outs.append(Multitask(_tasks(bundles, w), 8).step(model, ctx))
+    parts = outs[0].parts
+    assert outs[1].parts == pytest.approx(parts)  # same batches, same per-task losses
+    assert float(outs[0].loss.detach()) == pytest.approx(sum(parts.values()), rel=1e-5)
+    assert float(outs[1].loss.detach()) == pytest.approx(3.0 * parts["grid.classification"], rel=1e-5)
+
+
+def test_size_sampling_in_the_multitask_stage(bundles, tiny_model_params, caplog) -> None:
+    """The stage passes the sampling keys to its objective and logs the declared probabilities."""
+    import logging
+
+    from omnivec2_pipelines.training import stages
+
+    torch.manual_seed(0)
+    init = stages.fresh_checkpoint(bundles, tiny_model_params, 0)
+    params = {"steps": 2, "batch_size": 4, "sampling": "size", "sampling_temperature": 2.0,
+              "loss_weights": {"grid": {"classification": 0.5}}}
+    trainer = {"progress": False, "eval_every": 0, "checkpoint_every": 0, "warmup_steps": 1}
+    with caplog.at_level(logging.INFO, logger="omnivec2_pipelines.training.stages"):
+        stages.multitask(init, bundles, params, trainer)
+    assert "probability that each task takes part in a step" in caplog.text
+    with pytest.raises(ValueError, match="multitask.sampling must be one of"):
+        stages.multitask(init, bundles, {**params, "sampling": "bogus"}, trainer)
