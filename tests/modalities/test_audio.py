@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from omnivec2_pipelines.modalities import DataError, get_modality
-from omnivec2_pipelines.modalities.audio import SAMPLE_CATEGORIES
+from omnivec2_pipelines.sample_data.audio import SAMPLE_CATEGORIES
 
 AUD = get_modality("audio")
 SAMPLE = {"sample_rate": 8000, "clip_seconds": 0.25, "clips_per_class_per_fold": 1, "seed": 0}

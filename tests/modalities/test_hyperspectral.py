@@ -10,7 +10,8 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from omnivec2_pipelines.modalities.base import DataError
-from omnivec2_pipelines.modalities.hyperspectral import SAMPLE_CLASSES, HyperspectralModality
+from omnivec2_pipelines.modalities.hyperspectral import HyperspectralModality
+from omnivec2_pipelines.sample_data.hyperspectral import SAMPLE_CLASSES
 
 HS = HyperspectralModality()
 

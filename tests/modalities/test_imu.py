@@ -10,7 +10,7 @@ import pytest
 
 from omnivec2_pipelines.modalities.base import DataError
 from omnivec2_pipelines.modalities.imu import ImuModality
-from omnivec2_pipelines.modalities.time_series import _bundled_ts_dir
+from omnivec2_pipelines.formats.sktime_data import bundled_ts_dir as _bundled_ts_dir
 
 IMU = ImuModality()
 HEADER = """# toy wrist IMU: ax ay az gx gy gz

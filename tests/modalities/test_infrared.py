@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from omnivec2_pipelines.modalities.base import DataError
-from omnivec2_pipelines.modalities.infrared import InfraredModality, parse_regression_ts, tecator_dir
+from omnivec2_pipelines.modalities.infrared import InfraredModality
+from omnivec2_pipelines.sample_data.infrared import parse_regression_ts, tecator_dir
 
 IR = InfraredModality()
 SPEC_TOK = {"spectra": {"length": 100, "patch_size": 5}}

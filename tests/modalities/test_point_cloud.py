@@ -13,15 +13,12 @@ import trimesh
 
 from omnivec2_pipelines.modalities.base import DataError
 from omnivec2_pipelines.modalities.point_cloud import (
-    SAMPLE_PARTS,
-    SAMPLE_PRIMITIVES,
-    SAMPLE_SHAPES,
     PointCloudModality,
     farthest_point_indices,
     normalize_unit_sphere,
     point_baseline_features,
-    write_off,
 )
+from omnivec2_pipelines.sample_data.point_cloud import SAMPLE_PARTS, SAMPLE_PRIMITIVES, SAMPLE_SHAPES, write_off
 
 PC = PointCloudModality()
 SAMPLE = {"shapes_per_class": 3, "points_per_shape": 48, "meshes_per_class": 3, "seed": 0}

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from omnivec2_pipelines.modalities import DataError, get_modality
-from omnivec2_pipelines.modalities.time_series import _bundled_ts_dir, parse_ts
+from omnivec2_pipelines.formats.sktime_data import bundled_ts_dir as _bundled_ts_dir
+from omnivec2_pipelines.formats.ucr_ts import parse_ts
 
 TS = get_modality("time_series")
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from omnivec2_pipelines.modalities.base import DataError
-from omnivec2_pipelines.modalities.video import SAMPLE_CLASSES, VideoModality, load_video, write_video
+from omnivec2_pipelines.modalities.video import VideoModality, load_video
+from omnivec2_pipelines.sample_data.video import SAMPLE_CLASSES, write_video
 
 VID = VideoModality()
 TOK = {"n_frames": 4, "size": [8, 8], "tubelet": [2, 4, 4]}

@@ -11,13 +11,9 @@ import pytest
 from PIL import Image
 
 from omnivec2_pipelines.modalities.base import DataError
-from omnivec2_pipelines.modalities.xray import (
-    SAMPLE_CLASSES,
-    XrayModality,
-    load_dicom,
-    minmax_uint8,
-    write_dicom,
-)
+from omnivec2_pipelines.formats.images import minmax_uint8
+from omnivec2_pipelines.modalities.xray import XrayModality, load_dicom
+from omnivec2_pipelines.sample_data.xray import SAMPLE_CLASSES, write_dicom
 
 XR = XrayModality()
 TOK = {"size": [8, 8], "patch_size": [4, 4]}

@@ -16,8 +16,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-import logging
-import time
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,102 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+from omnivec2_pipelines.formats.base import REQUIRED_SPLITS, SPLITS, DataError, ErrorPolicy  # noqa: F401 (re-exported)
 
 #: Columns every canonical table has (payload columns are modality specific).
 TABLE_COLUMNS: tuple[str, ...] = ("sample_id", "source_file", "label", "label_name", "split")
-
-
-class DataError(ValueError):
-    """Bad input data: names the file or parameter and what was expected.
-
-    Args:
-        message: What was wrong, naming the file or parameter.
-        reason: Short category for ingestion reports (``"corrupt"``, ``"nan"``, ``"empty"``,
-            ``"shape"``, ``"channels"``, ``"missing"``, ``"invalid"``, ...).
-    """
-
-    def __init__(self, message: str, reason: str = "invalid") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class ErrorPolicy:
-    """What a reader does with a bad file: ``source.on_error`` = ``"raise"`` (default) or ``"skip"``.
-
-    With ``skip`` the file is left out and recorded (file, reason, message); the ingestion
-    report lists the counts per reason and the file names, so nothing is dropped silently.
-    Problems with the data set as a whole (missing path, no files, a missing split) always raise.
-
-    Args:
-        source: The modality's ``source`` parameters.
-        modality: Modality name, for messages.
-    """
-
-    #: Log a progress line every this many files.
-    log_every: int = 500
-
-    def __init__(self, source: dict[str, Any], modality: str) -> None:
-        mode = source.get("on_error", "raise")
-        if mode not in ("raise", "skip"):
-            raise DataError(f"{modality}.source.on_error={mode!r}; expected 'raise' or 'skip'")
-        self.mode, self.modality = mode, modality
-        self.skipped: list[dict[str, str]] = []
-        self.count = 0
-        self._seen: set[str] = set()
-        self._bar: Any = None
-        self._start = 0.0
-
-    def _progress(self, file: str | Path) -> None:
-        """Progress bar (only on a terminal) and a log line every ``log_every`` distinct files."""
-        key = str(file)
-        if key in self._seen:  # a reader may check one file in several passes
-            return
-        self._seen.add(key)
-        if self._bar is None:
-            from tqdm.auto import tqdm
-
-            self._start = time.perf_counter()
-            self._bar = tqdm(desc=f"reading {self.modality}", unit="file", disable=None, leave=False)
-        self.count += 1
-        self._bar.update(1)
-        if self.count % self.log_every == 0:
-            rate = self.count / max(time.perf_counter() - self._start, 1e-9)
-            log.info("%s: read %d files (%.0f files/s, %d skipped)", self.modality, self.count, rate,
-                     len(self.skipped))
-
-    def call(self, file: str | Path, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Return ``fn(*args, **kwargs)``; on :class:`DataError` raise or record and return None."""
-        self._progress(file)
-        try:
-            return fn(*args, **kwargs)
-        except DataError as e:
-            if self.mode == "raise":
-                self.close()
-                raise
-            self.skipped.append({"file": str(file), "reason": e.reason, "message": str(e)})
-            return None
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def report(self) -> dict[str, Any]:
-        """``{"on_error", "skipped", "by_reason", "files"}`` for the ingestion report."""
-        by_reason: dict[str, int] = {}
-        for s in self.skipped:
-            by_reason[s["reason"]] = by_reason.get(s["reason"], 0) + 1
-        return {"on_error": self.mode, "skipped": len(self.skipped), "by_reason": by_reason,
-                "files": self.skipped}
-
-    def attach(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Store the report in ``table.attrs["ingestion_errors"]`` (read by the ingestion node)."""
-        self.close()
-        table.attrs["ingestion_errors"] = self.report()
-        return table
 
 
 @dataclass(frozen=True)
@@ -130,7 +37,8 @@ class TaskSpec:
 
     Attributes:
         name: Task name, unique within the modality (e.g. ``"classification"``).
-        kind: Head/loss family: ``"classification"`` (cross-entropy) or ``"regression"`` (ℓ2).
+        kind: A registered task kind (:mod:`omnivec2_pipelines.tasks`: ``classification``,
+            ``regression``, ``dense_regression``, ``segmentation``): head, loss, metrics, baseline.
         input_key: Array key (without split prefix) of the model input, e.g. ``"x"``.
         target_key: Array key (without split prefix) of the target, e.g. ``"y.classification"``.
         out_dim: Number of classes, or number of regressed values per sample.
@@ -245,7 +153,9 @@ class Modality(abc.ABC):
         """Write the embedded default data set under ``root`` in the standard layout.
 
         Deterministic for fixed ``params``. Returns a small JSON-able manifest
-        (source of the data, number of files, classes).
+        (source of the data, number of files, classes). The built-in modalities keep their
+        generators and exporters in :mod:`omnivec2_pipelines.sample_data` (``<name>.py``), imported
+        only by this method, so a reader module is reading, validation and tokenization only.
         """
 
     @abc.abstractmethod
@@ -437,6 +347,50 @@ def table_class_names(table: pd.DataFrame) -> tuple[str, ...]:
         raise DataError(f"table labels must be 0..K-1 without gaps, got {labels}")
     names = dict(zip(pairs["label"].astype(int), pairs["label_name"].astype(str)))
     return tuple(names[i] for i in labels)
+
+
+def table_channels(table: pd.DataFrame, column: str, modality: str) -> int:
+    """The one channel count of a canonical table (``column``: ``"channels"``, ``"n_channels"``).
+
+    Raises:
+        DataError: (reason ``"channels"``) when the rows have several counts.
+    """
+    channels = sorted(set(int(c) for c in table[column]))
+    if len(channels) != 1:
+        raise DataError(f"{modality} table mixes channel counts {channels}; expected one", reason="channels")
+    return channels[0]
+
+
+def label_order(names: set[str]) -> list[str]:
+    """Sort class names numerically when all are numbers (``2`` before ``10``), else as text."""
+    def num(x: str) -> float | None:
+        try:
+            v = float(x)
+        except ValueError:
+            return None
+        return v if math.isfinite(v) else None
+
+    if names and all(num(x) is not None for x in names):
+        return sorted(names, key=lambda x: (num(x), x))
+    return sorted(names)
+
+
+def stratified_test_split(labels: np.ndarray, fraction: Any, seed: Any, key: str) -> np.ndarray:
+    """Deterministic stratified choice of test rows: bool mask, ``fraction`` of each label.
+
+    A label with a single row keeps it in train. ``key`` names the parameter in errors.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0.0 < float(fraction) < 1.0:
+        raise DataError(f"{key} must be a number in (0, 1), got {fraction!r}")
+    rng = np.random.default_rng(int(seed))
+    test = np.zeros(len(labels), dtype=bool)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        n = int(round(len(idx) * float(fraction)))
+        if n and len(idx) - n >= 1:
+            test[rng.choice(idx, size=n, replace=False)] = True
+    return test
 
 
 @contextlib.contextmanager

@@ -15,6 +15,9 @@ versa. Hidden files are ignored; anything else is an error, so nothing is silent
 
 Ingestion decodes at most ``source.batch_files`` pairs at a time (:meth:`DepthModality.read_chunks`),
 so its memory does not grow with the data set.
+
+Embedded default data: tiles of a REAL stereo pair with its ground-truth disparity
+(:mod:`omnivec2_pipelines.sample_data.depth`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from omnivec2_pipelines.checks import size_and_patch
+from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, RGB_MODES
 from omnivec2_pipelines.modalities.base import (
+    REQUIRED_SPLITS,
     SPLITS,
     ArrayBundle,
     DataError,
@@ -35,7 +41,6 @@ from omnivec2_pipelines.modalities.base import (
     Modality,
     TaskSpec,
     assign_val_split,
-    atomic_directory,
     check_batch_files,
     check_source,
     concat_chunks,
@@ -45,11 +50,9 @@ from omnivec2_pipelines.modalities.base import (
 from omnivec2_pipelines.params_schema import SIZE
 
 #: Extensions of the colour images (lower case).
-RGB_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+RGB_EXTENSIONS: tuple[str, ...] = IMAGE_EXTENSIONS
 #: Extensions of the depth maps (lower case).
 DEPTH_EXTENSIONS: tuple[str, ...] = (".png", ".npy")
-_REQUIRED_SPLITS = ("train", "test")
-_RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _DEPTH16_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _DEPTH8_MODES = {"L"}
 
@@ -67,7 +70,7 @@ def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode not in _RGB_MODES:
+            if img.mode not in RGB_MODES:
                 raise DataError(f"{path}: RGB image has mode {img.mode!r}; expected a 3-channel "
                                 f"8-bit colour image (RGB/RGBA/P)", reason="channels")
             arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
@@ -164,80 +167,11 @@ class DepthModality(Modality):
     task_names = ("depth",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Cut the REAL stereo pair ``skimage.data.stereo_motorcycle()`` into RGB + disparity tiles.
+        """Cut the REAL stereo pair ``skimage.data.stereo_motorcycle()`` into RGB + disparity tiles (see
+        :func:`omnivec2_pipelines.sample_data.depth.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.depth import make_sample_data
 
-        The left view (500x741 RGB, bundled with scikit-image, no download) is the input and
-        its ground-truth disparity map (pixels, larger = closer) the dense target, a stand-in
-        for depth. The ~7 % invalid (inf) disparity pixels are filled with the nearest valid
-        value (like NYUv2's filled depth maps). The image is divided into ``cell`` x ``cell``
-        blocks, each assigned at random to train / val / test (``val_fraction`` /
-        ``test_fraction`` of the blocks); tiles of ``tile`` x ``tile`` with step ``stride`` are cut
-        inside each block only, so no pixel is shared between splits. Tiles are written as
-        ``<split>/rgb/<id>.png`` and ``<split>/depth/<id>.npy`` (float32) with ``id`` =
-        ``y<row>_x<col>`` of the tile's top-left pixel.
-
-        Args:
-            root: Output folder (replaced atomically).
-            params: ``tile`` (32), ``cell`` (64), ``stride`` (16), ``val_fraction`` (0.1),
-                ``test_fraction`` (0.2), ``seed`` (0).
-
-        Returns:
-            Manifest ``{"source", "files", "classes": [], "tiles": {split: n}, "filled_pixels"}``.
-        """
-        from scipy import ndimage
-        from skimage.data import stereo_motorcycle
-
-        tile = int(params.get("tile", 32))
-        cell = int(params.get("cell", 64))
-        stride = int(params.get("stride", 16))
-        val_fraction = float(params.get("val_fraction", 0.1))
-        test_fraction = float(params.get("test_fraction", 0.2))
-        if not (0 < tile <= cell and 0 < stride and 0 <= val_fraction and 0 < test_fraction
-                and val_fraction + test_fraction < 1):
-            raise DataError(f"depth sample data params need 0 < tile <= cell, stride > 0, "
-                            f"val_fraction >= 0, test_fraction > 0, val+test < 1; got {params}")
-        left, _, disp = stereo_motorcycle()  # (H, W, 3) uint8, _, (H, W) float32 with inf
-        invalid = ~np.isfinite(disp)
-        if invalid.any():  # nearest valid pixel
-            idx = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
-            disp = disp[tuple(idx)]
-        disp = disp.astype(np.float32)
-        gh, gw = left.shape[0] // cell, left.shape[1] // cell
-        if gh * gw < 3:
-            raise DataError(f"depth sample data: cell={cell} leaves fewer than 3 blocks of the "
-                            f"{left.shape[0]}x{left.shape[1]} image")
-        rng = np.random.default_rng(int(params.get("seed", 0)))
-        order = rng.permutation(gh * gw)
-        n_test = max(1, int(round(gh * gw * test_fraction)))
-        n_val = int(round(gh * gw * val_fraction))
-        split_of = np.array(["train"] * (gh * gw), dtype=object)
-        split_of[order[:n_test]] = "test"
-        split_of[order[n_test:n_test + n_val]] = "val"
-        offsets = range(0, cell - tile + 1, stride)
-        counts = {s: 0 for s in SPLITS}
-        with atomic_directory(Path(root)) as tmp:
-            for s in SPLITS:
-                if s in set(split_of):
-                    (tmp / s / "rgb").mkdir(parents=True)
-                    (tmp / s / "depth").mkdir(parents=True)
-            for k in range(gh * gw):
-                s = split_of[k]
-                by, bx = (k // gw) * cell, (k % gw) * cell
-                for dy in offsets:
-                    for dx in offsets:
-                        y, x = by + dy, bx + dx
-                        tid = f"y{y:03d}_x{x:03d}"
-                        Image.fromarray(left[y:y + tile, x:x + tile]).save(
-                            tmp / s / "rgb" / f"{tid}.png", format="PNG")
-                        np.save(tmp / s / "depth" / f"{tid}.npy",
-                                np.ascontiguousarray(disp[y:y + tile, x:x + tile]))
-                        counts[s] += 1
-        return {"source": "skimage.data.stereo_motorcycle left view + ground-truth disparity "
-                          "(real; Middlebury 2014 'Motorcycle'), tiled",
-                "files": 2 * sum(counts.values()), "classes": [],
-                "tiles": {s: n for s, n in counts.items() if n},
-                "target": "disparity in pixels (larger = closer)",
-                "filled_pixels": int(invalid.sum())}
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a paired RGB/depth tree into the canonical table.
@@ -342,11 +276,7 @@ class DepthModality(Modality):
             DataError: bad params, no train rows, or a row whose payload does not match its
                 shape columns.
         """
-        size = _pair(params, "size")
-        patch = _pair(params, "patch_size")
-        if size[0] % patch[0] or size[1] % patch[1]:
-            raise DataError(f"tokenization.depth.patch_size={list(patch)} must divide "
-                            f"tokenization.depth.size={list(size)} in both axes")
+        size, patch = size_and_patch(params, "tokenization.depth", scalar=True)
         if not (table["split"] == "train").any():
             raise DataError("depth table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")
@@ -398,7 +328,7 @@ def _list_pairs(root: Path, read_pair: Callable[[PairItem], Any]) -> list[PairIt
     if not root.is_dir():
         raise DataError(f"depth.source.path: {root} is not a directory; expected a paired "
                         f"tree root/<split>/rgb/<id>.png + root/<split>/depth/<id>.png|.npy")
-    missing = [s for s in _REQUIRED_SPLITS if not (root / s).is_dir()]
+    missing = [s for s in REQUIRED_SPLITS if not (root / s).is_dir()]
     if missing:
         raise DataError(f"{root}: missing split folder(s) {missing}; expected "
                         f"root/train/{{rgb,depth}}/..., root/test/{{rgb,depth}}/... (val optional)")
@@ -452,7 +382,7 @@ def _pair_splits(root: Path, kept: list[PairItem], n_skipped: int, source: dict[
     if not kept:
         raise DataError(f"{root}: no readable rgb/depth pairs ({n_skipped} "
                         f"skipped, see table.attrs['ingestion_errors'])", reason="empty")
-    for required in _REQUIRED_SPLITS:
+    for required in REQUIRED_SPLITS:
         if not any(k[0] == required for k in kept):
             raise DataError(f"{root}: no readable pairs left in split {required!r} "
                             f"({n_skipped} file(s) skipped)", reason="empty")
@@ -487,22 +417,6 @@ def _pos_float(source: dict[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise DataError(f"depth.source.{key} must be a positive number, got {value!r}")
     return float(value)
-
-
-def _pair(params: dict[str, Any], key: str) -> tuple[int, int]:
-    """Read a ``[a, b]`` pair of positive ints (or one int for both) from the tokenization params."""
-    value = params.get(key)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = [value, value]
-    try:
-        a, b = (int(v) for v in value)
-        ok = a > 0 and b > 0 and all(not isinstance(v, bool) and float(v) == int(v) for v in value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise DataError(f"tokenization.depth.{key} must be a pair of positive ints [H, W], "
-                        f"got {value!r}")
-    return a, b
 
 
 def _resize_pair(row: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

