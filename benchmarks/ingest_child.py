@@ -25,7 +25,7 @@ import pyarrow.parquet  # noqa: F401  (imported before the baseline: the parquet
 import yaml
 from kedro.io import DataCatalog
 
-from omnivec2_pipelines.pipelines.nodes import ingest_node
+from omnivec2_pipelines.pipelines.data.nodes import ingest_node
 
 
 def proc_status_kib(key: str) -> int:

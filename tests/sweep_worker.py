@@ -8,7 +8,7 @@ import sys
 import torch
 
 from omnivec2_pipelines import sweep as sw
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from omnivec2_pipelines.pipeline_registry import build_pipelines
 from omnivec2_pipelines.training import stages
 from tests.conftest import TINY_MODEL, grid_bundle, series_bundle
 

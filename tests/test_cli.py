@@ -26,7 +26,7 @@ def test_every_node_annotation_resolves_without_importing_torch() -> None:
     code = textwrap.dedent("""
         import sys, typing
         from omnivec2_pipelines.modalities.base import registered_modalities
-        from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+        from omnivec2_pipelines.pipeline_registry import build_pipelines
 
         bad = {}
         for pipe in build_pipelines(registered_modalities()).values():

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from omnivec2_pipelines.hooks import validate_run_parameters
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from omnivec2_pipelines.pipeline_registry import build_pipelines
 from tests.project_copy import copy_project, run_cmd
 from tests.tiny import MODALITIES, project_params
 
@@ -75,19 +75,23 @@ def test_register_pipelines_follows_the_env_and_conf_source_of_the_run(tmp_path,
     from types import SimpleNamespace
 
     from omnivec2_pipelines.hooks import PipelineConfigHook
-    from omnivec2_pipelines.pipeline_registry import register_pipelines, use_run_config
+    from omnivec2_pipelines.pipeline_registry import project_config_loader, register_pipelines, use_run_config
 
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     conf = tmp_path / "my_conf"
     for env, mods in (("base", "[image, text]"), ("small", "[graph]")):
         (conf / env).mkdir(parents=True)
         (conf / env / "parameters.yml").write_text(f"modalities: {mods}\n")
-    context = SimpleNamespace(config_loader=SimpleNamespace(conf_source=str(conf)), env="small")
+    (conf / "local").mkdir()
+
+    def context(env):  # what Kedro's session creates for `kedro run --conf-source my_conf [--env env]`
+        return SimpleNamespace(config_loader=project_config_loader(conf, env), env=env)
+
     try:
-        PipelineConfigHook().after_context_created(context)
+        PipelineConfigHook().after_context_created(context("small"))
         assert {n.name for n in register_pipelines()["ingestion"].nodes} == {"graph.ingest"}
-        context.env = None  # no env and no conf/local: base
-        PipelineConfigHook().after_context_created(context)
+        # no env: conf/local, which sets no modalities: base
+        PipelineConfigHook().after_context_created(context(None))
         assert {n.name for n in register_pipelines()["ingestion"].nodes} == {"image.ingest", "text.ingest"}
     finally:
-        use_run_config(None, None)
+        use_run_config(None)

@@ -16,7 +16,7 @@ from omnivec2_pipelines.hooks import check_tasks_in_data, validate_run_parameter
 from omnivec2_pipelines.io import ArrayBundleDataset
 from omnivec2_pipelines.modalities import get_modality
 from omnivec2_pipelines.params_schema import modality_schema, normalize_sizes, parse_size, register_block
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from omnivec2_pipelines.pipeline_registry import build_pipelines
 from omnivec2_pipelines.settings import CONFIG_LOADER_ARGS, ProjectConfigLoader
 from omnivec2_pipelines.shards import save_bundle
 from tests.tiny import MODALITIES, PROJECT, project_params, tiny_params
@@ -216,7 +216,7 @@ def test_cuda_without_cuda_is_reported_before_the_first_node(pipes, params, monk
 def test_checking_a_cpu_run_does_not_import_torch() -> None:
     code = ("import sys\n"
             "from omnivec2_pipelines.hooks import validate_run_parameters\n"
-            "from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines\n"
+            "from omnivec2_pipelines.pipeline_registry import build_pipelines\n"
             "from tests.tiny import MODALITIES, project_params\n"
             "p = project_params()\n"
             "for m in MODALITIES: p[m]['source']['path'] = '.'\n"

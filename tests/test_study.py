@@ -7,7 +7,7 @@ import json
 import pytest
 
 from omnivec2_pipelines import study as st
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from omnivec2_pipelines.pipeline_registry import build_pipelines
 from omnivec2_pipelines.training import trainer as trainer_module
 from tests.conftest import TINY_MODEL
 from tests.tiny import project_params

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from omnivec2_pipelines import sweep as sw
-from omnivec2_pipelines.pipelines import nodes
+from omnivec2_pipelines.pipelines.sweep import nodes
 from omnivec2_pipelines.training import stages
 from tests.sweep_worker import PARAMS, bundles, spec
 

@@ -69,7 +69,7 @@ def check_tasks_in_data(params: dict[str, Any], pipeline: Pipeline, catalog: Any
 
 
 class PipelineConfigHook:
-    """Lets ``register_pipelines`` read the run's configuration: ``--env``, ``--conf-source``, ``KEDRO_ENV``.
+    """Builds the pipelines from the run's own config loader: ``--env``, ``--conf-source``, ``KEDRO_ENV``.
 
     Kedro creates the context (and calls this hook) before it first reads the pipelines of a run.
     """
@@ -80,8 +80,9 @@ class PipelineConfigHook:
 
         from omnivec2_pipelines.pipeline_registry import use_run_config
 
-        if use_run_config(getattr(context.config_loader, "conf_source", None), context.env) and PACKAGE_NAME:
-            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # built again for the new configuration
+        use_run_config(context.config_loader)
+        if PACKAGE_NAME:
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # built again, lazily, from that loader
 
 
 class ValidateParametersHook:

@@ -53,6 +53,8 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
                   "sampling_temperature", "loss_weights"),
 }
+#: The training stages, in the order they run (each starts from the previous stage's checkpoint).
+STAGES: tuple[str, ...] = tuple(STAGE_KEYS)
 EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines")
 
 _SIZE_TEXT = re.compile(r"\d+(?:[xX]\d+)+")

@@ -1,40 +1,93 @@
-"""Project pipelines."""
+"""Project pipelines: every family of :mod:`omnivec2_pipelines.pipelines`, for the modalities the run configures.
+
+The ``modalities`` list shapes the pipelines (one namespace per modality), so it is read from the run's
+own config loader: :class:`~omnivec2_pipelines.hooks.PipelineConfigHook` hands it over when Kedro creates
+the run's context (``--env``, ``--conf-source``, ``KEDRO_ENV``, ``--params`` all apply), before Kedro
+first reads the pipelines. Without a context (``kedro registry list``, a plain import) the loader is
+the one a session would create: the project's settings, ``KEDRO_ENV`` or the default run env.
+"""
 
 from __future__ import annotations
 
-from kedro.framework.project import settings
+import os
+from pathlib import Path
+from typing import Any
+
 from kedro.pipeline import Pipeline
 
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines, enabled_modalities
+from omnivec2_pipelines.params_schema import STAGES
+from omnivec2_pipelines.pipelines import data, evaluation, study, sweep, training
 
-#: The configuration of the current run (``conf_source``, ``env``), set by ``PipelineConfigHook``
-#: when Kedro creates the run's context; without a context (``kedro registry list``) both are None.
-_RUN_CONFIG: dict[str, str | None] = {"conf_source": None, "env": None}
+#: The pipeline families, in the order their pipelines run; each ``create_pipelines(modalities)``.
+FAMILIES = (data, training, evaluation, sweep, study)
+#: What ``kedro run`` runs with no ``--pipelines``: the six stages in order.
+DEFAULT = ("ingestion", "tokenization", *STAGES, "evaluation")
+
+#: The config loader of the current run, set by ``PipelineConfigHook`` when Kedro creates the run's
+#: context; None without one. (A config loader is a mapping, empty until read: compare with None.)
+_RUN_CONFIG: dict[str, Any] = {"loader": None}
 
 
-def use_run_config(conf_source: str | None, env: str | None) -> bool:
-    """Build the pipelines from ``conf_source`` and ``env`` from now on.
+def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
+    """All registered pipelines for ``modalities``; ``__default__`` runs the six stages in order."""
+    pipes: dict[str, Pipeline] = {}
+    for family in FAMILIES:
+        pipes.update(family.create_pipelines(modalities))
+    pipes["__default__"] = sum((pipes[k] for k in DEFAULT), Pipeline([]))
+    return pipes
+
+
+def project_config_loader(conf_source: str | Path | None = None, env: str | None = None) -> Any:
+    """The config loader a Kedro session of this project would create (the project's ``settings``).
 
     Args:
-        conf_source: The run's configuration folder (Kedro's ``--conf-source``), None for the project's.
-        env: The run's environment (``--env`` or ``KEDRO_ENV``), None for the default (``local``).
-
-    Returns:
-        Whether that changed the configuration (the pipelines must then be built again).
+        conf_source: The configuration folder, archive or URL; None: ``conf`` of the project around
+            the working directory.
+        env: The run env; None: ``KEDRO_ENV``, else the settings' ``default_run_env`` (``local``).
     """
-    new = {"conf_source": None if conf_source is None else str(conf_source), "env": env}
-    changed = new != _RUN_CONFIG
-    _RUN_CONFIG.update(new)
-    return changed
+    from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
+
+    if conf_source is None:
+        conf_source = (find_kedro_project(Path.cwd()) or Path.cwd()) / settings.CONF_SOURCE
+    return settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), env=env or os.environ.get("KEDRO_ENV"),
+                                        **settings.CONFIG_LOADER_ARGS)
+
+
+def enabled_modalities(config_loader: Any) -> list[str]:
+    """The ``modalities`` list of the parameters that ``config_loader`` reads (base + run env).
+
+    Raises:
+        ValueError: when the list is empty or names a modality that is not registered.
+    """
+    from omnivec2_pipelines.modalities.base import registered_modalities
+
+    mods = config_loader["parameters"].get("modalities")
+    known = registered_modalities()
+    if not isinstance(mods, list) or not mods or any(m not in known for m in mods):
+        where = getattr(config_loader, "conf_source", "the configuration")
+        env = getattr(config_loader, "env", None) or getattr(config_loader, "default_run_env", None)
+        raise ValueError(f"parameter 'modalities' in {where} (env {env!r}) must be a non-empty list of "
+                         f"{known}, got {mods!r}")
+    return list(dict.fromkeys(mods))
+
+
+def use_run_config(config_loader: Any) -> None:
+    """Build the pipelines from the parameters of ``config_loader`` from now on (None: :func:`project_config_loader`).
+
+    Args:
+        config_loader: The run context's ``config_loader``.
+    """
+    _RUN_CONFIG["loader"] = config_loader
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register ``sample_data``, ``ingestion``, ``tokenization``, the three training stages, ``evaluation``, ...
 
-    The enabled ``modalities`` come from the run's configuration files (``--conf-source``, ``--env``).
+    The enabled ``modalities`` come from the run's configuration (see the module's docstring).
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
-    conf_source = _RUN_CONFIG["conf_source"] or getattr(settings, "CONF_SOURCE", "conf")
-    return build_pipelines(enabled_modalities(conf_source, _RUN_CONFIG["env"]))
+    loader = _RUN_CONFIG["loader"]
+    return build_pipelines(enabled_modalities(project_config_loader() if loader is None else loader))

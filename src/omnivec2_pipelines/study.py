@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from omnivec2_pipelines.params_schema import unknown_key_error
+from omnivec2_pipelines.params_schema import STAGES, unknown_key_error
 from omnivec2_pipelines.training.scores import MAIN_METRIC, better, normalised_score
 from omnivec2_pipelines.utils import atomic_path
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
 STUDY_KEYS = ("variants", "seeds", "budget", "split", "cache_dir", "pairs")
 VARIANT_KEYS = ("stages", "params", "single_task", "description")
 OVERRIDE_BLOCKS = ("model", "trainer", *STAGES)

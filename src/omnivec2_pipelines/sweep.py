@@ -34,13 +34,13 @@ from optuna.storages import JournalStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # not re-exported; RDBStorage implements it the same way
 from optuna.trial import FrozenTrial, TrialState
 
+from omnivec2_pipelines.params_schema import STAGES
 from omnivec2_pipelines.pipelines.nested import run_nested
 from omnivec2_pipelines.tasks import task_kinds
 from omnivec2_pipelines.training import trainer as trainer_module
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain_unimodal", "pretrain_paired", "multitask")
 #: Metric names evaluation writes per task kind (each kind's ``metrics``, :mod:`omnivec2_pipelines.tasks`).
 METRICS_BY_KIND = {name: k.metrics for name, k in task_kinds().items()}
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")

@@ -16,8 +16,8 @@ from PIL import Image
 from omnivec2_pipelines.io import AtomicDataset, TableChunksDataset
 from omnivec2_pipelines.modalities import get_modality
 from omnivec2_pipelines.modalities.base import DataError
-from omnivec2_pipelines.pipelines import nodes
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
+from omnivec2_pipelines.pipeline_registry import build_pipelines
+from omnivec2_pipelines.pipelines.data import nodes
 
 
 def _image_tree(root: Path) -> Path:

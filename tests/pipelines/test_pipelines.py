@@ -9,7 +9,7 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
-from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines, enabled_modalities
+from omnivec2_pipelines.pipeline_registry import build_pipelines, enabled_modalities, project_config_loader
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from tests.tiny import MODALITIES, PROJECT, tiny_params
 
@@ -58,14 +58,14 @@ def test_registry_structure() -> None:
     # the template is namespaced: the image ingestion node reads params:image.source
     assert "params:image.source" in pipes["ingestion"].inputs()
     assert "params:tokenization.audio" in pipes["tokenization"].inputs()
-    assert enabled_modalities(PROJECT / "conf") == MODALITIES
+    assert enabled_modalities(project_config_loader(PROJECT / "conf")) == MODALITIES
 
 
 def test_enabled_modalities_is_validated(tmp_path) -> None:
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "parameters.yml").write_text("modalities: [image, smell]\n")
     with pytest.raises(ValueError, match="'modalities' .* must be a non-empty list"):
-        enabled_modalities(tmp_path)
+        enabled_modalities(project_config_loader(tmp_path, env="base"))
 
 
 def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:

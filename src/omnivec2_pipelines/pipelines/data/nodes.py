@@ -1,7 +1,7 @@
-"""Kedro nodes: thin wrappers that hand parameters and datasets to the pure-torch code.
+"""Data nodes: write the sample data, read a source layout into a canonical table, tokenize it into arrays.
 
-torch and scikit-learn are imported inside the training and evaluation nodes, so a run of the
-data pipelines (and Kedro's start-up) never pays for them.
+Each factory takes the modality and returns the node's function, named after the node
+(``make_sample_data``, ``ingest``, ``tokenize``); :mod:`.pipeline` instantiates one per modality.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -22,14 +22,6 @@ from omnivec2_pipelines.modalities.base import (
     get_modality,
     source_batch_files,
 )
-
-if TYPE_CHECKING:
-    from omnivec2_pipelines.training.checkpoint import Checkpoint
-else:
-    # Kedro resolves every node's annotations (typing.get_type_hints) when a run starts; importing the
-    # real class would pull in torch, so at run time the name stands for "any object" (type checkers
-    # still see the class above).
-    Checkpoint = Any
 
 log = logging.getLogger(__name__)
 
@@ -148,101 +140,3 @@ def tokenize_node(modality: str) -> Callable[[pd.DataFrame, dict[str, Any]], Arr
         return bundle
 
     return _named(tokenize, "tokenize")
-
-
-def pretrain_unimodal(model_params: dict[str, Any], stage_params: dict[str, Any], trainer_params: dict[str, Any],
-                      **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
-    """Stage 1: unimodal masked pretraining of a fresh model on every enabled modality."""
-    from omnivec2_pipelines.training import stages
-
-    return stages.pretrain_unimodal(bundles, model_params, stage_params, trainer_params)
-
-
-def pretrain_paired(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
-                    **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
-    """Stage 2: paired masked pretraining, starting from the stage-1 checkpoint."""
-    from omnivec2_pipelines.training import stages
-
-    return stages.pretrain_paired(init, bundles, stage_params, trainer_params)
-
-
-def multitask(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
-              **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
-    """Stage 3: multimodal multitask training, starting from the stage-2 checkpoint."""
-    from omnivec2_pipelines.training import stages
-
-    return stages.multitask(init, bundles, stage_params, trainer_params)
-
-
-def evaluate_node(ckpt: Checkpoint, params: dict[str, Any], trainer_params: dict[str, Any],
-                  **bundles: ArrayBundle) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per-task held-out metrics beside a classical baseline (one flat JSON object), plus details
-    (confusion matrices) for the report."""
-    allowed = {"split", "batch_size", "baselines"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} under 'evaluation'; allowed: {sorted(allowed)}")
-    from omnivec2_pipelines.training.evaluation import evaluate
-
-    details: dict[str, Any] = {}
-    metrics = evaluate(ckpt.model, bundles, params.get("split", "test"), params.get("batch_size", 256),
-                       trainer_params.get("device", "auto"), params.get("baselines", True),
-                       trainer_params.get("seed", 0), details)
-    for k, v in metrics.items():
-        log.info("%s = %.4f", k, v)
-    return metrics, details
-
-
-def report_node(metrics: dict[str, float], details: dict[str, Any], params: dict[str, Any],
-                **histories: pd.DataFrame) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The human report: Markdown metrics table, loss-curve figures, confusion-matrix figures."""
-    from omnivec2_pipelines import reporting
-
-    hist = {k.removeprefix("loss_"): v for k, v in histories.items()}
-    return (reporting.markdown_report(metrics, hist, params.get("split", "test"), details),
-            reporting.loss_figures(hist), reporting.confusion_figures(details))
-
-
-def sweep_node(sweep: dict[str, Any], parameters: dict[str, Any], unimodal: Checkpoint, paired: Checkpoint,
-               **bundles: ArrayBundle) -> tuple[pd.DataFrame, dict[str, Any], Any]:
-    """Optuna study over one training stage, each trial running the real stage + evaluation nodes.
-
-    Validates the whole sweep (search space keys and ranges, storage URL, objective metric) before
-    any trial runs. Returns the trials table, the best parameters (nested, for conf/local/) and the
-    optimisation-history figure.
-    """
-    import copy
-
-    from omnivec2_pipelines import sweep as sw
-    from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
-
-    spec = sw.SweepSpec.from_params(sweep)
-    tasks = (parameters.get("multitask") or {}).get("tasks", "all")
-    sw.validate(spec, parameters, sw.available_metrics(bundles, tasks))
-    previous = {"pretrain_paired": ("pretrain_unimodal_checkpoint", unimodal),
-                "multitask": ("pretrain_paired_checkpoint", paired)}.get(spec.stage)
-
-    def inputs() -> dict[str, Any]:
-        data: dict[str, Any] = {f"{m}.tokenized": b for m, b in bundles.items()}
-        if previous is not None:
-            data[previous[0]] = copy.deepcopy(previous[1])  # every trial starts from the same weights
-        return data
-
-    study = sw.run_sweep(spec, parameters, build_pipelines(sorted(bundles)), inputs)
-    trials, best, figure = sw.study_outputs(study)
-    log.info("sweep: %d trials; best %s = %s with %s", len(trials), spec.objective,
-             study.best_value if best else None, best)
-    return trials, best, {"sweep_history.png": figure}
-
-
-def study_node(study: dict[str, Any], parameters: dict[str, Any],
-               **bundles: ArrayBundle) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """The study: every declared variant of the recipe x every seed, through the real stage and
-    evaluation pipelines, compared per task beside the classical baseline.
-
-    Returns ``study.json``'s document, the Markdown table ``study.md`` and one figure per task.
-    """
-    from omnivec2_pipelines.pipelines.registry_helpers import build_pipelines
-    from omnivec2_pipelines.study import run_study
-
-    return run_study(study, parameters, bundles, build_pipelines(sorted(bundles)))

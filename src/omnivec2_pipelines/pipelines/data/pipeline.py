@@ -1,0 +1,56 @@
+"""The data pipelines ``sample_data``, ``ingestion``, ``tokenization``: one template each, one namespace per modality.
+
+A template is one node for one modality, under the namespace ``<modality>``: its datasets are
+``<modality>.sample_manifest``, ``<modality>.table``, ``<modality>.ingestion_report`` and
+``<modality>.tokenized``, its nodes ``<modality>.make_sample_data``, ``<modality>.ingest`` and
+``<modality>.tokenize``.
+
+The three read their parameters in two ways (one block per modality is to come):
+
+* ingestion reads ``params:source``, which the namespace alone turns into ``params:<modality>.source``
+  (the ``<modality>:`` blocks of ``parameters_ingestion.yml``);
+* sample_data and tokenization keep one block per *pipeline*, with one entry per modality
+  (``sample_data.<modality>``, ``tokenization.<modality>``), so they remap their parameter past the
+  namespace: ``params:sample_data`` -> ``params:sample_data.<modality>``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from omnivec2_pipelines.pipelines.data import nodes
+
+
+def sample_data_template(m: str) -> Pipeline:
+    """Embedded default data of ``m`` → its standard layout on disk (``sample_data.<m>.path``)."""
+    return pipeline([node(nodes.sample_data_node(m), "params:sample_data", "sample_manifest",
+                          name="make_sample_data")],
+                    namespace=m, parameters={"params:sample_data": f"params:sample_data.{m}"})  # remapped
+
+
+def ingestion_template(m: str) -> Pipeline:
+    """The source layout of ``m`` (``<m>.source``) → canonical table + ingestion report."""
+    return pipeline([node(nodes.ingest_node(m), "params:source", ["table", "ingestion_report"],
+                          name="ingest", tags=["ingestion"])],
+                    namespace=m)  # params:source is params:<m>.source by the namespace alone
+
+
+def tokenization_template(m: str) -> Pipeline:
+    """The canonical table of ``m`` → model-ready arrays (``tokenization.<m>``)."""
+    return pipeline([node(nodes.tokenize_node(m), ["table", "params:tokenization"], "tokenized",
+                          name="tokenize", tags=["tokenization"])],
+                    namespace=m, inputs={"table": f"{m}.table"},
+                    parameters={"params:tokenization": f"params:tokenization.{m}"})  # remapped
+
+
+#: Registered pipeline name -> its per-modality template.
+TEMPLATES: dict[str, Callable[[str], Pipeline]] = {"sample_data": sample_data_template,
+                                                   "ingestion": ingestion_template,
+                                                   "tokenization": tokenization_template}
+
+
+def create_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
+    """``sample_data``, ``ingestion`` and ``tokenization``, each its template instantiated for every modality."""
+    return {name: sum((template(m) for m in modalities), Pipeline([])) for name, template in TEMPLATES.items()}
