@@ -59,7 +59,8 @@ def main() -> None:
 
     catalog = build_catalog(args.conf, args.out_dir)
     table_ds, report_ds = catalog[f"{args.modality}.table"], catalog[f"{args.modality}.ingestion_report"]
-    source = yaml.safe_load((args.conf / "base" / "parameters_ingestion.yml").read_text())[args.modality]["source"]
+    block = args.conf / "base" / "parameters_modalities" / f"{args.modality}.yml"
+    source = yaml.safe_load(block.read_text())[args.modality]["source"]
     source = {**source, "path": str(args.root)}
     baseline = proc_status_kib("VmRSS")
 

@@ -1,10 +1,8 @@
 """Section ``tokenization``: read (ingestion) and tokenization throughput of every registered modality.
 
-Each modality writes its embedded sample data (``conf/base/parameters_sample_data.yml``; the test
-suite's tiny sizes in smoke mode) into a temporary folder, reads it with ``<m>.source`` of
-``conf/base/parameters_ingestion.yml`` (path replaced) and tokenizes the table with
-``tokenization.<m>`` of ``conf/base/parameters_tokenization.yml``. Sample-data writing is not timed.
-"""
+Each modality writes its embedded sample data (``<m>.sample_data`` of ``conf/base/parameters_modalities/<m>.yml``;
+the test suite's tiny sizes in smoke mode) into a temporary folder, reads it with ``<m>.source`` (path replaced)
+and tokenizes the table with ``<m>.tokenization``. Sample-data writing is not timed."""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.core import SectionResult, best_time, load_conf
+from benchmarks.core import PROJECT, SectionResult, best_time, load_conf
 
 #: Smoke-mode overrides, used when ``tests.tiny`` cannot be imported (a copy of its ``TINY_SAMPLE`` / ``TINY_SOURCE``).
 FALLBACK_TINY_SAMPLE: dict[str, dict[str, Any]] = {
@@ -34,9 +32,12 @@ def tiny_overrides() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any
 
 def modality_params(smoke: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:
     """``(sample_data, ingestion, tokenization)`` parameters of conf/base, shrunk in smoke mode, and a note."""
-    sample = load_conf("parameters_sample_data.yml")["sample_data"]
-    ingestion = load_conf("parameters_ingestion.yml")
-    tokenization = load_conf("parameters_tokenization.yml")["tokenization"]
+    blocks = {}  # one block per modality, conf/base/parameters_modalities/<modality>.yml
+    for f in sorted((PROJECT / "conf" / "base" / "parameters_modalities").glob("*.yml")):
+        blocks.update(load_conf(f"parameters_modalities/{f.name}"))
+    sample = {m: b["sample_data"] for m, b in blocks.items()}
+    ingestion = {m: {"source": b["source"]} for m, b in blocks.items()}
+    tokenization = {m: b["tokenization"] for m, b in blocks.items()}
     note = "sizes: conf/base"
     if smoke:
         tiny_sample, tiny_source, origin = tiny_overrides()

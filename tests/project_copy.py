@@ -20,8 +20,9 @@ TINY_PARAMS = {
     "parameters.yml": {"model": {"width": 32, "depth_f": 1, "heads_f": 2, "reduced_width": 32, "depth_g": 1,
                                  "heads_g": 2},
                        "trainer": {"device": "cpu", "log_every": 2, "warmup_steps": 1}},
-    "parameters_sample_data.yml": {"sample_data": TINY_SAMPLE},
-    "parameters_ingestion.yml": {m: {"source": over} for m, over in TINY_SOURCE.items()},
+    **{f"parameters_modalities/{m}.yml": {m: {**({"sample_data": TINY_SAMPLE[m]} if m in TINY_SAMPLE else {}),
+                                                **({"source": TINY_SOURCE[m]} if m in TINY_SOURCE else {})}}
+       for m in sorted({*TINY_SAMPLE, *TINY_SOURCE})},
     "parameters_pretrain_unimodal.yml": {"pretrain_unimodal": {"steps": 3, "batch_size": 8}},
     "parameters_pretrain_paired.yml": {"pretrain_paired": {"steps": 2, "batch_size": 8}},
     "parameters_multitask.yml": {"multitask": {"steps": 4, "batch_size": 8}},

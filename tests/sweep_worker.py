@@ -17,7 +17,9 @@ PARAMS = {"trainer": {"device": "cpu", "progress": False, "warmup_steps": 1, "re
           "pretrain_unimodal": {"steps": 2, "batch_size": 8, "mask_ratio": 0.5},
           "pretrain_paired": {"steps": 2, "batch_size": 8, "mask_ratio": 0.5},
           "multitask": {"steps": 12, "batch_size": 8, "tasks": "all"},
-          "evaluation": {"split": "val", "batch_size": 64, "baselines": False}}
+          "evaluation": {"split": "val", "batch_size": 64, "baselines": False},
+          # the test modalities' blocks: what the stages read of them
+          "grid": {"mask_ratio": 0.5, "augment": None}, "series": {"mask_ratio": 0.5, "augment": None}}
 
 
 def spec(storage: str, n_trials: int) -> sw.SweepSpec:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from omnivec2_pipelines.modalities.base import registered_modalities
 from omnivec2_pipelines.models import HeadConfig
 from omnivec2_pipelines.training import stages
 from omnivec2_pipelines.training.objectives import masked_reconstruction_loss, task_loss
 from tests.tiny import MODALITIES
 
-EXPECTED = {"image", "video", "audio", "text", "depth", "point_cloud", "time_series", "tabular", "graph", "xray",
-            "infrared", "imu", "hyperspectral"}
+#: Every registered modality (one module each under omnivec2_pipelines/modalities/).
+EXPECTED = set(registered_modalities())
 
 
 def test_default_configuration_enables_all_thirteen() -> None:

@@ -68,7 +68,7 @@ def test_fresh_clone_repro_twice_then_param_change(tmp_path) -> None:
 
     # every parameter the stages track, against the last commit (plain `dvc params diff` shows only changes)
     all_params = run_cmd(["dvc", "params", "diff", "--all"], root).stdout
-    for key in ("multitask.steps", "tokenization.image.size", "sample_data.audio", "image.source.val_fraction"):
+    for key in ("multitask.steps", "image.tokenization.size", "audio.sample_data", "image.source.val_fraction"):
         assert key in all_params, all_params
     assert run_cmd(["dvc", "params", "diff"], root).stdout.strip() == ""
 
@@ -273,3 +273,30 @@ def test_kedro_commands_use_pipelines_option() -> None:
     listed = [f"{p.name}:{i}" for p in (PROJECT / "tests").rglob("*.py") if p.name != "test_dvc.py"
               for i, line in enumerate(p.read_text().splitlines(), 1) if '"--pipeline",' in line]
     assert not listed, listed
+
+
+def test_stages_track_exactly_the_parameters_their_nodes_read() -> None:
+    """Each DVC stage depends on the parameter keys its Kedro nodes read (``params:...`` inputs): a per-modality stage
+    on its part of the modality's block, a training stage on its own block and the keys of every modality's block it
+    reads (``<modality>.mask_ratio``, ``<modality>.augment``), for every registered modality."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    from omnivec2_pipelines.modalities.base import registered_modalities
+    from omnivec2_pipelines.pipeline_registry import build_pipelines
+
+    with Repo(str(PROJECT)) as repo:
+        tracked = {s.name: {p for d in s.deps if isinstance(d, ParamsDependency) for p in d.params}
+                   for s in repo.index.stages if Path(s.path) == PROJECT / "dvc.yaml"}
+    modalities = registered_modalities()
+    pipes = build_pipelines(modalities)
+
+    def reads(pipe) -> set[str]:
+        return {i.removeprefix("params:") for i in pipe.inputs() if i.startswith("params:")}
+
+    enabled = yaml.safe_load((PROJECT / "conf/base/parameters.yml").read_text())["modalities"]
+    for stage in PER_MODALITY:
+        for m in enabled:
+            assert tracked[f"{stage}@{m}"] == reads(pipes[stage].only_nodes_with_namespaces([m])), f"{stage}@{m}"
+    for stage in TRAINING:
+        assert tracked[stage] - {"modalities"} == reads(pipes[stage]), stage

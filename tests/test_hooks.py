@@ -36,7 +36,7 @@ def test_project_parameters_are_valid(default, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("path, value, message", [
-    ("pretrain_unimodal.mask_ratio.image", 1.5, r"pretrain_unimodal.mask_ratio.image must be a number in \(0, 1\)"),
+    ("image.mask_ratio", 1.5, r"image.mask_ratio must be a number in \(0, 1\)"),
     ("model.width", 130, r"model.width=130 must be a positive multiple of its head count 4"),
     ("multitask.lr", -0.1, r"trainer.lr=-0.1 is out of range"),
     ("pretrain_paired.batch_size", 1, r"pretrain_paired.batch_size must be >= 2"),

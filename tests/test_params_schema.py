@@ -48,14 +48,14 @@ def _set(params: dict, path: str, value) -> dict:
 @pytest.mark.parametrize("path, value, message", [
     ("image.source.val_fracton", 0.2, "unknown parameter 'image.source.val_fracton'; "
                                       "did you mean 'image.source.val_fraction'?"),
-    ("tokenization.image.sise", [32, 32], "unknown parameter 'tokenization.image.sise'; "
-                                          "did you mean 'tokenization.image.size'?"),
-    ("tokenization.infrared.spectra.lenght", 50, "did you mean 'tokenization.infrared.spectra.length'?"),
-    ("sample_data.video.fsp", 8, "unknown parameter 'sample_data.video.fsp'; did you mean 'sample_data.video.fps'?"),
-    ("sample_data.imgae", {"path": "x"}, "did you mean 'sample_data.image'?"),
+    ("image.tokenization.sise", [32, 32], "unknown parameter 'image.tokenization.sise'; "
+                                          "did you mean 'image.tokenization.size'?"),
+    ("infrared.tokenization.spectra.lenght", 50, "did you mean 'infrared.tokenization.spectra.length'?"),
+    ("video.sample_data.fsp", 8, "unknown parameter 'video.sample_data.fsp'; did you mean 'video.sample_data.fps'?"),
+    ("imgae.sample_data", {"path": "x"}, "did you mean 'image'?"),
     ("graph.source.split_flie", "s.txt", "did you mean 'graph.source.split_file'?"),
     ("graph.sourse", {}, "unknown parameter 'graph.sourse'; did you mean 'graph.source'?"),
-    ("tokenizaton", {}, "unknown parameter 'tokenizaton'; did you mean 'tokenization'?"),
+    ("image.tokenizaton", {}, "unknown parameter 'image.tokenizaton'; did you mean 'image.tokenization'?"),
     ("model.widht", 64, "unknown parameter 'model.widht'; did you mean 'model.width'?"),
     ("model.heads", {}, "unknown parameter 'model.heads'"),  # shaped by the data, never a parameter
     ("trainer.lrr", 0.1, "unknown parameter 'trainer.lrr'; did you mean 'trainer.lr'?"),
@@ -63,8 +63,13 @@ def _set(params: dict, path: str, value) -> dict:
     ("multitask.stepz", 3, "unknown parameter 'multitask.stepz'; did you mean 'multitask.steps'?"),
     ("evaluation.splt", "val", "unknown parameter 'evaluation.splt'; did you mean 'evaluation.split'?"),
     ("study.seedz", [0], "unknown parameter 'study.seedz'; did you mean 'study.seeds'?"),
-    ("tokenization.image.zzz", 1, r"allowed under 'tokenization.image': \['patch_size', 'size'\] "
+    ("image.tokenization.zzz", 1, r"allowed under 'image.tokenization': \['patch_size', 'size'\] "
                                   r"\(keys declared by image's Modality.tokenization_keys\)"),
+    ("image.mask_ration", 0.5, "unknown parameter 'image.mask_ration'; did you mean 'image.mask_ratio'?"),
+    ("audio.augment", {"time_mak": 0.1}, "did you mean 'audio.augment.time_mask'?"),
+    ("tokenization.image.size", [32, 32], r"parameter block 'tokenization' moved: each modality's entry is now "
+                                          r"'<modality>.tokenization'.*'image: \{tokenization: ...\}'"),
+    ("sample_data.image.path", "x", "parameter block 'sample_data' moved"),
 ])
 def test_unknown_key_is_named_in_full_with_a_suggestion(pipes, params, path, value, message) -> None:
     # every block is checked, also by a pipeline that does not read it
@@ -86,7 +91,7 @@ def test_every_pipeline_accepts_the_project_parameters(pipes, params) -> None:
 def test_optional_keys_absent_from_conf_base_are_allowed(pipes, params) -> None:
     for path, value in (("graph.source.split_file", "splits.txt"), ("audio.source.val_folds", [4]),
                         ("point_cloud.source.n_points", 512), ("text.source.test_fraction", 0.3),
-                        ("tokenization.infrared.image", {"size": [32, 32], "patch_size": [4, 4]})):
+                        ("infrared.tokenization.image", {"size": [32, 32], "patch_size": [4, 4]})):
         validate_run_parameters(_set(params, path, value), pipes["__default__"])
 
 
@@ -115,10 +120,10 @@ def test_declared_keys_cover_every_key_the_modalities_read(raw_root) -> None:
     for m in MODALITIES:
         mod = get_modality(m)
         table = mod.read(Recording(params[m]["source"], f"{m}.source"))
-        mod.tokenize(table, Recording(params["tokenization"][m], f"tokenization.{m}"))
+        mod.tokenize(table, Recording(params[m]["tokenization"], f"{m}.tokenization"))
     for key in sorted(asked):
         *where, last = key.split(".")
-        m, block = (where[0], "source") if where[1] == "source" else (where[1], where[0])
+        m, block = where[0], where[1]
         schema = modality_schema(get_modality(m), block)
         for part in where[2:]:
             schema = params_schema.as_schema(schema[part])
@@ -128,22 +133,22 @@ def test_declared_keys_cover_every_key_the_modalities_read(raw_root) -> None:
 def test_sizes_may_be_written_hxw() -> None:
     assert parse_size("32x32") == [32, 32] and parse_size(" 2X8x8 ") == [2, 8, 8]
     assert parse_size("32") == "32" and parse_size("data/32x32") == "data/32x32" and parse_size([4, 4]) == [4, 4]
-    params = {"tokenization": {"image": {"size": "32x32", "patch_size": "8x8"}, "video": {"tubelet": "2x8x8"},
-                               "infrared": {"image": {"size": "16x16"}}},
-              "image": {"source": {"path": "data/32x32"}}, "trainer": {"device": "cpu"}}
+    params = {"image": {"tokenization": {"size": "32x32", "patch_size": "8x8"}, "source": {"path": "data/32x32"}},
+              "video": {"tokenization": {"tubelet": "2x8x8"}}, "infrared": {"tokenization": {"image": {"size": "16x16"}}},
+              "trainer": {"device": "cpu"}}
     out = normalize_sizes(params)
-    assert out["tokenization"]["image"] == {"size": [32, 32], "patch_size": [8, 8]}
-    assert out["tokenization"]["video"]["tubelet"] == [2, 8, 8]
-    assert out["tokenization"]["infrared"]["image"]["size"] == [16, 16]
+    assert out["image"]["tokenization"] == {"size": [32, 32], "patch_size": [8, 8]}
+    assert out["video"]["tokenization"]["tubelet"] == [2, 8, 8]
+    assert out["infrared"]["tokenization"]["image"]["size"] == [16, 16]
     assert out["image"]["source"]["path"] == "data/32x32"  # only declared sizes are parsed
 
 
 def test_the_project_config_loader_reads_hxw_from_the_command_line() -> None:
     """``--params`` as Kedro's CLI parses it: a list cannot be written there, ``HxW`` can."""
-    runtime = _split_params(None, None, "tokenization.image.size=32x32,tokenization.video.tubelet=2x8x8")
+    runtime = _split_params(None, None, "image.tokenization.size=32x32,video.tokenization.tubelet=2x8x8")
     loader = ProjectConfigLoader(str(PROJECT / "conf"), env="base", runtime_params=runtime, **CONFIG_LOADER_ARGS)
-    tok = loader["parameters"]["tokenization"]
-    assert tok["image"]["size"] == [32, 32] and tok["video"]["tubelet"] == [2, 8, 8]
+    p = loader["parameters"]
+    assert p["image"]["tokenization"]["size"] == [32, 32] and p["video"]["tokenization"]["tubelet"] == [2, 8, 8]
 
 
 def test_a_new_block_registers_its_keys_and_checker(pipes, params) -> None:
@@ -236,3 +241,11 @@ def test_a_sweep_run_checks_the_stages_its_trials_train(pipes, params, monkeypat
         validate_run_parameters(_set(params, "multitask.device", "cuda"), pipes["sweep"])
     with pytest.raises(ValueError, match="unknown parameter 'multitask.lrr'"):
         validate_run_parameters(_set(params, "multitask.lrr", 0.1), pipes["sweep"])
+
+
+def test_a_key_the_stages_read_missing_from_a_modality_block_is_named(pipes, params) -> None:
+    for path, stage in (("image.mask_ratio", "pretrain_unimodal"), ("audio.augment", "multitask")):
+        m, key = path.split(".")
+        broken = {**params, m: {k: v for k, v in params[m].items() if k != key}}
+        with pytest.raises(ValueError, match=rf"{m}\.{key} is missing: {stage} reads it"):
+            validate_run_parameters(broken, pipes[stage])

@@ -43,12 +43,12 @@ def test_a_typo_stops_the_run_before_the_first_node(project) -> None:
     assert "Running node" not in out
 
     local = project / "conf" / "local" / "parameters.yml"
-    local.write_text(yaml.safe_dump({"modalities": ["image"], "tokenization": {"image": {"sise": [32, 32]}}}))
+    local.write_text(yaml.safe_dump({"modalities": ["image"], "image": {"tokenization": {"sise": [32, 32]}}}))
     try:
         out = _fails(["kedro", "run", "--pipelines", "ingestion"], project)
     finally:
         local.unlink()
-    assert "unknown parameter 'tokenization.image.sise'; did you mean 'tokenization.image.size'?" in out
+    assert "unknown parameter 'image.tokenization.sise'; did you mean 'image.tokenization.size'?" in out
     assert "Running node" not in out
 
 
@@ -68,16 +68,16 @@ def test_env_and_conf_source_choose_the_modalities(project, tmp_path) -> None:
 
 def test_sizes_on_the_command_line_and_lists_in_a_config_file(project) -> None:
     run_cmd(["kedro", "run", "--env", "small", "--pipelines", "ingestion,tokenization",
-             "--params", "tokenization.image.size=14x14,tokenization.image.patch_size=7x7"], project)
+             "--params", "image.tokenization.size=14x14,image.tokenization.patch_size=7x7"], project)
     assert _tokenizer(project)["input_size"] == [14, 14]
 
     # a list cannot be written in --params: Kedro splits the value on commas
     out = _fails(["kedro", "run", "--env", "small", "--pipelines", "tokenization",
-                  "--params", "tokenization.image.size=[28,28]"], project)
+                  "--params", "image.tokenization.size=[28,28]"], project)
     assert "must contain a key and a value separated by `=`" in out
     # ... but it can in a run config file (kedro run --config), nested as in conf/
     config = project / "run_config.yml"
     config.write_text(yaml.safe_dump({"run": {"env": "small", "pipelines": "tokenization", "params": {
-        "tokenization": {"image": {"size": [28, 28], "patch_size": [7, 7]}}}}}))
+        "image": {"tokenization": {"size": [28, 28], "patch_size": [7, 7]}}}}}))
     run_cmd(["kedro", "run", "--config", str(config)], project)
     assert _tokenizer(project)["input_size"] == [28, 28]

@@ -18,6 +18,8 @@ TASKS = ["grid.classification", "series.classification", "series.forecasting"]
 def _params(tmp_path, seeds=(0, 1)) -> dict:
     params = project_params()
     params["modalities"] = ["grid", "series"]
+    for m in params["modalities"]:  # the test's modalities' blocks: what the stages read of them
+        params[m] = {"mask_ratio": 0.75, "augment": None}
     params["model"].update(TINY_MODEL)
     params["trainer"].update({"device": "cpu", "progress": False, "warmup_steps": 1, "log_every": 100})
     for stage, steps in (("pretrain_unimodal", 4), ("pretrain_paired", 3), ("multitask", 12)):

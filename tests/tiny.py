@@ -37,10 +37,10 @@ def tiny_params(raw_root: Path) -> dict:
     for key, over in TINY.items():
         params[key].update(over)
     for m in MODALITIES:
-        params["sample_data"][m]["path"] = str(raw_root / m)
+        params[m]["sample_data"]["path"] = str(raw_root / m)
         params[m]["source"]["path"] = str(raw_root / m)
     for m, over in TINY_SAMPLE.items():
-        params["sample_data"][m].update(over)
+        params[m]["sample_data"].update(over)
     for m, over in TINY_SOURCE.items():
         params[m]["source"].update(over)
     return params
@@ -52,7 +52,7 @@ def make_raw(root: Path) -> Path:
 
     params = tiny_params(root)
     for m in MODALITIES:
-        get_modality(m).make_sample_data(root / m, params["sample_data"][m])
+        get_modality(m).make_sample_data(root / m, params[m]["sample_data"])
     return root
 
 
@@ -61,5 +61,5 @@ def make_bundles(root: Path) -> dict:
     from omnivec2_pipelines.modalities import get_modality
 
     params = tiny_params(root)
-    return {m: get_modality(m).tokenize(get_modality(m).read(params[m]["source"]), params["tokenization"][m])
+    return {m: get_modality(m).tokenize(get_modality(m).read(params[m]["source"]), params[m]["tokenization"])
             for m in MODALITIES}

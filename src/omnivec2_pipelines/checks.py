@@ -1,5 +1,5 @@
 """Checkers of the parameters the modalities and sample-data makers read (``<modality>.source``,
-``tokenization.<modality>``, ``sample_data.<modality>``).
+``<modality>.tokenization``, ``<modality>.sample_data``).
 
 Each returns the value in its checked form or raises :class:`~omnivec2_pipelines.formats.base.DataError`
 naming the full key, ``<prefix>.<key>``. Bools are refused wherever a number is expected.

@@ -7,16 +7,18 @@ A *schema* maps each allowed key of a block to what its value is:
   accepted too, because ``kedro run --params`` splits on commas (see :func:`normalize_sizes`);
 * a nested schema: a mapping, or a tuple of key names that take any value.
 
-Every top-level parameter is a *block*: ``modalities``; one block per registered modality (its
-``source``); ``sample_data`` and ``tokenization`` (one entry per modality); ``trainer``; ``model``;
-the three stages; ``evaluation``; ``sweep``; and whatever a new pipeline registers::
+Every top-level parameter is a *block*: ``modalities``; one block per registered modality (all of
+its parameters: ``sample_data``, ``source``, ``tokenization``, ``mask_ratio``, ``augment``, one file
+each in ``conf/base/parameters_modalities/``); ``trainer``; ``model``; the three stages;
+``evaluation``; ``sweep``; and whatever a new pipeline registers::
 
     register_block("study", check="omnivec2_pipelines.study:validate_study_params")
 
 :func:`check_keys_of_all` checks the keys of every block present: an unknown key, at any depth,
 raises naming its full dotted key with a ``difflib`` suggestion. :func:`check_used_blocks` runs the
-value checker of each block that a pipeline's nodes read (``params:<block>...`` inputs). A modality
-module declares the keys of its blocks (``Modality.source_keys``, ``sample_data_keys``,
+value checker of each block that a pipeline's nodes read (``params:<block>...`` inputs; of a
+modality's block, the checker of each part read). A modality module declares the keys of its
+``source``, ``sample_data`` and ``tokenization`` (``Modality.source_keys``, ``sample_data_keys``,
 ``tokenization_keys``); the trainer's, the model's and the sweep's keys are the fields of their
 dataclasses (the sweep's module imports torch, so its keys are checked by runs that read ``sweep``).
 """
@@ -55,6 +57,16 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
 }
 #: The training stages, in the order they run (each starts from the previous stage's checkpoint).
 STAGES: tuple[str, ...] = tuple(STAGE_KEYS)
+#: The keys of every enabled modality's block that each stage reads (``params:<modality>.<key>`` inputs); a stage's
+#: own ``mask_ratio`` / ``augment`` may override them for that stage.
+STAGE_MODALITY_KEYS: dict[str, tuple[str, ...]] = {"pretrain_unimodal": ("mask_ratio",),
+                                                   "pretrain_paired": ("mask_ratio",), "multitask": ("augment",)}
+#: The parts of a modality's block: what its module declares the keys of, then what the stages read.
+MODALITY_PARTS: tuple[str, ...] = ("sample_data", "source", "tokenization", "mask_ratio", "augment")
+#: Blocks of the old layout (one entry per modality) and where their entries live now.
+MOVED_BLOCKS: dict[str, str] = {"sample_data": "sample_data", "tokenization": "tokenization"}
+#: Batch augmentation ops of ``<modality>.augment`` (implemented in :mod:`omnivec2_pipelines.training.augment`).
+AUGMENT_OPS: tuple[str, ...] = ("shift", "flip", "time_mask", "freq_mask", "scale", "jitter", "rotate_z")
 EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines")
 
 _SIZE_TEXT = re.compile(r"\d+(?:[xX]\d+)+")
@@ -124,11 +136,8 @@ def _declared_by(where: str) -> str:
         return ""
     from omnivec2_pipelines.modalities.base import registered_modalities
 
-    mods = registered_modalities()
-    if parts[0] in ("sample_data", "tokenization") and parts[1] in mods:
-        return f" (keys declared by {parts[1]}'s Modality.{parts[0]}_keys)"
-    if parts[0] in mods and parts[1] == "source":
-        return f" (keys declared by {parts[0]}'s Modality.source_keys)"
+    if parts[0] in registered_modalities() and parts[1] in ("sample_data", "source", "tokenization"):
+        return f" (keys declared by {parts[0]}'s Modality.{parts[1]}_keys)"
     return ""
 
 
@@ -175,10 +184,13 @@ class Block:
     Attributes:
         schema: Its allowed keys (see :data:`SchemaSpec`), or ``None`` when ``check`` checks them.
         check: Value checker run when a node of the pipeline reads the block, or ``None``.
+        parts: Value checkers of single keys, ``{key: check(block_value, all_params)}``, each run when a
+            node reads that key (``params:<block>.<key>...``) or the whole block.
     """
 
     schema: SchemaSpec | None = None
     check: Checker | str | None = None
+    parts: Mapping[str, Checker] | None = None
 
     def keys(self) -> dict[str, Any] | None:
         """The block's schema, or None when its checker checks the keys."""
@@ -205,7 +217,7 @@ def register_block(name: str, schema: SchemaSpec | None = None, check: Checker |
 
 
 def modality_schema(modality: Any, block: str) -> dict[str, Any]:
-    """The schema of a modality's ``source``, ``sample_data`` or ``tokenization`` block (what it declares)."""
+    """The schema of a modality's ``source``, ``sample_data`` or ``tokenization`` (what its module declares)."""
     from omnivec2_pipelines.modalities.base import COMMON_SAMPLE_DATA_KEYS, COMMON_SOURCE_KEYS
 
     common = {"source": COMMON_SOURCE_KEYS, "sample_data": COMMON_SAMPLE_DATA_KEYS, "tokenization": ()}[block]
@@ -216,8 +228,12 @@ def _modality_block(name: str) -> Block:
     from omnivec2_pipelines.modalities.base import get_modality
 
     mod = get_modality(name)
-    return Block(lambda: {"source": modality_schema(mod, "source")},
-                 lambda value, params: _check_source(name, value))
+
+    def schema() -> Schema:
+        declared = {part: modality_schema(mod, part) for part in ("sample_data", "source", "tokenization")}
+        return {**declared, "mask_ratio": None, "augment": AUGMENT_OPS}
+
+    return Block(schema, parts={"source": lambda value, params: _check_source(name, value)})
 
 
 def block_of(name: str) -> Block | None:
@@ -233,12 +249,15 @@ def check_keys_of_all(params: Mapping[str, Any]) -> None:
     """Check the keys of every block in ``params``, used by the run or not.
 
     Raises:
-        ValueError: at the first unknown key, naming its full dotted path (``tokenization.image.sise``).
+        ValueError: at the first unknown key, naming its full dotted path (``image.tokenization.sise``),
+            or at a block of the old layout (``tokenization``, ``sample_data``), naming where it moved.
     """
     from omnivec2_pipelines.modalities.base import registered_modalities
 
     top = {"modalities", *BLOCKS, *registered_modalities()}
     for name, value in params.items():
+        if name in MOVED_BLOCKS and name not in top:
+            raise moved_block_error(name, value)
         if name not in top:
             raise unknown_key_error(name, top)
         schema = block.keys() if (block := block_of(name)) else None
@@ -246,10 +265,32 @@ def check_keys_of_all(params: Mapping[str, Any]) -> None:
             check_keys(value, schema, name)
 
 
+def moved_block_error(name: str, value: Any) -> ValueError:
+    """The error for a block of the old layout: ``tokenization: {image: ...}`` is now ``image: {tokenization: ...}``."""
+    mods = sorted(value) if isinstance(value, Mapping) else []
+    example = mods[0] if mods else "image"
+    part = MOVED_BLOCKS[name]
+    return ValueError(f"parameter block '{name}' moved: each modality's entry is now '<modality>.{part}', in that "
+                      f"modality's block (conf/base/parameters_modalities/<modality>.yml); write "
+                      f"'{example}: {{{part}: ...}}' instead of '{name}: {{{example}: ...}}'"
+                      + (f" (found entries for {mods})" if mods else ""))
+
+
 def blocks_read_by(pipeline: Any) -> list[str]:
     """The top-level blocks that nodes of ``pipeline`` read (``params:<block>[.<key>...]`` inputs), sorted."""
-    return sorted({i.removeprefix("params:").split(".", 1)[0] for n in pipeline.nodes for i in n.inputs
-                   if i.startswith("params:")})
+    return sorted(reads_of(pipeline))
+
+
+def reads_of(pipeline: Any) -> dict[str, set[str]]:
+    """``{block: keys read}`` of the ``params:<block>[.<key>...]`` inputs of ``pipeline``'s nodes
+    (``""`` among the keys: the whole block)."""
+    out: dict[str, set[str]] = {}
+    for n in pipeline.nodes:
+        for i in n.inputs:
+            if i.startswith("params:"):
+                block, _, rest = i.removeprefix("params:").partition(".")
+                out.setdefault(block, set()).add(rest.split(".", 1)[0])
+    return out
 
 
 def _resolve(where: Any) -> Any:
@@ -264,11 +305,16 @@ def _resolve(where: Any) -> Any:
 
 
 def check_used_blocks(params: Mapping[str, Any], pipeline: Any) -> None:
-    """Run the value checker of every block the pipeline's nodes read, in name order."""
-    for name in blocks_read_by(pipeline):
+    """Run the value checker of every block the pipeline's nodes read (and of each part read), in name order."""
+    for name, keys in sorted(reads_of(pipeline).items()):
         block = block_of(name)
-        if block is not None and block.check is not None:
+        if block is None:
+            continue
+        if block.check is not None:
             _resolve(block.check)(params.get(name), params)
+        for key, check in (block.parts or {}).items():
+            if key in keys or "" in keys:
+                check(params.get(name), params)
 
 
 # ----------------------------------------------------------------------------------- built-in blocks
@@ -326,12 +372,23 @@ def stage_schema(stage: str, modalities: Iterable[str] | None = None) -> Schema:
     return schema
 
 
+def modality_params(params: Mapping[str, Any], modalities: Iterable[str], stage: str) -> dict[str, dict[str, Any]]:
+    """``{modality: {key: value}}``: the keys of each modality's block that ``stage`` reads (:data:`STAGE_MODALITY_KEYS`)."""
+    out = {}
+    for m in modalities:
+        block = params.get(m)
+        block = block if isinstance(block, Mapping) else {}
+        out[m] = {k: block[k] for k in STAGE_MODALITY_KEYS[stage] if k in block}
+    return out
+
+
 def _stage_block(stage: str) -> tuple[Callable[[], Schema], Checker]:
     def check(value: Any, params: Mapping[str, Any]) -> None:
         from omnivec2_pipelines.training.params import validate_stage_params
 
-        validate_stage_params(stage, {} if value is None else value, params.get("trainer") or {},
-                              list(params.get("modalities") or []))
+        modalities = list(params.get("modalities") or [])
+        validate_stage_params(stage, {} if value is None else value, params.get("trainer") or {}, modalities,
+                              modality_params=modality_params(params, modalities, stage))
 
     return (lambda: stage_schema(stage, ())), check
 
@@ -362,22 +419,11 @@ def _check_sweep(value: Any, params: Mapping[str, Any]) -> None:
         _stage_block(stage)[1](params.get(stage), params)
 
 
-def _per_modality(block: str) -> Callable[[], Schema]:
-    def schema() -> Schema:
-        from omnivec2_pipelines.modalities.base import get_modality, registered_modalities
-
-        return {m: modality_schema(get_modality(m), block) for m in registered_modalities()}
-
-    return schema
-
-
 register_block("trainer", _trainer_schema, _check_trainer)
 register_block("model", _model_schema, _check_model)
 for _stage in STAGE_KEYS:
     register_block(_stage, *_stage_block(_stage))
 register_block("evaluation", EVALUATION_KEYS, _check_evaluation)
 register_block("sweep", check=_check_sweep)
-register_block("sample_data", _per_modality("sample_data"))
-register_block("tokenization", _per_modality("tokenization"))
 # the study pipeline's block: its module owns its keys and checks its values (variants and their overrides)
 register_block("study", "omnivec2_pipelines.study:STUDY_KEYS", "omnivec2_pipelines.study:validate_study_params")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from omnivec2_pipelines.params_schema import STAGES, unknown_key_error
+from omnivec2_pipelines.params_schema import STAGE_MODALITY_KEYS, STAGES, modality_params, unknown_key_error
 from omnivec2_pipelines.training.scores import MAIN_METRIC, better, normalised_score
 from omnivec2_pipelines.utils import atomic_path
 
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 STUDY_KEYS = ("variants", "seeds", "budget", "split", "cache_dir", "pairs")
 VARIANT_KEYS = ("stages", "params", "single_task", "description")
 OVERRIDE_BLOCKS = ("model", "trainer", *STAGES)
+#: The keys of a modality's block a variant may override: those the stages read (the tokenized data stays as it is).
+MODALITY_OVERRIDE_KEYS = tuple(dict.fromkeys(k for keys in STAGE_MODALITY_KEYS.values() for k in keys))
 DEFAULT_PAIRS = (("full", "scratch"), ("full", "unimodal"), ("full", "single_task"))
 
 
@@ -58,8 +60,9 @@ class Variant:
         name: Its name in the study's tables.
         stages: The stages it runs, in the method's order, ending with ``multitask``; the first one
             starts from a freshly initialised network (stage 1 always does).
-        params: Parameter overrides, ``{block: {key: value}}`` for ``model``, ``trainer`` and the
-            three stages (merged key by key into the run's parameters).
+        params: Parameter overrides, ``{block: {key: value}}`` for ``model``, ``trainer``, the
+            three stages and the modalities (their ``mask_ratio`` and ``augment``), merged key by key
+            into the run's parameters.
         single_task: Train one network per (modality, task), single stream, each with the number
             of training samples that task gets in the multitask stage.
         description: Free text for the report.
@@ -141,11 +144,18 @@ def _variant(name: str, v: Any) -> Variant:
     params = v.get("params") or {}
     if not isinstance(params, Mapping):
         raise ValueError(f"{where}.params must be a mapping block -> {{key: value}}, got {params!r}")
+    from omnivec2_pipelines.modalities.base import registered_modalities
+
+    modalities = registered_modalities()
     for block, over in params.items():
-        if block not in OVERRIDE_BLOCKS:
-            raise unknown_key_error(str(block), OVERRIDE_BLOCKS, f"{where}.params")
+        if block not in OVERRIDE_BLOCKS and block not in modalities:
+            raise unknown_key_error(str(block), [*OVERRIDE_BLOCKS, *modalities], f"{where}.params")
         if not isinstance(over, Mapping):
             raise ValueError(f"{where}.params.{block} must be a mapping, got {over!r}")
+        if block in modalities:
+            for key in over:
+                if key not in MODALITY_OVERRIDE_KEYS:
+                    raise unknown_key_error(str(key), MODALITY_OVERRIDE_KEYS, f"{where}.params.{block}")
     single = v.get("single_task", False)
     if not isinstance(single, bool):
         raise ValueError(f"{where}.single_task must be true or false, got {single!r}")
@@ -190,7 +200,8 @@ def validate_study_params(study: Any, params: Mapping[str, Any]) -> StudySpec:
         try:
             for stage in v.stages:
                 validate_stage_params(stage, p.get(stage) or {}, p.get("trainer") or {}, modalities,
-                                      p.get("model") or {} if stage == "pretrain_unimodal" else None)
+                                      p.get("model") or {} if stage == "pretrain_unimodal" else None,
+                                      modality_params(p, modalities, stage))
             ModelConfig.from_dict({k: x for k, x in (p.get("model") or {}).items() if k not in ("tokenizers", "heads")})
         except (TypeError, ValueError) as e:
             raise ValueError(f"study.variants.{v.name}: {e}") from e
@@ -241,7 +252,8 @@ class StudyRunner:
         trainer = {k: v for k, v in (p.get("trainer") or {}).items() if k not in _NOT_IN_FINGERPRINT}
         base = {"data": self.data_key, "model": p.get("model"), "trainer": trainer,
                 "init": "fresh" if stages[0] != "pretrain_unimodal" else "stage1"}
-        return [_digest({**base, "chain": [[s, p.get(s)] for s in stages[:i + 1]]}) for i in range(len(stages))]
+        chain = [[s, p.get(s), modality_params(p, sorted(self.bundles), s)] for s in stages]
+        return [_digest({**base, "chain": chain[:i + 1]}) for i in range(len(stages))]
 
     def _train_chain(self, stages: tuple[str, ...], p: dict[str, Any],
                      run: str) -> tuple[Checkpoint, list[dict[str, Any]]]:

@@ -111,9 +111,9 @@ def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
     assert m["sample_rate"] == 8000 and m["splits"] == {"train": 6, "val": 3, "test": 3}
     assert b.tasks["classification"].class_names == ("rain", "dog", "wind")
     assert set(m["normalization"]) >= {"mean", "std"}
-    with pytest.raises(DataError, match=r"tokenization\.audio\.patch_size"):
+    with pytest.raises(DataError, match=r"audio\.tokenization\.patch_size"):
         AUD.tokenize(table, {**TOK, "patch_size": [5, 8]})
-    with pytest.raises(DataError, match=r"tokenization\.audio\.n_fft"):
+    with pytest.raises(DataError, match=r"audio\.tokenization\.n_fft"):
         AUD.tokenize(table, {**TOK, "n_fft": "big"})
 
 

@@ -147,9 +147,9 @@ def test_user_path_round_trip_and_tokenize(tmp_path: Path) -> None:
 
 def test_tokenize_bad_params(tmp_path: Path) -> None:
     table = _read(_tree(tmp_path / "dep")[0], val_fraction=0.0)
-    with pytest.raises(DataError, match=r"tokenization\.depth\.patch_size"):
+    with pytest.raises(DataError, match=r"depth\.tokenization\.patch_size"):
         DEP.tokenize(table, {"size": [8, 8], "patch_size": [3, 4]})
-    with pytest.raises(DataError, match=r"tokenization\.depth\.size"):
+    with pytest.raises(DataError, match=r"depth\.tokenization\.size"):
         DEP.tokenize(table, {"size": [8, -8], "patch_size": [4, 4]})
     with pytest.raises(DataError, match="train"):
         DEP.tokenize(table[table["split"] == "test"], TOK)

@@ -157,13 +157,13 @@ def test_tokenize_unseen_labels_truncation_and_params(tmp_path: Path) -> None:
     x8 = b.get("test", "x")[list(table.loc[table["split"] == "test", "graph_id"]).index(8)]
     v = len(b.meta["features"]["node_label_vocab"])
     assert (x8[3:6, :v] == 0).all() and (x8[:3, :v].sum(1) == 1).all()
-    with pytest.raises(DataError, match=r"graph TOY/000008 has 6 nodes, more than tokenization\.graph\.max_nodes=5"):
+    with pytest.raises(DataError, match=r"graph TOY/000008 has 6 nodes, more than graph\.tokenization\.max_nodes=5"):
         GR.tokenize(table, {**TOK, "max_nodes": 5})
     cut = GR.tokenize(table, {**TOK, "max_nodes": 5, "truncate": True})
     assert cut.get("train", "x").shape[1] == 5 and cut.meta["features"]["truncated_graphs"] == 1
     for bad, key in (({"max_nodes": 0}, "max_nodes"), ({"lap_pe_dim": -1}, "lap_pe_dim"),
                      ({"truncate": "yes"}, "truncate")):
-        with pytest.raises(DataError, match=rf"tokenization\.graph\.{key}"):
+        with pytest.raises(DataError, match=rf"graph\.tokenization\.{key}"):
             GR.tokenize(table, {**TOK, **bad})
     with pytest.raises(DataError, match="no 'train' rows"):
         GR.tokenize(table[table["split"] == "test"], TOK)

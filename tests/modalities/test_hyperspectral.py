@@ -149,7 +149,7 @@ def test_tokenize_bad_params(tmp_path: Path) -> None:
     for params, key in (({"group_size": 0}, "group_size"), ({"group_size": 6}, "group_size"),
                         ({}, "group_size"), ({"group_size": 2, "patch": 5}, "patch"),
                         ({"group_size": 2, "patch": 2}, "patch")):
-        with pytest.raises(DataError, match=rf"tokenization\.hyperspectral\.{key}"):
+        with pytest.raises(DataError, match=rf"hyperspectral\.tokenization\.{key}"):
             HS.tokenize(table, params)
     with pytest.raises(DataError, match="train"):
         HS.tokenize(table[table["split"] == "test"], {"group_size": 2})

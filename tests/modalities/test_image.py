@@ -147,9 +147,9 @@ def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
 
 def test_tokenize_bad_params(tmp_path: Path) -> None:
     table = _read(_tree(tmp_path / "img"), val_fraction=0.0)
-    with pytest.raises(DataError, match=r"tokenization\.image\.patch_size"):
+    with pytest.raises(DataError, match=r"image\.tokenization\.patch_size"):
         IMG.tokenize(table, {"size": [8, 8], "patch_size": [3, 4]})
-    with pytest.raises(DataError, match=r"tokenization\.image\.size"):
+    with pytest.raises(DataError, match=r"image\.tokenization\.size"):
         IMG.tokenize(table, {"size": [8], "patch_size": [4, 4]})
     with pytest.raises(DataError, match="train"):
         IMG.tokenize(table[table["split"] == "test"], TOK)

@@ -140,7 +140,7 @@ def test_tokenize_bad_params(tmp_path: Path) -> None:
                         ({"length": 4, "patch_size": 2, "stride": -1}, "stride"),
                         ({"length": 4, "patch_size": 2, "normalize": "global"}, "normalize"),
                         ({"length": 4, "patch_size": 2, "fit": "stretch"}, "fit")):
-        with pytest.raises(DataError, match=rf"tokenization\.imu\.{key}"):
+        with pytest.raises(DataError, match=rf"imu\.tokenization\.{key}"):
             IMU.tokenize(table, params)
     with pytest.raises(DataError, match="train"):
         IMU.tokenize(table[table["split"] == "test"], {"length": 4, "patch_size": 2})

@@ -169,17 +169,17 @@ def test_tokenize_bad_params(tmp_path: Path) -> None:
     IR.make_sample_data(tmp_path / "a", {})
     spectra = _read_csv(tmp_path / "a")
     frames = IR.read({"format": "imagefolder", "path": str(_thermal(tmp_path / "th"))})
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.spectra\.length"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.spectra\.length"):
         IR.tokenize(spectra, {"spectra": {"length": 0, "patch_size": 5}})
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.spectra\.patch_size"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.spectra\.patch_size"):
         IR.tokenize(spectra, {"spectra": {"length": 10, "patch_size": 11}})
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.spectra\.snv"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.spectra\.snv"):
         IR.tokenize(spectra, {"spectra": {"length": 10, "patch_size": 5, "snv": "yes"}})
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.spectra must be a mapping"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.spectra must be a mapping"):
         IR.tokenize(spectra, IMG_TOK)
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.image\.patch_size"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.image\.patch_size"):
         IR.tokenize(frames, {"image": {"size": [8, 8], "patch_size": [3, 3]}})
-    with pytest.raises(DataError, match=r"tokenization\.infrared\.image must be a mapping"):
+    with pytest.raises(DataError, match=r"infrared\.tokenization\.image must be a mapping"):
         IR.tokenize(frames, SPEC_TOK)
     with pytest.raises(DataError, match="train"):
         IR.tokenize(spectra[spectra["split"] == "test"], SPEC_TOK)

@@ -207,7 +207,7 @@ def test_tokenize_bad_params(tmp_path: Path) -> None:
     for bad, key in (({"n_groups": 40}, "n_groups"), ({"group_size": 0}, "group_size"),
                      ({"n_points": "many"}, "n_points"), ({"subsample": "grid"}, "subsample"),
                      ({"channels": [8, 8]}, "channels")):
-        with pytest.raises(DataError, match=rf"tokenization\.point_cloud\.{key}"):
+        with pytest.raises(DataError, match=rf"point_cloud\.tokenization\.{key}"):
             PC.tokenize(table, {**TOK, **bad})
     with pytest.raises(DataError, match="no 'train' rows"):
         PC.tokenize(table[table["split"] == "test"], TOK)

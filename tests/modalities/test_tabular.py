@@ -150,7 +150,7 @@ def test_baseline_features_one_hot(tmp_path: Path) -> None:
 ])
 def test_bad_tokenize_params(tmp_path: Path, params: dict, key: str) -> None:
     t = _read(_write(tmp_path / "d.csv", _frame()), val_fraction=0.0)
-    with pytest.raises(DataError, match=rf"tokenization\.tabular\.{key}"):
+    with pytest.raises(DataError, match=rf"tabular\.tokenization\.{key}"):
         TAB.tokenize(t, params)
 
 

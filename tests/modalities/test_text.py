@@ -190,7 +190,7 @@ def test_baseline_features_bag_of_ids(tmp_path: Path) -> None:
 ])
 def test_bad_tokenize_params(tmp_path: Path, params: dict, key: str) -> None:
     t = _read(_write(tmp_path / "d.csv"), val_fraction=0.0)
-    with pytest.raises(DataError, match=rf"tokenization\.text\.{key}"):
+    with pytest.raises(DataError, match=rf"text\.tokenization\.{key}"):
         TXT.tokenize(t, params)
 
 

@@ -116,10 +116,10 @@ def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("params, key", [
-    ({"length": 8, "horizon": 8, "patch_size": 3}, r"tokenization\.time_series\.horizon"),
-    ({"length": 8, "horizon": 0, "patch_size": 3}, r"tokenization\.time_series\.horizon"),
-    ({"length": 8, "horizon": 2, "patch_size": 7}, r"tokenization\.time_series\.patch_size"),
-    ({"length": "8", "horizon": 2, "patch_size": 3}, r"tokenization\.time_series\.length"),
+    ({"length": 8, "horizon": 8, "patch_size": 3}, r"time_series\.tokenization\.horizon"),
+    ({"length": 8, "horizon": 0, "patch_size": 3}, r"time_series\.tokenization\.horizon"),
+    ({"length": 8, "horizon": 2, "patch_size": 7}, r"time_series\.tokenization\.patch_size"),
+    ({"length": "8", "horizon": 2, "patch_size": 3}, r"time_series\.tokenization\.length"),
 ])
 def test_tokenize_bad_params(tmp_path: Path, params: dict, key: str) -> None:
     t = _read(_toy(tmp_path / "toy"), val_fraction=0.0)

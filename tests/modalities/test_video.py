@@ -150,10 +150,10 @@ def test_tokenize_shapes_sampling_normalisation_meta(tmp_path: Path) -> None:
 
 def test_tokenize_bad_params_and_payload(tmp_path: Path) -> None:
     table = _read(_tree(tmp_path / "vid"), val_fraction=0.0)
-    cases = [({**TOK, "tubelet": [3, 4, 4]}, r"tokenization\.video\.tubelet"),
-             ({**TOK, "size": [8]}, r"tokenization\.video\.size"),
-             ({**TOK, "n_frames": 0}, r"tokenization\.video\.n_frames"),
-             ({**TOK, "grayscale": "yes"}, r"tokenization\.video\.grayscale")]
+    cases = [({**TOK, "tubelet": [3, 4, 4]}, r"video\.tokenization\.tubelet"),
+             ({**TOK, "size": [8]}, r"video\.tokenization\.size"),
+             ({**TOK, "n_frames": 0}, r"video\.tokenization\.n_frames"),
+             ({**TOK, "grayscale": "yes"}, r"video\.tokenization\.grayscale")]
     for params, match in cases:
         with pytest.raises(DataError, match=match):
             VID.tokenize(table, params)

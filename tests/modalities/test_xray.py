@@ -158,9 +158,9 @@ def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
 
 def test_tokenize_bad_params(tmp_path: Path) -> None:
     table = _read(_tree(tmp_path / "xr"), val_fraction=0.0)
-    with pytest.raises(DataError, match=r"tokenization\.xray\.patch_size"):
+    with pytest.raises(DataError, match=r"xray\.tokenization\.patch_size"):
         XR.tokenize(table, {"size": [8, 8], "patch_size": [3, 4]})
-    with pytest.raises(DataError, match=r"tokenization\.xray\.size"):
+    with pytest.raises(DataError, match=r"xray\.tokenization\.size"):
         XR.tokenize(table, {"size": [8], "patch_size": [4, 4]})
     with pytest.raises(DataError, match="train"):
         XR.tokenize(table[table["split"] == "test"], TOK)

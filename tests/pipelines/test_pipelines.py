@@ -57,7 +57,7 @@ def test_registry_structure() -> None:
     assert "pretrain_paired_checkpoint" in pipes["multitask"].inputs()
     # the template is namespaced: the image ingestion node reads params:image.source
     assert "params:image.source" in pipes["ingestion"].inputs()
-    assert "params:tokenization.audio" in pipes["tokenization"].inputs()
+    assert "params:audio.tokenization" in pipes["tokenization"].inputs()
     assert enabled_modalities(project_config_loader(PROJECT / "conf")) == MODALITIES
 
 
@@ -82,7 +82,7 @@ def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:
     bundles = {m: catalog.load(f"{m}.tokenized") for m in MODALITIES}
     assert all(isinstance(b, ArrayBundle) for b in bundles.values())
     shapes = {m: b.get("train", "x").shape for m, b in bundles.items()}
-    assert shapes["image"][1:] == (1, 28, 28)  # digits are grayscale, resized to tokenization.image.size
+    assert shapes["image"][1:] == (1, 28, 28)  # digits are grayscale, resized to image.tokenization.size
     assert shapes["audio"][1:3] == (1, 32)  # one log-mel channel, n_mels mel bins
     assert shapes["time_series"][1:] == (1, 128)  # GunPoint is univariate, resampled to length
     assert shapes["imu"][1] == 6  # BasicMotions: 3-axis accelerometer + 3-axis gyroscope

@@ -44,7 +44,7 @@ from omnivec2_pipelines.params_schema import SIZE
 
 #: Columns the ESC-50 metadata CSV must have.
 REQUIRED_CSV_COLUMNS: tuple[str, ...] = ("filename", "fold", "target", "category")
-_PREFIX = "tokenization.audio"
+_PREFIX = "audio.tokenization"
 
 
 def _wav_missing_bytes(path: Path) -> int:
@@ -280,15 +280,15 @@ class AudioModality(Modality):
         n_mels = pos_int(params, "n_mels", _PREFIX)
         clip_seconds = params.get("clip_seconds")
         if not isinstance(clip_seconds, (int, float)) or clip_seconds <= 0:
-            raise DataError(f"tokenization.audio.clip_seconds must be a positive number, "
+            raise DataError(f"audio.tokenization.clip_seconds must be a positive number, "
                             f"got {clip_seconds!r}")
         n_samples = int(round(sr * float(clip_seconds)))
         pf, pt = pair(params, "patch_size", _PREFIX, names="[pf, pt]")
         if n_mels % pf:
-            raise DataError(f"tokenization.audio.patch_size={[pf, pt]}: pf={pf} must divide "
-                            f"tokenization.audio.n_mels={n_mels}")
+            raise DataError(f"audio.tokenization.patch_size={[pf, pt]}: pf={pf} must divide "
+                            f"audio.tokenization.n_mels={n_mels}")
         if n_fft // 2 >= n_samples:
-            raise DataError(f"tokenization.audio.n_fft={n_fft} is too large for clips of "
+            raise DataError(f"audio.tokenization.n_fft={n_fft} is too large for clips of "
                             f"{n_samples} samples (clip_seconds * sample_rate)")
         if not (table["split"] == "train").any():
             raise DataError("audio table has no 'train' rows; normalisation statistics are "
@@ -300,7 +300,7 @@ class AudioModality(Modality):
             n_frames = int(mel(torch.zeros(1, n_samples)).shape[-1])
         t_keep = n_frames - n_frames % pt
         if t_keep == 0:
-            raise DataError(f"tokenization.audio.patch_size={[pf, pt]}: clips give {n_frames} "
+            raise DataError(f"audio.tokenization.patch_size={[pf, pt]}: clips give {n_frames} "
                             f"frames, fewer than pt={pt}")
         feats: dict[str, np.ndarray] = {}
         ys: dict[str, np.ndarray] = {}

@@ -140,9 +140,9 @@ class Modality(abc.ABC):
     formats: tuple[str, ...] = ()
     #: Keys of ``<name>.source`` beside :data:`COMMON_SOURCE_KEYS`, for every format (optional ones too).
     source_keys: tuple[str, ...] = ()
-    #: Keys of ``sample_data.<name>`` beside :data:`COMMON_SAMPLE_DATA_KEYS`.
+    #: Keys of ``<name>.sample_data`` beside :data:`COMMON_SAMPLE_DATA_KEYS`.
     sample_data_keys: tuple[str, ...] = ()
-    #: Keys of ``tokenization.<name>``: names, or a schema mapping each key to ``None`` (any value),
+    #: Keys of ``<name>.tokenization``: names, or a schema mapping each key to ``None`` (any value),
     #: :data:`~omnivec2_pipelines.params_schema.SIZE` (a size, also written ``"32x32"``) or a nested schema.
     tokenization_keys: tuple[str, ...] | dict[str, Any] = ()
     #: Every task :meth:`tokenize` can produce (which of them a data set yields may depend on it).
@@ -203,7 +203,7 @@ class Modality(abc.ABC):
 
 #: ``<modality>.source`` keys of every modality (each module adds its own in ``Modality.source_keys``).
 COMMON_SOURCE_KEYS: tuple[str, ...] = ("format", "path", "on_error", "batch_files", "val_fraction", "seed")
-#: ``sample_data.<modality>`` keys of every modality: ``path`` is where the sample data set is written.
+#: ``<modality>.sample_data`` keys of every modality: ``path`` is where the sample data set is written.
 COMMON_SAMPLE_DATA_KEYS: tuple[str, ...] = ("path",)
 
 #: Default ``<modality>.source.batch_files``: files decoded per table chunk during ingestion.

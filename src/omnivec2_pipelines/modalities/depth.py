@@ -276,7 +276,7 @@ class DepthModality(Modality):
             DataError: bad params, no train rows, or a row whose payload does not match its
                 shape columns.
         """
-        size, patch = size_and_patch(params, "tokenization.depth", scalar=True)
+        size, patch = size_and_patch(params, "depth.tokenization", scalar=True)
         if not (table["split"] == "train").any():
             raise DataError("depth table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")

@@ -41,7 +41,7 @@ from omnivec2_pipelines.modalities.base import (
 #: Files of a TU data set this reader uses: required, then optional.
 REQUIRED_SUFFIXES: tuple[str, ...] = ("_A.txt", "_graph_indicator.txt", "_graph_labels.txt")
 OPTIONAL_SUFFIXES: tuple[str, ...] = ("_node_labels.txt", "_node_attributes.txt")
-_PREFIX = "tokenization.graph"
+_PREFIX = "graph.tokenization"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ class GraphModality(Modality):
             Per split ``x`` and ``y.classification`` int64 ``(N,)``; tokenizer ``graph_nodes``.
 
         Raises:
-            DataError: bad params (naming ``tokenization.graph.<key>``), too-large graphs,
+            DataError: bad params (naming ``graph.tokenization.<key>``), too-large graphs,
                 no train rows, inconsistent attribute counts.
         """
         max_nodes = pos_int(params, "max_nodes", _PREFIX)
@@ -368,9 +368,9 @@ class GraphModality(Modality):
         if len(too_big) and not truncate:
             r = too_big.iloc[0]
             raise DataError(f"graph {r['sample_id']} has {int(r['n_nodes'])} nodes, more than "
-                            f"tokenization.graph.max_nodes={max_nodes} ({len(too_big)} graph(s) "
+                            f"graph.tokenization.max_nodes={max_nodes} ({len(too_big)} graph(s) "
                             f"too large; largest {int(table['n_nodes'].max())}); raise max_nodes "
-                            f"or set tokenization.graph.truncate: true")
+                            f"or set graph.tokenization.truncate: true")
         graphs = {i: _graph_arrays(r, max_nodes) for i, r in enumerate(table.itertuples(index=False))}
         train_pos = np.flatnonzero((table["split"] == "train").to_numpy())
         has_labels = all(len(graphs[i][1]) for i in graphs)

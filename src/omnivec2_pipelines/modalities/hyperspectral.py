@@ -284,14 +284,14 @@ class HyperspectralModality(Modality):
         n_bands, stored = shapes[0]
         spatial = params.get("spatial", "center_stats")
         if spatial not in ("center_stats", "full"):
-            raise DataError(f"tokenization.hyperspectral.spatial must be 'center_stats' or 'full', got {spatial!r}")
+            raise DataError(f"hyperspectral.tokenization.spatial must be 'center_stats' or 'full', got {spatial!r}")
         g = params.get("group_size")
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= n_bands:
-            raise DataError(f"tokenization.hyperspectral.group_size must be an int in [1, bands="
+            raise DataError(f"hyperspectral.tokenization.group_size must be an int in [1, bands="
                             f"{n_bands}], got {g!r}")
         s = params.get("patch", stored)
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 or s % 2 == 0 or s > stored:
-            raise DataError(f"tokenization.hyperspectral.patch must be an odd int <= the read patch "
+            raise DataError(f"hyperspectral.tokenization.patch must be an odd int <= the read patch "
                             f"{stored}, got {s!r}")
         off = (stored - s) // 2
         class_names = table_class_names(table)

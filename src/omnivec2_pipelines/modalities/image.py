@@ -144,7 +144,7 @@ class ImageModality(Modality):
         Raises:
             DataError: bad ``size``/``patch_size``, no train rows, or mixed channel counts.
         """
-        size, patch = size_and_patch(params, "tokenization.image")
+        size, patch = size_and_patch(params, "image.tokenization")
         return tokenize_images(table, size, patch, self.name)
 
 

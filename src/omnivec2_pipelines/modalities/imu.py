@@ -44,7 +44,7 @@ from omnivec2_pipelines.modalities.base import (
 _STD_FLOOR = 1e-6
 _NORMALIZE = ("channel", "series")
 _FIT = ("resample", "crop_pad")
-_PREFIX = "tokenization.imu"
+_PREFIX = "imu.tokenization"
 
 
 class ImuModality(Modality):
@@ -118,8 +118,8 @@ class ImuModality(Modality):
         length = pos_int(params, "length", _PREFIX)
         patch = pos_int(params, "patch_size", _PREFIX)
         if patch > length:
-            raise DataError(f"tokenization.imu.patch_size={patch} must be <= "
-                            f"tokenization.imu.length={length}")
+            raise DataError(f"imu.tokenization.patch_size={patch} must be <= "
+                            f"imu.tokenization.length={length}")
         stride = params.get("stride")
         if stride is not None:
             stride = pos_int(params, "stride", _PREFIX)

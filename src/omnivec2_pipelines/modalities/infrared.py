@@ -67,7 +67,7 @@ FRAME_EXTENSIONS: tuple[str, ...] = IMAGE_EXTENSIONS + (".tif", ".tiff")
 #: Default CSV file name inside ``source.path``.
 SPECTRA_FILE = "spectra.csv"
 _STD_FLOOR = 1e-6
-_SPECTRA = "tokenization.infrared.spectra"
+_SPECTRA = "infrared.tokenization.spectra"
 _INDEX_COLUMN = re.compile(r"^w_(\d+)$")
 
 
@@ -348,13 +348,13 @@ class InfraredModality(Modality):
         if "pixels" in table.columns:
             sub = params.get("image")
             if not isinstance(sub, dict):
-                raise DataError(f"tokenization.infrared.image must be a mapping {{size, patch_size}} "
+                raise DataError(f"infrared.tokenization.image must be a mapping {{size, patch_size}} "
                                 f"for thermal frames, got {sub!r}")
-            size, patch = size_and_patch(sub, "tokenization.infrared.image")
+            size, patch = size_and_patch(sub, "infrared.tokenization.image")
             return tokenize_images(table, size, patch, self.name)
         sub = params.get("spectra")
         if not isinstance(sub, dict):
-            raise DataError(f"tokenization.infrared.spectra must be a mapping {{length, patch_size, "
+            raise DataError(f"infrared.tokenization.spectra must be a mapping {{length, patch_size, "
                             f"snv}} for spectra, got {sub!r}")
         return self._tokenize_spectra(table, sub)
 
@@ -362,8 +362,8 @@ class InfraredModality(Modality):
         length = pos_int(params, "length", _SPECTRA)
         patch = pos_int(params, "patch_size", _SPECTRA)
         if patch > length:
-            raise DataError(f"tokenization.infrared.spectra.patch_size={patch} must be <= "
-                            f"tokenization.infrared.spectra.length={length}")
+            raise DataError(f"infrared.tokenization.spectra.patch_size={patch} must be <= "
+                            f"infrared.tokenization.spectra.length={length}")
         snv = flag(params, "snv", _SPECTRA, True)
         if not (table["split"] == "train").any():
             raise DataError("infrared table has no 'train' rows; normalisation statistics are "

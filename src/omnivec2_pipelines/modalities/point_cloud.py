@@ -552,27 +552,27 @@ class PointCloudModality(Modality):
             Tokenizer ``point_groups``.
 
         Raises:
-            DataError: bad params (naming ``tokenization.point_cloud.<key>``), no train rows,
+            DataError: bad params (naming ``point_cloud.tokenization.<key>``), no train rows,
                 mixed labelled/unlabelled rows, or inconsistent part class names.
         """
-        p = pos_int(params, "n_points", "tokenization.point_cloud")
-        g = pos_int(params, "n_groups", "tokenization.point_cloud")
-        k = pos_int(params, "group_size", "tokenization.point_cloud")
+        p = pos_int(params, "n_points", "point_cloud.tokenization")
+        g = pos_int(params, "n_groups", "point_cloud.tokenization")
+        k = pos_int(params, "group_size", "point_cloud.tokenization")
         if g > p:
-            raise DataError(f"tokenization.point_cloud.n_groups={g} must be <= "
-                            f"tokenization.point_cloud.n_points={p}")
+            raise DataError(f"point_cloud.tokenization.n_groups={g} must be <= "
+                            f"point_cloud.tokenization.n_points={p}")
         if k > p:
-            raise DataError(f"tokenization.point_cloud.group_size={k} must be <= "
-                            f"tokenization.point_cloud.n_points={p}")
+            raise DataError(f"point_cloud.tokenization.group_size={k} must be <= "
+                            f"point_cloud.tokenization.n_points={p}")
         mode = params.get("subsample", "fps")
         if mode not in ("fps", "random"):
-            raise DataError(f"tokenization.point_cloud.subsample={mode!r}; expected 'fps' or 'random'")
-        seed = int_param(params, "seed", "tokenization.point_cloud", 0)
+            raise DataError(f"point_cloud.tokenization.subsample={mode!r}; expected 'fps' or 'random'")
+        seed = int_param(params, "seed", "point_cloud.tokenization", 0)
         channels = params.get("channels", [32, 64, 64])
         if (not isinstance(channels, (list, tuple)) or len(channels) != 3
                 or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
                            for c in channels)):
-            raise DataError(f"tokenization.point_cloud.channels must be three positive ints "
+            raise DataError(f"point_cloud.tokenization.channels must be three positive ints "
                             f"[c1, c2, c3], got {channels!r}")
         if not (table["split"] == "train").any():
             raise DataError("point_cloud table has no 'train' rows; the part classes of the "

@@ -275,11 +275,11 @@ class TabularModality(Modality):
             DataError: bad params, no train rows, no feature columns, or a table mixing rows
                 with and without class labels.
         """
-        max_cat = int_at_least(params, "max_categories", "tokenization.tabular", 1, default=100)
+        max_cat = int_at_least(params, "max_categories", "tabular.tokenization", 1, default=100)
         clip = params.get("clip")
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                                  or not clip > 0):
-            raise DataError(f"tokenization.tabular.clip must be null or a positive number, got {clip!r}")
+            raise DataError(f"tabular.tokenization.clip must be null or a positive number, got {clip!r}")
         if not (table["split"] == "train").any():
             raise DataError("tabular table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")

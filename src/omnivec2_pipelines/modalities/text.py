@@ -58,7 +58,7 @@ from omnivec2_pipelines.modalities.base import (
 #: Special tokens of the text tokenizer, in id order ([PAD] must be 0).
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]")
 PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
-_PREFIX = "tokenization.text"
+_PREFIX = "text.tokenization"
 
 
 def _has_surrogates(s: str) -> int:

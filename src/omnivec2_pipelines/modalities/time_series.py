@@ -47,7 +47,7 @@ from omnivec2_pipelines.modalities.base import (
 )
 
 _STD_FLOOR = 1e-6
-_PREFIX = "tokenization.time_series"
+_PREFIX = "time_series.tokenization"
 
 
 class TimeSeriesModality(Modality):
@@ -104,11 +104,11 @@ class TimeSeriesModality(Modality):
         horizon = pos_int(params, "horizon", _PREFIX)
         patch = pos_int(params, "patch_size", _PREFIX)
         if not 0 < horizon < length:
-            raise DataError(f"tokenization.time_series.horizon={horizon} must satisfy "
-                            f"0 < horizon < tokenization.time_series.length={length}")
+            raise DataError(f"time_series.tokenization.horizon={horizon} must satisfy "
+                            f"0 < horizon < time_series.tokenization.length={length}")
         ctx = length - horizon
         if patch > ctx:
-            raise DataError(f"tokenization.time_series.patch_size={patch} must be <= the "
+            raise DataError(f"time_series.tokenization.patch_size={patch} must be <= the "
                             f"context length length - horizon = {ctx}")
         c = table_channels(table, "n_channels", self.name)
         class_names = table_class_names(table)

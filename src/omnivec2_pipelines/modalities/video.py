@@ -41,7 +41,7 @@ from omnivec2_pipelines.params_schema import SIZE
 
 #: File extensions read as videos (lower case).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
-_PREFIX = "tokenization.video"
+_PREFIX = "video.tokenization"
 
 
 def load_video(path: Path) -> tuple[np.ndarray, float]:
@@ -186,9 +186,9 @@ class VideoModality(Modality):
         tubelet = pos_ints(params, "tubelet", _PREFIX, 3)
         grayscale = flag(params, "grayscale", _PREFIX, False)
         if n_frames % tubelet[0] or size[0] % tubelet[1] or size[1] % tubelet[2]:
-            raise DataError(f"tokenization.video.tubelet={list(tubelet)} must divide "
-                            f"[n_frames, H, W]={[n_frames, *size]} (tokenization.video.n_frames, "
-                            f"tokenization.video.size)")
+            raise DataError(f"video.tokenization.tubelet={list(tubelet)} must divide "
+                            f"[n_frames, H, W]={[n_frames, *size]} (video.tokenization.n_frames, "
+                            f"video.tokenization.size)")
         if not (table["split"] == "train").any():
             raise DataError("video table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")

@@ -204,7 +204,7 @@ class XrayModality(Modality):
             meta with a ``patch2d`` tokenizer (see
             :func:`~omnivec2_pipelines.modalities._shared.images.tokenize_images`).
         """
-        size, patch = size_and_patch(params, "tokenization.xray")
+        size, patch = size_and_patch(params, "xray.tokenization")
         return tokenize_images(table, size, patch, self.name)
 
 

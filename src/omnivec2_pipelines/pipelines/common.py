@@ -1,4 +1,5 @@
-"""What the pipeline families share: the checkpoint annotation, a quiet ``node``, the tokenized inputs."""
+"""What the pipeline families share: the checkpoint annotation, a quiet ``node``, the tokenized inputs and the
+per-modality parameters of the training stages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.pipeline import Node, node
 
-__all__ = ["Checkpoint", "quiet_node", "tokenized_inputs"]
+__all__ = ["Checkpoint", "modality_param_inputs", "quiet_node", "split_stage_inputs", "tokenized_inputs"]
 
 if TYPE_CHECKING:
     from omnivec2_pipelines.training.checkpoint import Checkpoint
@@ -28,3 +29,26 @@ def quiet_node(*args: Any, **kwargs: Any) -> Node:
 def tokenized_inputs(modalities: list[str]) -> dict[str, str]:
     """Node inputs ``{modality: "<modality>.tokenized"}``: the bundles arrive as keyword arguments."""
     return {m: f"{m}.tokenized" for m in modalities}
+
+
+#: Separates modality and key in the keyword names of :func:`modality_param_inputs` (``image__mask_ratio``).
+_SEP = "__"
+
+
+def modality_param_inputs(modalities: list[str], keys: tuple[str, ...]) -> dict[str, str]:
+    """Node inputs ``{"<modality>__<key>": "params:<modality>.<key>"}``: the keys of every modality's block that a
+    stage reads, as keyword arguments (so a run reads, and DVC tracks, exactly those keys)."""
+    return {f"{m}{_SEP}{k}": f"params:{m}.{k}" for m in modalities for k in keys}
+
+
+def split_stage_inputs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A stage node's keyword arguments → ``({modality: bundle}, {modality: {key: value}})``."""
+    bundles: dict[str, Any] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for name, value in kwargs.items():
+        m, sep, key = name.partition(_SEP)
+        if sep:
+            params.setdefault(m, {})[key] = value
+        else:
+            bundles[name] = value
+    return bundles, params

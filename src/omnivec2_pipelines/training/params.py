@@ -9,7 +9,13 @@ import re
 from typing import Any, Collection, Mapping
 
 from omnivec2_pipelines.models.config import ModelConfig
-from omnivec2_pipelines.params_schema import STAGE_KEYS, check_keys, did_you_mean, stage_schema
+from omnivec2_pipelines.params_schema import (  # noqa: F401  (AUGMENT_OPS: re-exported)
+    AUGMENT_OPS,
+    STAGE_KEYS,
+    check_keys,
+    did_you_mean,
+    stage_schema,
+)
 from omnivec2_pipelines.training.config import TrainerConfig
 from omnivec2_pipelines.training.sampling import check_sampling
 
@@ -58,12 +64,24 @@ def check_loss_weights(spec: Any, available: Mapping[str, Collection[str]] | Non
     return out
 
 
-#: Augmentation ops of ``multitask.augment.<modality>`` (implemented in :mod:`~omnivec2_pipelines.training.augment`).
-AUGMENT_OPS = ("shift", "flip", "time_mask", "freq_mask", "scale", "jitter", "rotate_z")
+def _check_ops(ops: Any, where: str) -> dict[str, float] | None:
+    """One modality's augmentation ``{op: strength}`` (``null``/``false``: None), checked, as floats."""
+    if ops in (None, False):
+        return None
+    if not isinstance(ops, Mapping):
+        raise ValueError(f"{where} must be a mapping op -> strength ({list(AUGMENT_OPS)}), got {ops!r}")
+    for op, s in ops.items():
+        if op not in AUGMENT_OPS:
+            from omnivec2_pipelines.params_schema import unknown_key_error
+
+            raise unknown_key_error(str(op), AUGMENT_OPS, where)
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+            raise ValueError(f"{where}.{op} must be a number >= 0, got {s!r}")
+    return {str(op): float(s) for op, s in ops.items()}
 
 
 def check_augment(spec: Any, modalities: Collection[str]) -> dict[str, dict[str, float]]:
-    """``multitask.augment``: ``{modality: {op: strength}}`` (a modality's ``null``/``false``: none).
+    """``multitask.augment``, the stage's override: ``{modality: {op: strength}}`` (a modality's ``null``/``false``: none).
 
     Modalities that are not enabled are allowed (a config may serve several runs); unknown ops and
     negative strengths raise naming the key.
@@ -74,19 +92,26 @@ def check_augment(spec: Any, modalities: Collection[str]) -> dict[str, dict[str,
         raise ValueError(f"multitask.augment must be a mapping modality -> {{op: strength}}, got {spec!r}")
     out: dict[str, dict[str, float]] = {}
     for m, ops in spec.items():
-        where = f"multitask.augment.{m}"
-        if ops in (None, False):
-            continue
-        if not isinstance(ops, Mapping):
-            raise ValueError(f"{where} must be a mapping op -> strength ({list(AUGMENT_OPS)}), got {ops!r}")
-        for op, s in ops.items():
-            if op not in AUGMENT_OPS:
-                from omnivec2_pipelines.params_schema import unknown_key_error
+        checked = _check_ops(ops, f"multitask.augment.{m}")
+        if checked is not None:
+            out[str(m)] = checked
+    return out
 
-                raise unknown_key_error(str(op), AUGMENT_OPS, where)
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
-                raise ValueError(f"{where}.{op} must be a number >= 0, got {s!r}")
-        out[str(m)] = {str(op): float(s) for op, s in ops.items()}
+
+def modality_augment(stage_params: Mapping[str, Any], modality_params: Mapping[str, Mapping[str, Any]] | None,
+                     modalities: Collection[str]) -> dict[str, dict[str, float]]:
+    """The augmentation of each modality's multitask batches: ``multitask.augment.<modality>`` when the stage
+    sets it, else ``<modality>.augment`` (both ``{op: strength}``; ``null``: none)."""
+    override = check_augment(stage_params.get("augment"), modalities)
+    given = stage_params.get("augment") if isinstance(stage_params.get("augment"), Mapping) else {}
+    out = {}
+    for m in modalities:
+        if m in given:
+            ops = override.get(m)
+        else:
+            ops = _check_ops(((modality_params or {}).get(m) or {}).get("augment"), f"{m}.augment")
+        if ops:
+            out[m] = ops
     return out
 
 
@@ -164,25 +189,39 @@ def _check_world(stage: str, stage_params: Mapping[str, Any], tcfg: TrainerConfi
     distributed.check_spec(tcfg.launch_spec())
 
 
-def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str]) -> dict[str, float]:
-    spec = params.get("mask_ratio", {})
+def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str],
+                 modality_params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
+    """``{modality: ratio}``: the stage's ``mask_ratio.<modality>``, else its ``mask_ratio.default`` (or a
+    number for all), else the modality's own ``<modality>.mask_ratio``."""
+    spec = params.get("mask_ratio")
+    if spec is None:
+        spec = {}
     if isinstance(spec, (int, float)):
         spec = {"default": spec}
     if not isinstance(spec, Mapping):
         raise ValueError(f"{stage}.mask_ratio must be a number or a mapping modality -> ratio, got {spec!r}")
     ratios = {}
     for m in modalities:
-        r = spec.get(m, spec.get("default"))
+        own = ((modality_params or {}).get(m) or {}).get("mask_ratio")
+        if m in spec or "default" in spec or own is None:
+            r = spec.get(m, spec.get("default"))
+            where = f"{stage}.mask_ratio.{m}"
+            hint = f" (or set {m}.mask_ratio, or {stage}.mask_ratio.default)"
+        else:
+            r, where, hint = own, f"{m}.mask_ratio", ""
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1:
-            raise ValueError(f"{stage}.mask_ratio.{m} must be a number in (0, 1) (or set "
-                             f"{stage}.mask_ratio.default), got {r!r}")
+            raise ValueError(f"{where} must be a number in (0, 1){hint}, got {r!r}")
         ratios[m] = float(r)
     return ratios
 
 
 def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any],
-                          modalities: list[str], model_params: Mapping[str, Any] | None = None) -> None:
+                          modalities: list[str], model_params: Mapping[str, Any] | None = None,
+                          modality_params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Check one training stage's parameters without touching data (called before a run starts).
+
+    ``modality_params``: ``{modality: {key: value}}``, the keys of each modality's block the stage reads
+    (``mask_ratio``, ``augment``); None: only the stage's own overrides are checked.
 
     Raises:
         ValueError / TypeError: naming the key and the allowed values.
@@ -195,14 +234,23 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
     _check_world(stage, stage_params, tcfg)
     if stage in ("pretrain_paired", "multitask") and len(modalities) < 2:
         raise ValueError(f"{stage} needs at least two enabled modalities ('modalities'), got {modalities}")
+    if modality_params is not None:
+        from omnivec2_pipelines.params_schema import STAGE_MODALITY_KEYS
+
+        for m in modalities:
+            for key in STAGE_MODALITY_KEYS[stage]:
+                if key not in (modality_params.get(m) or {}):
+                    raise ValueError(f"{m}.{key} is missing: {stage} reads it from every enabled modality's block "
+                                     f"(conf/base/parameters_modalities/{m}.yml); set it"
+                                     + (" (null: no augmentation)" if key == "augment" else ""))
     if "mask_ratio" in STAGE_KEYS[stage]:
-        _mask_ratios(stage, stage_params, sorted(modalities))
+        _mask_ratios(stage, stage_params, sorted(modalities), modality_params)
     if stage == "multitask":
         from omnivec2_pipelines.modalities.base import get_modality, registered_modalities
 
         declared = {m: get_modality(m).task_names for m in modalities if m in registered_modalities()}
         check_tasks(stage_params.get("tasks", "all"), modalities, declared)
-        check_augment(stage_params.get("augment"), modalities)
+        modality_augment(stage_params, modality_params, modalities)
         check_loss_weights(stage_params.get("loss_weights"), declared if set(declared) == set(modalities) else None)
     if model_params is not None:
         params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}

@@ -1,4 +1,9 @@
-"""The three OmniVec2 training stages as plain functions (pure torch; Kedro nodes call these)."""
+"""The three OmniVec2 training stages as plain functions (pure torch; Kedro nodes call these).
+
+Each takes ``modality_params``, ``{modality: {key: value}}``: the keys of every modality's parameter block
+that it reads (``mask_ratio`` for pretraining, ``augment`` for multitask); the stage's own ``mask_ratio`` /
+``augment`` override them.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from omnivec2_pipelines.training.params import (  # noqa: F401  (validate_stage_
     _check_stage_params,
     _check_world,
     _mask_ratios,
-    check_augment,
     check_loss_weights,
+    modality_augment,
     stage_sampling,
     validate_stage_params,
 )
@@ -58,7 +63,7 @@ def attach_modalities(model: OmniVec2, bundles: Mapping[str, ArrayBundle]) -> No
         if model.cfg.tokenizers[m] != tcfg:
             raise ValueError(f"the checkpoint's {m} tokenizer was built for {model.cfg.tokenizers[m]} but the "
                              f"tokenized data now needs {tcfg}; re-run pretrain_unimodal after changing "
-                             f"tokenization.{m}")
+                             f"{m}.tokenization")
 
 
 def _pretrain_sources(bundles: Mapping[str, ArrayBundle], seed: int) -> dict[str, BatchSource]:
@@ -84,6 +89,14 @@ def resume_config(stage: str, tcfg: TrainerConfig, stage_params: Mapping[str, An
     tensors = [*sorted(model.state_dict().items()),
                *((f"{m}/{k}", a) for m, b in sorted(bundles.items()) for k, a in sorted(b.arrays.items()))]
     return ResumeConfig(Path(tcfg.resume_dir) / stage, tcfg.checkpoint_every, fingerprint(params, tensors))
+
+
+def _fingerprinted(stage_params: Mapping[str, Any],
+                   modality_params: Mapping[str, Mapping[str, Any]] | None) -> Mapping[str, Any]:
+    """The stage's parameters and the modality keys it read, for the resume fingerprint."""
+    if not modality_params:
+        return stage_params
+    return {**stage_params, "modality_params": {m: dict(v) for m, v in sorted(modality_params.items())}}
 
 
 def _fit_worker(tcfg: TrainerConfig, model: OmniVec2, objective: Objective, stage: str,
@@ -135,18 +148,19 @@ def _reconstruction_validator(stage: str, bundles: Mapping[str, ArrayBundle], ra
 
 
 def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[str, Any],
-                      stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any]
+                      stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any],
+                      modality_params: Mapping[str, Mapping[str, Any]] | None = None
                       ) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 1: masked token reconstruction, one modality per step, from a fresh model."""
     _check_stage_params("pretrain_unimodal", stage_params)
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
-    ratios = _mask_ratios("pretrain_unimodal", stage_params, sorted(bundles))
+    ratios = _mask_ratios("pretrain_unimodal", stage_params, sorted(bundles), modality_params)
     torch.manual_seed(tcfg.seed)  # initial weights depend only on the seed
     model = build_model(model_params, bundles)
     norm = stage_params.get("norm_target", True)
     obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm,
                          *stage_sampling("pretrain_unimodal", stage_params))
-    return _run("pretrain_unimodal", model, obj, tcfg, bundles, stage_params,
+    return _run("pretrain_unimodal", model, obj, tcfg, bundles, _fingerprinted(stage_params, modality_params),
                 _reconstruction_validator("pretrain_unimodal", bundles, ratios, tcfg, norm))
 
 
@@ -157,18 +171,19 @@ def fresh_checkpoint(bundles: Mapping[str, ArrayBundle], model_params: Mapping[s
 
 
 def pretrain_paired(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
-                    trainer_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+                    trainer_params: Mapping[str, Any], modality_params: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 2: from stage 1's checkpoint, two modalities per step, fused, both reconstructed."""
     _check_stage_params("pretrain_paired", stage_params)
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
-    ratios = _mask_ratios("pretrain_paired", stage_params, sorted(bundles))
+    ratios = _mask_ratios("pretrain_paired", stage_params, sorted(bundles), modality_params)
     model = init.model
     torch.manual_seed(tcfg.seed)
     attach_modalities(model, bundles)
     norm = stage_params.get("norm_target", True)
     obj = MaskedPaired(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm,
                        *stage_sampling("pretrain_paired", stage_params))
-    return _run("pretrain_paired", model, obj, tcfg, bundles, stage_params,
+    return _run("pretrain_paired", model, obj, tcfg, bundles, _fingerprinted(stage_params, modality_params),
                 _reconstruction_validator("pretrain_paired", bundles, ratios, tcfg, norm))
 
 
@@ -190,7 +205,8 @@ def select_tasks(bundles: Mapping[str, ArrayBundle], spec: Any) -> list[tuple[st
 
 
 def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params: Mapping[str, Any],
-              trainer_params: Mapping[str, Any]) -> tuple[Checkpoint, pd.DataFrame]:
+              trainer_params: Mapping[str, Any], modality_params: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 3: from stage 2's checkpoint, two (modality, task) pairs per step, summed losses."""
     _check_stage_params("multitask", stage_params)
     tcfg = TrainerConfig.from_params(trainer_params, stage_params)
@@ -199,7 +215,7 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
     attach_modalities(model, bundles)
     tasks = []
     pairs = select_tasks(bundles, stage_params.get("tasks", "all"))
-    aug = check_augment(stage_params.get("augment"), list(bundles))
+    aug = modality_augment(stage_params, modality_params, list(bundles))
     weights = check_loss_weights(stage_params.get("loss_weights"), {m: list(b.tasks) for m, b in bundles.items()})
     for i, (m, t) in enumerate(pairs):
         spec = bundles[m].tasks[t]
@@ -213,4 +229,4 @@ def multitask(init: Checkpoint, bundles: Mapping[str, ArrayBundle], stage_params
                     stage_params.get("label_smoothing", 0.0), *stage_sampling("multitask", stage_params))
     log.info("multitask: probability that each task takes part in a step %s", obj.sampler.describe())
     validator = TaskValidator.from_bundles(pairs, bundles, tcfg.eval_samples, tcfg.seed) if tcfg.eval_every else None
-    return _run("multitask", model, obj, tcfg, bundles, stage_params, validator)
+    return _run("multitask", model, obj, tcfg, bundles, _fingerprinted(stage_params, modality_params), validator)

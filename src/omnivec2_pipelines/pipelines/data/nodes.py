@@ -32,12 +32,12 @@ def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def sample_data_node(modality: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Node writing the embedded default data of ``modality`` to ``sample_data.<modality>.path``."""
+    """Node writing the embedded default data of ``modality`` to ``<modality>.sample_data.path``."""
 
     def make_sample_data(params: dict[str, Any]) -> dict[str, Any]:
         """Write the standard-layout sample data set; returns its manifest."""
         if not isinstance(params, dict) or "path" not in params:
-            raise ValueError(f"sample_data.{modality} must be a mapping with a 'path' key, got {params!r}")
+            raise ValueError(f"{modality}.sample_data must be a mapping with a 'path' key, got {params!r}")
         manifest = get_modality(modality).make_sample_data(Path(params["path"]), params)
         log.info("sample data for %s written to %s: %s", modality, params["path"], manifest)
         return {"modality": modality, "path": str(params["path"]), **manifest}

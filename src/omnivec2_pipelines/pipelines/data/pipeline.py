@@ -5,13 +5,9 @@ A template is one node for one modality, under the namespace ``<modality>``: its
 ``<modality>.tokenized``, its nodes ``<modality>.make_sample_data``, ``<modality>.ingest`` and
 ``<modality>.tokenize``.
 
-The three read their parameters in two ways (one block per modality is to come):
-
-* ingestion reads ``params:source``, which the namespace alone turns into ``params:<modality>.source``
-  (the ``<modality>:`` blocks of ``parameters_ingestion.yml``);
-* sample_data and tokenization keep one block per *pipeline*, with one entry per modality
-  (``sample_data.<modality>``, ``tokenization.<modality>``), so they remap their parameter past the
-  namespace: ``params:sample_data`` -> ``params:sample_data.<modality>``.
+Each reads its part of the modality's one parameter block (``conf/base/parameters_modalities/<modality>.yml``):
+``params:sample_data``, ``params:source`` and ``params:tokenization``, which the namespace alone turns into
+``params:<modality>.sample_data``, ``params:<modality>.source`` and ``params:<modality>.tokenization`` (no remapping).
 """
 
 from __future__ import annotations
@@ -24,25 +20,24 @@ from omnivec2_pipelines.pipelines.data import nodes
 
 
 def sample_data_template(m: str) -> Pipeline:
-    """Embedded default data of ``m`` → its standard layout on disk (``sample_data.<m>.path``)."""
+    """Embedded default data of ``m`` → its standard layout on disk (``<m>.sample_data.path``)."""
     return pipeline([node(nodes.sample_data_node(m), "params:sample_data", "sample_manifest",
                           name="make_sample_data")],
-                    namespace=m, parameters={"params:sample_data": f"params:sample_data.{m}"})  # remapped
+                    namespace=m)
 
 
 def ingestion_template(m: str) -> Pipeline:
     """The source layout of ``m`` (``<m>.source``) → canonical table + ingestion report."""
     return pipeline([node(nodes.ingest_node(m), "params:source", ["table", "ingestion_report"],
                           name="ingest", tags=["ingestion"])],
-                    namespace=m)  # params:source is params:<m>.source by the namespace alone
+                    namespace=m)
 
 
 def tokenization_template(m: str) -> Pipeline:
-    """The canonical table of ``m`` → model-ready arrays (``tokenization.<m>``)."""
+    """The canonical table of ``m`` → model-ready arrays (``<m>.tokenization``)."""
     return pipeline([node(nodes.tokenize_node(m), ["table", "params:tokenization"], "tokenized",
                           name="tokenize", tags=["tokenization"])],
-                    namespace=m, inputs={"table": f"{m}.table"},
-                    parameters={"params:tokenization": f"params:tokenization.{m}"})  # remapped
+                    namespace=m)
 
 
 #: Registered pipeline name -> its per-modality template.

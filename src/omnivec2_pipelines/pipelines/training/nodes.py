@@ -1,5 +1,8 @@
 """Training nodes: the three stages, each handing its parameters and the tokenized bundles to the pure-torch stage.
 
+Besides the stage's block, a node reads the keys of every modality's block that its stage uses
+(``params:image.mask_ratio`` as ``image__mask_ratio``, see :func:`~omnivec2_pipelines.pipelines.common.modality_param_inputs`).
+
 torch is imported inside the nodes, so a run of the data pipelines (and Kedro's start-up) never pays for it.
 """
 
@@ -9,29 +12,31 @@ from typing import Any
 
 import pandas as pd
 
-from omnivec2_pipelines.modalities.base import ArrayBundle
-from omnivec2_pipelines.pipelines.common import Checkpoint
+from omnivec2_pipelines.pipelines.common import Checkpoint, split_stage_inputs
 
 
 def pretrain_unimodal(model_params: dict[str, Any], stage_params: dict[str, Any], trainer_params: dict[str, Any],
-                      **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+                      **inputs: Any) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 1: unimodal masked pretraining of a fresh model on every enabled modality."""
     from omnivec2_pipelines.training import stages
 
-    return stages.pretrain_unimodal(bundles, model_params, stage_params, trainer_params)
+    bundles, modality_params = split_stage_inputs(inputs)
+    return stages.pretrain_unimodal(bundles, model_params, stage_params, trainer_params, modality_params)
 
 
 def pretrain_paired(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
-                    **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+                    **inputs: Any) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 2: paired masked pretraining, starting from the stage-1 checkpoint."""
     from omnivec2_pipelines.training import stages
 
-    return stages.pretrain_paired(init, bundles, stage_params, trainer_params)
+    bundles, modality_params = split_stage_inputs(inputs)
+    return stages.pretrain_paired(init, bundles, stage_params, trainer_params, modality_params)
 
 
 def multitask(init: Checkpoint, stage_params: dict[str, Any], trainer_params: dict[str, Any],
-              **bundles: ArrayBundle) -> tuple[Checkpoint, pd.DataFrame]:
+              **inputs: Any) -> tuple[Checkpoint, pd.DataFrame]:
     """Stage 3: multimodal multitask training, starting from the stage-2 checkpoint."""
     from omnivec2_pipelines.training import stages
 
-    return stages.multitask(init, bundles, stage_params, trainer_params)
+    bundles, modality_params = split_stage_inputs(inputs)
+    return stages.multitask(init, bundles, stage_params, trainer_params, modality_params)
