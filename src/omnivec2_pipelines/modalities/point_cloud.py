@@ -344,14 +344,6 @@ def cloud_descriptors(x: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def point_baseline_features(x: np.ndarray) -> np.ndarray:
-    """Per-point features ``(N, P, 3 + 1 + 62)`` for a classical segmentation baseline:
-    xyz, distance to the centroid, and the cloud's :func:`cloud_descriptors` broadcast."""
-    glob = cloud_descriptors(x)  # (N, 62)
-    r = np.sqrt((x.astype(np.float64) ** 2).sum(-1, keepdims=True))
-    return np.concatenate([x, r, np.repeat(glob[:, None], x.shape[1], axis=1)], axis=2).astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------
 # the modality
 # ---------------------------------------------------------------------------------------------
@@ -622,13 +614,7 @@ class PointCloudModality(Modality):
             tasks["segmentation"] = TaskSpec(
                 name="segmentation", kind="segmentation", input_key="x", target_key="y.segmentation",
                 out_dim=len(part_names), out_shape=(p,), class_names=tuple(part_names)).to_dict()
-            seg_meta: dict[str, Any] = {"part_names": part_names}
-            if has_cls:  # which parts each shape class uses (train split), for per-shape mIoU
-                ytr, str_ = arrays["train.y.classification"], arrays["train.y.segmentation"]
-                names = tasks["classification"]["class_names"]
-                seg_meta["parts_per_class"] = {
-                    names[c]: sorted(int(v) for v in np.unique(str_[ytr == c])) for c in range(len(names))}
-            meta["segmentation"] = seg_meta
+            meta["segmentation"] = {"part_names": part_names}
         meta = {
             "modality": self.name,
             "tokenizer": {"kind": "point_groups", "n_points": p, "n_groups": g, "group_size": k,
@@ -648,8 +634,9 @@ class PointCloudModality(Modality):
         """Order-invariant global descriptors of each cloud (see :func:`cloud_descriptors`).
 
         Flattened point coordinates depend on the arbitrary point order, so the classical
-        baseline gets radial/D2/per-axis histograms and covariance eigenvalues instead. For a
-        per-point (segmentation) baseline use :func:`point_baseline_features`.
+        baseline gets radial/D2/per-axis histograms and covariance eigenvalues instead.
+        (Segmentation's baseline reads the point coordinates themselves, see
+        :mod:`omnivec2_pipelines.tasks.segmentation`.)
         """
         if x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"point_cloud baseline features expect x (N, P, 3), got {x.shape}")

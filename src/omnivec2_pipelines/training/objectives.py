@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from omnivec2_pipelines.models import OmniVec2, Stream
