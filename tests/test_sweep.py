@@ -141,7 +141,9 @@ def test_a_trial_whose_worker_died_is_failed_and_retried(tmp_path, prepared, kin
     lr = dead.suggest_float("multitask.lr", 1e-4, 1e-2, log=True)
     bs = dead.suggest_categorical("multitask.batch_size", [8, 16])
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)  # longer than the grace period (twice the interval)
+    # longer than the grace period (twice the interval) by more than a second: SQLite's now() has whole-second
+    # resolution, so 2.5 s could read as 2 s, which is not > 2 s, and the trial would not count as stale
+    time.sleep(3.5)
 
     trials, best, _ = nodes.sweep_node(params, PARAMS, ck1, ck2, **b)
     study = optuna.load_study(study_name="s", storage=sw.make_storage(url))
