@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: run repro test install install-dev browser clean-data bench
+.PHONY: run repro test install install-dev browser clean-data prune-runs bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,12 @@ test: install-dev browser
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# every generated file under data/ (all versions of every run) and the DVCLive logs (trainer.track_dir)
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete
+	rm -rf dvclive
+
+# keep the newest KEEP versions of every versioned dataset under data/ (checkpoints, loss histories, metrics)
+KEEP ?= 3
+prune-runs: install
+	$(BIN)/python -m omnivec2_pipelines.io.versions --keep $(KEEP)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import backbone, ingestion_memory, loader_stall, startup, tokenization
+from benchmarks import backbone, ingestion_memory, loader_stall, predict, startup, tokenization
 from benchmarks.core import PROJECT, SectionFn, SectionResult, fmt, nonfinite_values, text_table
 
 #: Benchmark sections in run order: name -> ``(smoke, device) -> SectionResult``.
@@ -39,6 +39,7 @@ SECTIONS: dict[str, SectionFn] = {
     "loader_stall": loader_stall.run,
     "ingestion_memory": ingestion_memory.run,
     "startup": startup.run,
+    "predict": predict.run,
 }
 DEFAULT_OUT = PROJECT / "benchmarks" / "results" / "latest.json"
 

@@ -25,6 +25,7 @@ NUMERIC = {
     "ingestion_memory": ("images", "rows", "chunks", "seconds", "baseline_rss_mib", "peak_rss_mib", "data_mib"),
     "startup": ("seconds",),
     "loader_stall": ("wall_s", "wait_s", "stall", "samples_s"),
+    "predict": ("images", "seconds", "images_s"),
 }
 
 

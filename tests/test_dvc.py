@@ -258,7 +258,8 @@ def test_dvc_config_is_committed_and_cache_is_not() -> None:
 
 
 #: Files that run or show `kedro run` commands.
-COMMAND_FILES = ["Makefile", "dvc.yaml", "studies/dvc.yaml", "README.md", "conf/README.md", *sorted(
+COMMAND_FILES = ["Makefile", "dvc.yaml", "studies/dvc.yaml", "studies/transfer/dvc.yaml", "README.md",
+                 "conf/README.md", *sorted(
     str(p.relative_to(PROJECT)) for p in [*(PROJECT / "docs").glob("*.md"), *(PROJECT / "src").rglob("*.py"),
                                           *(PROJECT / "conf" / "base").glob("*.yml")])]
 

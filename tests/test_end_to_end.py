@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from omnivec2_pipelines.io.versions import versions
 from omnivec2_pipelines.training.checkpoint import Checkpoint
 from tests.project_copy import TINY_PARAMS, copy_project, deep_update, run_cmd
 from tests.tiny import MODALITIES
@@ -41,22 +42,30 @@ def test_full_default_run_in_project_copy(tmp_path, monkeypatch) -> None:
     assert (root / "data/08_reporting/figures/confusion/xray.classification.png").is_file()
     report = json.loads((root / "data/08_reporting/ingestion/xray.json").read_text())
     assert report["errors"]["skipped"] == 0 and report["rows"] > 0
+    # every stage's checkpoint and loss history is kept under the run id (versioned datasets)
+    (run_id,) = versions(root / "data/06_models/multitask")
     for stage, steps in (("pretrain_unimodal", 3), ("pretrain_paired", 2), ("multitask", 4)):
-        hist = pd.read_csv(root / f"data/08_reporting/loss_{stage}.csv")
+        hist = pd.read_csv(root / f"data/08_reporting/loss_{stage}.csv/{run_id}/loss_{stage}.csv")
         assert len(hist) == steps  # the tiny conf/local values were applied
-        assert (root / f"data/06_models/{stage}/model.safetensors").is_file()
+        assert (root / f"data/06_models/{stage}/{run_id}/{stage}/model.safetensors").is_file()
 
     assert (root / "data/05_model_input/tokenized/image/index.json").is_file()  # sharded, read lazily
 
     # the same stage on 2 data-parallel ranks (gloo), chosen by one parameter
-    before = (root / "data/06_models/multitask/model.safetensors").read_bytes()
+    before = (root / f"data/06_models/multitask/{run_id}/multitask/model.safetensors").read_bytes()
     proc = run_cmd(["kedro", "run", "--pipelines", "multitask", "--params", "trainer.nproc_per_node=2"], root)
     assert "multitask: 2 worker(s) (2 per node x 1 node(s), gloo)" in proc.stdout + proc.stderr
-    assert len(pd.read_csv(root / "data/08_reporting/loss_multitask.csv")) == 4
-    assert (root / "data/06_models/multitask/model.safetensors").read_bytes() != before
+    first, second = versions(root / "data/06_models/multitask")  # a new version; the first one is kept
+    assert first == run_id
+    assert len(pd.read_csv(root / f"data/08_reporting/loss_multitask.csv/{second}/loss_multitask.csv")) == 4
+    assert (root / f"data/06_models/multitask/{second}/multitask/model.safetensors").read_bytes() != before
+    assert (root / f"data/06_models/multitask/{first}/multitask/model.safetensors").read_bytes() == before
 
-    # the final checkpoint rebuilds with no other input and runs single-stream inference
+    # the final checkpoint (a stage's folder reads its newest version) rebuilds with no other input and runs
+    # single-stream inference
     ckpt = Checkpoint.load(root / "data/06_models/multitask")
+    assert ckpt.meta["weights_digest"] == Checkpoint.load(
+        root / f"data/06_models/multitask/{second}/multitask").meta["weights_digest"]
     x = torch.zeros(2, *ckpt.meta["data"]["image"]["tokenizer"]["input_size"]).unsqueeze(1)
     assert ckpt.model.eval()("image", x, "classification").shape == (2, 10)
     assert ckpt.meta["data"]["image"]["tasks"]["classification"]["class_names"][:3] == ["0", "1", "2"]

@@ -15,7 +15,14 @@ from omnivec2_pipelines import params_schema
 from omnivec2_pipelines.hooks import check_tasks_in_data, validate_run_parameters
 from omnivec2_pipelines.io import ArrayBundleDataset
 from omnivec2_pipelines.modalities import get_modality
-from omnivec2_pipelines.params_schema import modality_schema, normalize_sizes, parse_size, register_block
+from omnivec2_pipelines.params_schema import (
+    STAGES,
+    modality_schema,
+    normalize_sizes,
+    parse_size,
+    probe_stages,
+    register_block,
+)
 from omnivec2_pipelines.pipeline_registry import build_pipelines
 from omnivec2_pipelines.settings import CONFIG_LOADER_ARGS, ProjectConfigLoader
 from omnivec2_pipelines.shards import save_bundle
@@ -76,6 +83,17 @@ def test_unknown_key_is_named_in_full_with_a_suggestion(pipes, params, path, val
     for name in ("__default__", "sample_data"):
         with pytest.raises(ValueError, match=message):
             validate_run_parameters(_set(params, path, value), pipes[name])
+
+
+@pytest.mark.parametrize("value, message", [
+    (["pretrain_unimodl"], "evaluation.probe: unknown stage 'pretrain_unimodl'; did you mean 'pretrain_unimodal'?"),
+    ({"multitask": True}, r"evaluation.probe must be true, false or a list of stages of \['pretrain_unimodal'"),
+])
+def test_evaluation_probe_names_stages(pipes, params, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_run_parameters(_set(params, "evaluation.probe", value), pipes["evaluation"])
+    assert probe_stages(True) == STAGES and probe_stages(False) == ()
+    assert probe_stages(["multitask", "pretrain_unimodal"]) == ("pretrain_unimodal", "multitask")
 
 
 def test_sweep_keys_are_checked_by_runs_of_the_sweep(pipes, params) -> None:

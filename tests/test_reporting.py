@@ -11,6 +11,7 @@ from omnivec2_pipelines.reporting import (
     loss_figures,
     markdown_report,
     metrics_table,
+    probe_table,
 )
 from omnivec2_pipelines.sweep import METRICS_BY_KIND
 
@@ -88,3 +89,30 @@ def test_val_curves_beside_the_training_loss() -> None:
     fig = loss_figures(hist)["multitask.png"]
     (val,) = fig.axes[1].get_lines()[:1]
     assert val.get_label() == "val score" and list(val.get_ydata()) == [0.2, 0.1]
+
+
+PROBES = {**METRICS, "a.classification.probe.multitask.accuracy": 0.95,
+          "a.classification.probe.pretrain_unimodal.accuracy": 0.7,
+          "b.forecasting.probe.pretrain_unimodal.mse": 0.1, "b.forecasting.probe.multitask.mse": 0.4}
+
+
+def test_probe_table_has_a_column_per_probed_stage_and_the_best_per_direction() -> None:
+    t = probe_table(PROBES).set_index(["modality", "metric"])
+    # the stages present, in the method's order (no pretrain_paired column: it was not probed)
+    assert list(t.columns) == ["task", "unit", "baseline", "probe.pretrain_unimodal", "probe.multitask", "model",
+                               "best"]
+    assert t.loc[("a", "accuracy"), "best"] == "probe.multitask"  # higher is better
+    assert t.loc[("b", "mse"), "best"] == "probe.pretrain_unimodal"  # lower is better
+    assert t.loc[("b", "mse"), "unit"] == "target^2" and len(t) == 2  # c.depth has no probe: no row
+    # the probes stay out of the model-vs-baseline table
+    assert len(metrics_table(PROBES)) == len(metrics_table(METRICS)) == 3
+    assert probe_table(METRICS).empty
+
+
+def test_report_shows_the_probe_table_only_when_probes_ran() -> None:
+    md = markdown_report(PROBES, {})
+    assert "## Linear probes" in md
+    assert "| modality | task | metric | unit | baseline | probe.pretrain_unimodal | probe.multitask | model |" in md
+    assert "| a | classification | accuracy | fraction (0-1) | 0.8000 | 0.7000 | **0.9500** | 0.9000 |" in md
+    assert "| b | forecasting | mse | target^2 | 0.2000 | **0.1000** | 0.4000 | 0.3000 |" in md
+    assert "probe" not in markdown_report(METRICS, {})

@@ -19,7 +19,8 @@ TINY_SOURCE = {"hyperspectral": {"max_per_class": 25}}
 
 TINY = {
     "model": {"width": 32, "depth_f": 1, "heads_f": 2, "reduced_width": 32, "depth_g": 1, "heads_g": 2},
-    "trainer": {"device": "cpu", "progress": False, "warmup_steps": 1, "log_every": 2, "resume_dir": ""},
+    "trainer": {"device": "cpu", "progress": False, "warmup_steps": 1, "log_every": 2, "resume_dir": "",
+                "track": "none"},
     "pretrain_unimodal": {"steps": 3, "batch_size": 8},
     "pretrain_paired": {"steps": 2, "batch_size": 8},
     "multitask": {"steps": 4, "batch_size": 8},

@@ -48,12 +48,14 @@ Schema = Mapping[str, Any]
 #: naming the key. A ``"module:function"`` string is imported only when the block is checked.
 Checker = Callable[[Any, Mapping[str, Any]], Any]
 
-#: Keys of each training stage beside the trainer keys (a stage may override any ``trainer`` key).
+#: Keys of each training stage beside the trainer keys (a stage may override any ``trainer`` key, e.g.
+#: ``resume_from``). ``init``: a checkpoint directory the stage starts from (null: stage 1 from a fresh
+#: network, the others from the previous stage's checkpoint).
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrain_unimodal": ("batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
-    "pretrain_paired": ("batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
-    "multitask": ("batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
-                  "sampling_temperature", "loss_weights"),
+    "pretrain_unimodal": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
+    "pretrain_paired": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
+    "multitask": ("init", "batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
+                  "sampling_temperature", "loss_weights", "body_lr_scale"),
 }
 #: The training stages, in the order they run (each starts from the previous stage's checkpoint).
 STAGES: tuple[str, ...] = tuple(STAGE_KEYS)
@@ -67,7 +69,7 @@ MODALITY_PARTS: tuple[str, ...] = ("sample_data", "source", "tokenization", "mas
 MOVED_BLOCKS: dict[str, str] = {"sample_data": "sample_data", "tokenization": "tokenization"}
 #: Batch augmentation ops of ``<modality>.augment`` (implemented in :mod:`omnivec2_pipelines.training.augment`).
 AUGMENT_OPS: tuple[str, ...] = ("shift", "flip", "time_mask", "freq_mask", "scale", "jitter", "rotate_z")
-EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines")
+EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines", "probe")
 
 _SIZE_TEXT = re.compile(r"\d+(?:[xX]\d+)+")
 
@@ -384,19 +386,54 @@ def modality_params(params: Mapping[str, Any], modalities: Iterable[str], stage:
 
 def _stage_block(stage: str) -> tuple[Callable[[], Schema], Checker]:
     def check(value: Any, params: Mapping[str, Any]) -> None:
-        from omnivec2_pipelines.training.params import validate_stage_params
+        from omnivec2_pipelines.training.params import reads_model, validate_stage_params
 
         modalities = list(params.get("modalities") or [])
-        validate_stage_params(stage, {} if value is None else value, params.get("trainer") or {}, modalities,
+        value, trainer = {} if value is None else value, params.get("trainer") or {}
+        reads = isinstance(value, Mapping) and reads_model(stage, value, trainer)
+        model = params.get("model") or {} if reads else None
+        validate_stage_params(stage, value, trainer, modalities, model,
                               modality_params=modality_params(params, modalities, stage))
 
     return (lambda: stage_schema(stage, ())), check
+
+
+def probe_stages(value: Any) -> tuple[str, ...]:
+    """The stages whose checkpoints ``evaluation.probe`` asks to probe, in the method's order.
+
+    Args:
+        value: ``true`` (every stage), ``false`` / null (none), or a list of stage names.
+
+    Raises:
+        ValueError: Naming ``evaluation.probe`` (and the closest stage for a misspelt one).
+    """
+    if value is True:
+        return STAGES
+    if value is False or value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"evaluation.probe must be true, false or a list of stages of {list(STAGES)}, "
+                         f"got {value!r}")
+    for name in names:
+        if name not in STAGES:
+            close = did_you_mean(name, STAGES)
+            raise ValueError(f"evaluation.probe: unknown stage {name!r}"
+                             + (f"; did you mean {close!r}?" if close else f"; expected stages of {list(STAGES)}"))
+    return tuple(s for s in STAGES if s in names)
 
 
 def _check_evaluation(value: Any, params: Mapping[str, Any]) -> None:
     split = (value or {}).get("split", "test")
     if split not in ("train", "val", "test"):
         raise ValueError(f"evaluation.split must be one of train, val, test; got {split!r}")
+    probe_stages((value or {}).get("probe", True))
+
+
+def _check_finetune(value: Any, params: Mapping[str, Any]) -> None:
+    from omnivec2_pipelines.training.params import finetune_spec
+
+    finetune_spec(value, params.get("trainer") or {}, list(params.get("modalities") or []))
 
 
 def _check_sweep(value: Any, params: Mapping[str, Any]) -> None:
@@ -425,5 +462,13 @@ for _stage in STAGE_KEYS:
     register_block(_stage, *_stage_block(_stage))
 register_block("evaluation", EVALUATION_KEYS, _check_evaluation)
 register_block("sweep", check=_check_sweep)
+# fine-tuning: its keys and values are checked by the spec builder (no torch)
+register_block("finetune", check=_check_finetune)
+register_block("transfer", "omnivec2_pipelines.transfer:TRANSFER_KEYS",
+               "omnivec2_pipelines.transfer:validate_transfer_params")
 # the study pipeline's block: its module owns its keys and checks its values (variants and their overrides)
 register_block("study", "omnivec2_pipelines.study:STUDY_KEYS", "omnivec2_pipelines.study:validate_study_params")
+register_block("predict", "omnivec2_pipelines.inference.params:PREDICT_KEYS",
+               "omnivec2_pipelines.inference.params:check_predict_params")
+register_block("export", "omnivec2_pipelines.inference.params:EXPORT_KEYS",
+               "omnivec2_pipelines.inference.params:check_export_params")

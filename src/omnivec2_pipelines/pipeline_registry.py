@@ -11,28 +11,40 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kedro.pipeline import Pipeline
 
 from omnivec2_pipelines.params_schema import STAGES
-from omnivec2_pipelines.pipelines import data, evaluation, study, sweep, training
+from omnivec2_pipelines.pipelines import data, evaluation, finetune, predict, study, sweep, training, transfer
 
-#: The pipeline families, in the order their pipelines run; each ``create_pipelines(modalities)``.
-FAMILIES = (data, training, evaluation, sweep, study)
+#: The pipeline families, in the order their pipelines run; each ``create_pipelines(modalities, params)``.
+FAMILIES = (data, training, evaluation, sweep, study, finetune, transfer, predict)
 #: What ``kedro run`` runs with no ``--pipelines``: the six stages in order.
 DEFAULT = ("ingestion", "tokenization", *STAGES, "evaluation")
+
+log = logging.getLogger(__name__)
 
 #: The config loader of the current run, set by ``PipelineConfigHook`` when Kedro creates the run's
 #: context; None without one. (A config loader is a mapping, empty until read: compare with None.)
 _RUN_CONFIG: dict[str, Any] = {"loader": None}
 
 
-def build_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
-    """All registered pipelines for ``modalities``; ``__default__`` runs the six stages in order."""
+def build_pipelines(modalities: list[str], params: Mapping[str, Any] | None = None) -> dict[str, Pipeline]:
+    """All registered pipelines for ``modalities``; ``__default__`` runs the six stages in order.
+
+    Args:
+        modalities: The enabled modalities (one namespace each).
+        params: The run's parameters, which shape some pipelines (a stage started from a named checkpoint
+            reads no previous checkpoint, the probes follow, ``finetune`` reads new data sets); None: the
+            parameters of the run's config loader (:func:`run_parameters`).
+    """
+    params = run_parameters() if params is None else params
     pipes: dict[str, Pipeline] = {}
     for family in FAMILIES:
-        pipes.update(family.create_pipelines(modalities))
+        pipes.update(family.create_pipelines(modalities, params))
     pipes["__default__"] = sum((pipes[k] for k in DEFAULT), Pipeline([]))
     return pipes
 
@@ -72,6 +84,17 @@ def enabled_modalities(config_loader: Any) -> list[str]:
     return list(dict.fromkeys(mods))
 
 
+def run_parameters() -> Mapping[str, Any]:
+    """The parameters of the run the pipelines are built for (the run's config loader, else the project's);
+    {} when unreadable (the run itself then reports the problem)."""
+    loader = _RUN_CONFIG["loader"]
+    try:
+        return (project_config_loader() if loader is None else loader)["parameters"]
+    except Exception as e:
+        log.debug("pipelines: parameters unreadable (%s); built with the defaults", e)
+        return {}
+
+
 def use_run_config(config_loader: Any) -> None:
     """Build the pipelines from the parameters of ``config_loader`` from now on (None: :func:`project_config_loader`).
 
@@ -90,4 +113,5 @@ def register_pipelines() -> dict[str, Pipeline]:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
     loader = _RUN_CONFIG["loader"]
-    return build_pipelines(enabled_modalities(project_config_loader() if loader is None else loader))
+    loader = project_config_loader() if loader is None else loader
+    return build_pipelines(enabled_modalities(loader), loader["parameters"])

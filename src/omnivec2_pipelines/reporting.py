@@ -1,4 +1,4 @@
-"""Human-readable evaluation report: a Markdown metrics table, loss curves, confusion matrices.
+"""Human-readable evaluation report: Markdown metrics and linear-probe tables, loss curves, confusion matrices.
 
 Pure pandas/matplotlib (no Kedro); the evaluation pipeline's ``report`` node calls these.
 """
@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from omnivec2_pipelines.params_schema import STAGES
 from omnivec2_pipelines.tasks.base import LOWER_IS_BETTER, METRIC_UNITS
 
 #: The unit of each metric name (``training.evaluation.metric_units`` refines "target" per task; the
@@ -26,8 +27,14 @@ UNITS_LEGEND = (
     "target, the scale of the training loss (`mse_standardized` = (rmse / std)^2).")
 
 
+#: What a metric key's third part names when the value is not the trained model's: the classical baseline
+#: (``<modality>.<task>.baseline.<metric>``) or a linear probe (``<modality>.<task>.probe.<stage>.<metric>``).
+OTHER_SOURCES = ("baseline", "probe")
+
+
 def metric_unit(key: str, details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The unit of the metric ``"<modality>.<task>[.baseline].<metric>"`` (from ``details`` when it says)."""
+    """The unit of the metric ``"<modality>.<task>[.baseline | .probe.<stage>].<metric>"`` (from ``details``
+    when it says)."""
     parts = key.split(".")
     metric = parts[-1]
     units = ((details or {}).get(f"{parts[0]}.{parts[1]}") or {}).get("units") or {}
@@ -39,14 +46,15 @@ def metrics_table(metrics: Mapping[str, float],
     """One row per (modality, task, metric): its unit, model value, baseline value, and which is better.
 
     Args:
-        metrics: Flat ``"<modality>.<task>[.baseline].<metric>"`` values (``metrics.json``).
+        metrics: Flat ``"<modality>.<task>[.baseline].<metric>"`` values (``metrics.json``; the probes'
+            keys are left to :func:`probe_table`).
         details: Evaluation details (``evaluation_details.json``); their ``units`` name each metric's
             unit, otherwise :data:`DEFAULT_UNITS` does.
     """
     rows = []
     for key, value in sorted(metrics.items()):
         parts = key.split(".")
-        if "baseline" in parts:
+        if len(parts) > 3 and parts[2] in OTHER_SOURCES:
             continue
         modality, task, metric = parts[0], parts[1], ".".join(parts[2:])
         base = metrics.get(f"{modality}.{task}.baseline.{metric}")
@@ -59,9 +67,61 @@ def metrics_table(metrics: Mapping[str, float],
     return pd.DataFrame(rows, columns=["modality", "task", "metric", "unit", "model", "baseline", "better"])
 
 
+def probe_table(metrics: Mapping[str, float],
+                details: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per (modality, task, metric) with linear-probe values: its unit, the baseline on raw
+    features, the probe of each stage's checkpoint (columns ``probe.<stage>``, in the method's order)
+    and the trained model, and which of these is best.
+
+    Args:
+        metrics: Flat metrics (``metrics.json``) with ``"<modality>.<task>.probe.<stage>.<metric>"`` keys.
+        details: Evaluation details, for the units (see :func:`metrics_table`).
+    """
+    probes: dict[tuple[str, str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) == 5 and parts[2] == "probe":
+            probes.setdefault((parts[0], parts[1], parts[4]), {})[parts[3]] = value
+    order = {s: i for i, s in enumerate(STAGES)}  # the method's order, then any other name
+    stages = sorted({s for v in probes.values() for s in v}, key=lambda s: (order.get(s, len(order)), s))
+    columns = ["modality", "task", "metric", "unit", "baseline", *(f"probe.{s}" for s in stages), "model", "best"]
+    rows = []
+    for (m, t, metric), per_stage in sorted(probes.items()):
+        row = {"modality": m, "task": t, "metric": metric, "unit": metric_unit(f"{m}.{t}.{metric}", details),
+               "baseline": metrics.get(f"{m}.{t}.baseline.{metric}"),
+               **{f"probe.{s}": per_stage.get(s) for s in stages}, "model": metrics.get(f"{m}.{t}.{metric}")}
+        values = {c: row[c] for c in columns[4:-1] if row[c] is not None and np.isfinite(row[c])}
+        pick = min if metric in LOWER_IS_BETTER else max
+        rows.append({**row, "best": pick(values, key=values.__getitem__) if values else ""})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _probe_lines(metrics: Mapping[str, float], details: Mapping[str, Mapping[str, Any]] | None,
+                 split: str) -> list[str]:
+    """The report's linear-probe section (nothing when ``metrics`` has no probe values)."""
+    table = probe_table(metrics, details)
+    if table.empty:
+        return []
+    values = list(table.columns[4:-1])
+    lines = ["", "## Linear probes", "",
+             f"Frozen-feature linear probes of each stage's checkpoint (`probe.<stage>`): the task kind's classical "
+             f"model (logistic regression for classification, ridge for regression) fitted on the train split's g "
+             f"features (mean over tokens; per token for dense regression, per point for segmentation), scored on "
+             f"`{split}`. `baseline`: the same kind of model on raw features; `model`: the trained heads. "
+             f"**Bold**: the best in the row.", "",
+             "| modality | task | metric | unit | " + " | ".join(values) + " |",
+             "|---|---|---|---|" + "---:|" * len(values)]
+    for r in table.to_dict("records"):
+        cells = ["" if r[c] is None or pd.isna(r[c]) else (f"**{r[c]:.4f}**" if c == r["best"] else f"{r[c]:.4f}")
+                 for c in values]
+        lines.append(f"| {r['modality']} | {r['task']} | {r['metric']} | {r['unit']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.DataFrame],
                     split: str = "test", details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The report as Markdown: metrics (with their units) beside baselines, then per-stage training summaries."""
+    """The report as Markdown: metrics (with their units) beside baselines, the linear probes of the stages'
+    checkpoints (when ``metrics`` has any), then per-stage training summaries."""
     table = metrics_table(metrics, details)
     lower = ", ".join(sorted(LOWER_IS_BETTER))
     lines = ["# OmniVec2 evaluation report", "",
@@ -72,6 +132,7 @@ def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.Dat
     for r in table.itertuples(index=False):
         base = "" if r.baseline is None or pd.isna(r.baseline) else f"{r.baseline:.4f}"
         lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.unit} | {r.model:.4f} | {base} | {r.better} |")
+    lines += _probe_lines(metrics, details, split)
     lines += ["", "## Training", "",
               "| stage | steps | first loss | last loss (mean of last 10%) | best val score (step) | seconds |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -169,3 +230,79 @@ def _fit_texts(fig: Any, pad_in: float = 0.15) -> None:
         if not outside and need_w <= w and need_h <= h:
             return
         fig.set_size_inches(need_w + (0.2 if outside else 0), need_h + (0.2 if outside else 0))
+
+
+# ------------------------------------------------------------------------------------------------ finetune
+
+
+def _finetune_by_task(summary: Mapping[str, Any]) -> dict[str, dict[float, dict[str, Any]]]:
+    """``{task: {fraction: {start: run row}}}`` from :func:`~omnivec2_pipelines.training.finetune.summarise`."""
+    out: dict[str, dict[float, dict[str, Any]]] = {}
+    for row in summary.get("runs", []):
+        out.setdefault(row["task"], {}).setdefault(row["fraction"], {})[row["start"]] = row
+    return out
+
+
+def finetune_markdown(summary: Mapping[str, Any]) -> str:
+    """One table per fine-tuned task: labelled fraction, train rows, the main metric from the checkpoint,
+    from scratch and of the baseline fitted on the same rows (best in bold), then what changed in the network."""
+    lines = ["# Fine-tuning", "",
+             "Each row trains one model on the given share of the train rows (stratified by class, seeded) and "
+             "scores it on the evaluated split; the baseline is fitted on the same rows.", ""]
+    for task, by_fraction in sorted(_finetune_by_task(summary).items()):
+        first = next(iter(next(iter(by_fraction.values())).values()))
+        main, lower = first["main_metric"], first["direction"] == "min"
+        starts = sorted({s for runs in by_fraction.values() for s in runs}, key=["pretrained", "scratch"].index)
+        lines += [f"## {task} ({main} {'↓' if lower else '↑'})", "",
+                  "| labelled fraction | train rows | " + " | ".join(starts) + " | baseline |",
+                  "|---|---|" + "---|" * (len(starts) + 1)]
+        for fraction, runs in sorted(by_fraction.items()):
+            any_run = next(iter(runs.values()))
+            vals = {s: runs[s]["model"].get(main) for s in starts if s in runs}
+            vals["baseline"] = any_run["baseline"].get(main)
+            known = [v for v in vals.values() if v is not None]
+            best = (min if lower else max)(known) if known else None
+            cells = [("**%.4g**" if v == best else "%.4g") % v if v is not None else "–"
+                     for v in (vals.get(s) for s in [*starts, "baseline"])]
+            lines.append(f"| {fraction:g} | {any_run['train_rows']} | " + " | ".join(cells) + " |")
+        notes = []
+        for runs in by_fraction.values():
+            for row in (r for r in runs.values() if r["start"] == "pretrained"):  # scratch builds everything
+                notes += [f"head {k} re-created ({why})" for k, why in row["recreated_heads"].items()]
+                notes += [f"new tokenizer for {m}" for m in row["new_modalities"]]
+                notes += [f"new head {k}" for k in row["new_heads"]]
+        if notes:
+            lines += ["", "Changes to the checkpoint's network: " + "; ".join(dict.fromkeys(notes)) + "."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def finetune_figures(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Per task: the main metric against the labelled fraction, from the checkpoint and from scratch,
+    with the baseline (fitted on the same rows) as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    for task, by_fraction in sorted(_finetune_by_task(summary).items()):
+        fractions = sorted(by_fraction)
+        first = next(iter(by_fraction[fractions[0]].values()))
+        main = first["main_metric"]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for start, style in (("pretrained", "o-"), ("scratch", "s-")):
+            pts = [(f, by_fraction[f][start]["model"].get(main)) for f in fractions if start in by_fraction[f]]
+            if pts:
+                ax.plot(*zip(*pts), style, label=start)
+        base = [(f, next(iter(by_fraction[f].values()))["baseline"].get(main)) for f in fractions]
+        base = [(f, v) for f, v in base if v is not None]
+        if base:
+            ax.plot(*zip(*base), "k--", lw=1, label="baseline")
+        if len(fractions) > 1:
+            ax.set_xscale("log")
+        ax.set(title=task, xlabel="labelled fraction of train", ylabel=main)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figs[f"{task}.png"] = fig
+    return figs

@@ -286,13 +286,18 @@ class StudyRunner:
         return ckpt, used
 
     def _evaluate(self, ckpt: Checkpoint, p: dict[str, Any]) -> dict[str, dict[str, float]]:
-        """``{task: {metric: value}}`` of ``ckpt`` on the study's split; fills the baseline cache."""
+        """``{task: {metric: value}}`` of ``ckpt`` on the study's split; fills the baseline cache.
+
+        Only the ``evaluate`` node runs: the study compares the variants' trained heads, so the
+        evaluation's linear probes of the stages' checkpoints are left out (``probe_metrics={}``).
+        """
         from omnivec2_pipelines.pipelines.nested import run_nested
 
         tasks = {f"{h.modality}.{h.task}" for h in ckpt.model.cfg.heads.values() if h.modality in self.bundles}
         ev = {**(p.get("evaluation") or {}), "split": self.spec.split,
               "baselines": any(t not in self.baseline for t in tasks)}
-        inputs = {"multitask_checkpoint": ckpt, **{f"{m}.tokenized": b for m, b in self.bundles.items()}}
+        inputs = {"multitask_checkpoint": ckpt, "probe_metrics": {},
+                  **{f"{m}.tokenized": b for m, b in self.bundles.items()}}
         flat = run_nested(self.pipelines["evaluation"].only_nodes("evaluate"), {**p, "evaluation": ev},
                           inputs)["metrics"]
         metrics: dict[str, dict[str, float]] = {}

@@ -349,7 +349,7 @@ def run_sweep(spec: SweepSpec, params: Mapping[str, Any], pipelines: Mapping[str
 
         trainer_module.STEP_CALLBACKS.append(report)
         try:
-            outputs = run_nested(pipe, trial_params, inputs())
+            outputs = run_nested(pipe, trial_params, {**inputs(), "probe_metrics": {}})  # heads only, no probes
         finally:
             trainer_module.STEP_CALLBACKS.remove(report)
         value = float(outputs["metrics"][spec.objective])

@@ -46,7 +46,8 @@ def run(pipe: Pipeline, catalog: DataCatalog) -> None:
 
 def test_registry_structure() -> None:
     pipes = build_pipelines(MODALITIES)
-    assert set(pipes) == {"__default__", "sample_data", "sweep", "study", *ORDER}
+    assert set(pipes) == {"__default__", "sample_data", "sweep", "study", "finetune", "transfer", "predict", "export",
+                          *ORDER}
     assert {n.name for n in pipes["ingestion"].nodes} == {f"{m}.ingest" for m in MODALITIES}
     assert {n.name for n in pipes["tokenization"].nodes} == {f"{m}.tokenize" for m in MODALITIES}
     assert pipes["__default__"].nodes == sum((pipes[p] for p in ORDER), Pipeline([])).nodes
@@ -59,6 +60,13 @@ def test_registry_structure() -> None:
     assert "params:image.source" in pipes["ingestion"].inputs()
     assert "params:audio.tokenization" in pipes["tokenization"].inputs()
     assert enabled_modalities(project_config_loader(PROJECT / "conf")) == MODALITIES
+    # finetune: the run's multitask checkpoint and tokenized data by default; a new data set gets its own nodes
+    assert "multitask_checkpoint" in pipes["finetune"].inputs() and "image.tokenized" in pipes["finetune"].inputs()
+    custom = build_pipelines(MODALITIES, {"finetune": {"init": "elsewhere", "modalities": ["image"],
+                                                       "data": {"image": {"source": {"path": "x"}}}}})["finetune"]
+    assert "multitask_checkpoint" not in custom.inputs() and "image.tokenized" not in custom.inputs()
+    assert {"finetune.image.ingest", "finetune.image.tokenize"} <= {n.name for n in custom.nodes}
+    assert "params:finetune.data.image" in custom.inputs()
 
 
 def test_enabled_modalities_is_validated(tmp_path) -> None:
@@ -118,7 +126,11 @@ def test_all_pipelines_in_order_on_memory_catalog(raw_root) -> None:
         main = {"classification": "accuracy", "regression": "mse", "dense_regression": "rmse",
                 "segmentation": "miou"}[kind]
         assert f"{m}.{t}.{main}" in metrics and f"{m}.{t}.baseline.{main}" in metrics
+        # the linear probe of every stage's checkpoint, for every task kind (dense ones per token / point)
+        assert all(f"{m}.{t}.probe.{s}.{main}" in metrics for s in ("pretrain_unimodal", "pretrain_paired",
+                                                                    "multitask"))
     assert all(isinstance(v, float) for v in metrics.values())
+    assert "## Linear probes" in report and "| depth | depth | rmse |" in report.split("## Linear probes")[1]
 
 
 def test_sample_data_pipeline_writes_standard_layouts(tmp_path) -> None:

@@ -27,12 +27,12 @@ def main(out: Path, resume_dir: str, kill_stage: str, kill_at: int) -> None:
     torch.set_num_threads(1)
     original_fit = Trainer.fit
 
-    def fit(self, model, objective, stage, resume=None, on_step=None, validator=None):
+    def fit(self, model, objective, stage, resume=None, on_step=None, validator=None, **kwargs):
         def hook(step: int) -> None:
             if stage == kill_stage and step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        return original_fit(self, model, objective, stage, resume, hook, validator)
+        return original_fit(self, model, objective, stage, resume, hook, validator, **kwargs)
 
     Trainer.fit = fit
     bundles = {"grid": grid_bundle("grid"), "series": series_bundle("series")}

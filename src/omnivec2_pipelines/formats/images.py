@@ -27,6 +27,27 @@ RGB_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
 
+def pil_pixels(img: Image.Image, where: str) -> np.ndarray:
+    """The pixels of a loaded PIL image as :func:`load_image` gives them: ``uint8`` ``(H, W, C)``, C in {1, 3}.
+
+    Raises:
+        DataError: an unsupported mode (``"invalid"``) or zero pixels (``"empty"``), naming ``where``.
+    """
+    if img.mode in GRAY_MODES:
+        img = img.convert("L")
+    elif img.mode in RGB_MODES:
+        img = img.convert("RGB")
+    else:
+        raise DataError(f"{where}: unsupported image mode {img.mode!r}; expected 8-bit "
+                        f"grayscale (L) or colour (RGB/RGBA/P)", reason="invalid")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]  # (H, W) -> (H, W, 1)
+    if arr.size == 0:
+        raise DataError(f"{where}: image has zero pixels", reason="empty")
+    return arr
+
+
 def load_image(path: Path) -> np.ndarray:
     """Decode one image file to a ``uint8`` array of shape ``(H, W, C)`` with C in {1, 3}.
 
@@ -40,26 +61,47 @@ def load_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            mode = img.mode
-            if mode in GRAY_MODES:
-                img = img.convert("L")
-            elif mode in RGB_MODES:
-                img = img.convert("RGB")
-            else:
-                raise DataError(f"{path}: unsupported image mode {mode!r}; expected 8-bit "
-                                f"grayscale (L) or colour (RGB/RGBA/P)", reason="invalid")
-            arr = np.asarray(img, dtype=np.uint8)
+            return pil_pixels(img, str(path))
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {e}); "
                         f"expected a valid {'/'.join(IMAGE_EXTENSIONS)} file", reason=reason) from e
-    if arr.ndim == 2:
-        arr = arr[:, :, None]  # (H, W) -> (H, W, 1)
-    if arr.size == 0:
-        raise DataError(f"{path}: image has zero pixels", reason="empty")
-    return arr
+
+
+def is_image_object(obj: Any) -> bool:
+    """True for the in-memory images :func:`image_from_object` decodes: numpy arrays and PIL images."""
+    return isinstance(obj, (np.ndarray, Image.Image))
+
+
+#: What :func:`image_from_object` accepts, for messages.
+IMAGE_OBJECTS = "a uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), or a PIL image"
+
+
+def _array_image(arr: np.ndarray, where: str) -> Image.Image:
+    """A ``uint8`` array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) as the PIL image a file of it would decode to."""
+    if arr.dtype != np.uint8:
+        raise DataError(f"{where}: array has dtype {arr.dtype}; expected uint8 pixels 0..255",
+                        reason="invalid")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]  # (H, W, 1) -> (H, W)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise DataError(f"{where}: array has shape {arr.shape}; expected {IMAGE_OBJECTS}", reason="shape")
+    return Image.fromarray(np.ascontiguousarray(arr))  # (H, W) -> L, (H, W, 3) -> RGB, (H, W, 4) -> RGBA
+
+
+def image_from_object(obj: Any, where: str) -> np.ndarray:
+    """An in-memory image decoded like :func:`load_image` decodes a file: ``uint8`` ``(H, W, C)``, C in {1, 3}.
+
+    Raises:
+        DataError: not an array/PIL image, a non-``uint8`` array or a bad shape, or as :func:`pil_pixels`.
+    """
+    if isinstance(obj, Image.Image):
+        return pil_pixels(obj, where)
+    if isinstance(obj, np.ndarray):
+        return pil_pixels(_array_image(obj, where), where)
+    raise DataError(f"{where}: got {type(obj).__name__}; expected {IMAGE_OBJECTS}", reason="invalid")
 
 
 def header_channels(path: Path) -> int | None:
@@ -94,6 +136,21 @@ def minmax_uint8(values: np.ndarray, where: str) -> np.ndarray:
     return np.round((v - lo) * (255.0 / (hi - lo))).clip(0, 255).astype(np.uint8)
 
 
+def gray_pixels(arr: np.ndarray, where: str) -> np.ndarray:
+    """``(H, W, C)`` pixels of :func:`load_image` (C in {1, 3}) as one grayscale channel ``(H, W)``.
+
+    Raises:
+        DataError: (``channels``) a colour image: 3 channels that are not identical.
+    """
+    if arr.shape[2] == 1:
+        return arr[:, :, 0]
+    if not ((arr[:, :, 0] == arr[:, :, 1]).all() and (arr[:, :, 0] == arr[:, :, 2]).all()):
+        raise DataError(f"{where}: colour image (3 different channels) in a 1-channel grayscale "
+                        f"data set; expected grayscale (or RGB with identical channels)",
+                        reason="channels")
+    return arr[:, :, 0]
+
+
 def load_gray_image(path: Path) -> np.ndarray:
     """Decode a PNG/JPEG/BMP/TIFF file to one ``uint8`` grayscale channel ``(H, W)``.
 
@@ -121,13 +178,44 @@ def load_gray_image(path: Path) -> np.ndarray:
     except DataError as e:
         reason = "corrupt" if "corrupt" in str(e) else e.reason
         raise DataError(str(e), reason=reason) from e
-    if arr.shape[2] == 1:
-        return arr[:, :, 0]
-    if not ((arr[:, :, 0] == arr[:, :, 1]).all() and (arr[:, :, 0] == arr[:, :, 2]).all()):
-        raise DataError(f"{path}: colour image (3 different channels) in a 1-channel grayscale "
-                        f"data set; expected grayscale (or RGB with identical channels)",
-                        reason="channels")
-    return arr[:, :, 0]
+    return gray_pixels(arr, str(path))
+
+
+#: What :func:`gray_from_object` accepts, for messages.
+GRAY_OBJECTS = ("a 2D array (H, W) or (H, W, 1) (uint8 kept, other real dtypes scaled by their min/max), "
+                "a uint8 (H, W, 3) array with identical channels, or a PIL image")
+
+
+def gray_from_object(obj: Any, where: str) -> np.ndarray:
+    """An in-memory image decoded like :func:`load_gray_image` decodes a file: ``uint8`` ``(H, W)``.
+
+    A non-``uint8`` real array (H, W) or (H, W, 1), like a 16-bit/float image file, is scaled to 0..255 by
+    its own min/max; anything else goes through :func:`image_from_object` and :func:`gray_pixels`.
+
+    Raises:
+        DataError: not an array/PIL image, a bad dtype/shape, NaN pixels, or a colour image.
+    """
+    if isinstance(obj, Image.Image) and obj.mode in HIGH_DEPTH_MODES:
+        return minmax_uint8(np.asarray(obj), where)
+    if isinstance(obj, np.ndarray) and obj.dtype != np.uint8:
+        if obj.dtype.kind not in "iuf" or obj.ndim not in (2, 3) or (obj.ndim == 3 and obj.shape[2] != 1):
+            raise DataError(f"{where}: array of dtype {obj.dtype} and shape {obj.shape}; expected "
+                            f"{GRAY_OBJECTS}", reason="invalid")
+        if obj.size == 0:
+            raise DataError(f"{where}: image has zero pixels", reason="empty")
+        return minmax_uint8(obj.reshape(obj.shape[:2]), where)
+    return gray_pixels(image_from_object(obj, where), where)
+
+
+def pixel_columns(arr: np.ndarray) -> dict[str, Any]:
+    """The payload columns of a canonical image-table row: ``pixels`` (flattened HWC), ``height``,
+    ``width``, ``channels``, from decoded pixels (H, W, C) or (H, W) (one channel)."""
+    return {
+        "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
+        "height": arr.shape[0],
+        "width": arr.shape[1],
+        "channels": arr.shape[2] if arr.ndim == 3 else 1,
+    }
 
 
 def image_row(root: Path, path: Path, label: int, cls: str, split: str, arr: np.ndarray) -> dict[str, Any]:
@@ -136,19 +224,9 @@ def image_row(root: Path, path: Path, label: int, cls: str, split: str, arr: np.
     Args:
         arr: (H, W, C) or (H, W) (one channel) decoded pixels.
     """
-    h, w = arr.shape[:2]
     rel = path.relative_to(root)
-    return {
-        "sample_id": rel.with_suffix("").as_posix(),
-        "source_file": rel.as_posix(),
-        "label": label,
-        "label_name": cls,
-        "split": split,
-        "pixels": arr.reshape(-1),  # (H, W, C) -> (H*W*C,) row-major HWC
-        "height": h,
-        "width": w,
-        "channels": arr.shape[2] if arr.ndim == 3 else 1,
-    }
+    return {"sample_id": rel.with_suffix("").as_posix(), "source_file": rel.as_posix(), "label": label,
+            "label_name": cls, "split": split, **pixel_columns(arr)}
 
 
 def resize_image(row: Any, size: tuple[int, int]) -> np.ndarray:

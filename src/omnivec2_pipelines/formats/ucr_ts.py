@@ -29,8 +29,11 @@ import numpy as np
 from omnivec2_pipelines.checks import is_number
 from omnivec2_pipelines.formats.base import DataError, ErrorPolicy
 
-#: ``problem`` values: what the last field of a data line is.
-PROBLEMS: tuple[str, ...] = ("classification", "regression")
+#: ``problem`` values: what the last field of a data line is (``unlabelled``: there is none, all fields are
+#: channels, ``@classLabel false`` without ``@targetLabel true``).
+PROBLEMS: tuple[str, ...] = ("classification", "regression", "unlabelled")
+#: ``problem`` of :func:`parse_ts` that takes the problem from the header (raw inputs of unknown kind).
+INFER_PROBLEM = "infer"
 _BOOL_TAGS = ("@timestamps", "@missing", "@univariate", "@equallength", "@targetlabel")
 _INT_TAGS = ("@dimension", "@dimensions", "@serieslength")
 
@@ -111,8 +114,21 @@ def _parse_header(ts: TsFile, tokens: list[str], where: str, problem: str) -> No
     # other tags are informational and ignored
 
 
+def header_problem(header: dict[str, Any]) -> str:
+    """The problem a parsed header declares: ``classification`` (``@classLabel true``), ``regression``
+    (``@targetLabel true``) or ``unlabelled``."""
+    if header.get("classlabel"):
+        return "classification"
+    return "regression" if header.get("targetlabel") else "unlabelled"
+
+
 def _check_header(ts: TsFile, where: str, problem: str) -> None:
-    """Require the targets of ``problem`` to be declared before the data section."""
+    """Require the targets of ``problem`` to be declared before the data section (none when unlabelled)."""
+    if problem == "unlabelled":
+        if header_problem(ts.header) != "unlabelled":
+            raise DataError(f"{where}: the header declares {header_problem(ts.header)} targets; expected "
+                            f"an unlabelled .ts file (@classLabel false)", reason="invalid")
+        return
     if problem == "regression":
         if not ts.header.get("targetlabel"):
             raise DataError(f"{where}: expected '@targetLabel true' before @data (a regression .ts "
@@ -155,6 +171,8 @@ def _parse_channel(chunk: str, where: str, channel: int) -> tuple[np.ndarray, li
 
 def _check_target(target: str, where: str, ts: TsFile, problem: str) -> None:
     """A declared class label, or a finite number for a regression file."""
+    if problem == "unlabelled":
+        return
     if problem == "classification":
         if target not in ts.class_labels:
             raise DataError(f"{where}: class label {target!r} is not declared in @classLabel "
@@ -179,7 +197,8 @@ def parse_ts_line(line: str, where: str, ts: TsFile, n_channels: int | None = No
         n_channels: Channel count of the earlier good series (None for the first one), or the
             count ``fixed`` expects; the header's ``@dimensions``/``@univariate true`` takes precedence.
         length: Length of the earlier good series, checked when ``@equalLength true``.
-        problem: ``"classification"`` or ``"regression"``: what the target is.
+        problem: ``"classification"``, ``"regression"`` (what the target is) or ``"unlabelled"`` (no target:
+            every field is a channel).
         fixed: The channel rule of a fixed-layout reader (see :class:`FixedChannels`), or None.
 
     Raises:
@@ -189,16 +208,17 @@ def parse_ts_line(line: str, where: str, ts: TsFile, n_channels: int | None = No
             or ``"shape"`` (unequal channel lengths, length against ``@equalLength``/``@seriesLength``).
     """
     parts = line.split(":")
-    if len(parts) < 2:
+    labelled = problem != "unlabelled"
+    if labelled and len(parts) < 2:
         last = "class label" if problem == "classification" else "target"
         raise DataError(f"{where}: malformed data line; expected "
                         f"'values[:values...]:label' with the {last} last", reason="invalid")
-    if fixed is not None and n_channels is not None and len(parts) - 1 != n_channels:
-        raise DataError(f"{where}: series has {len(parts) - 1} channel(s), expected {n_channels} "
+    if fixed is not None and n_channels is not None and len(parts) - labelled != n_channels:
+        raise DataError(f"{where}: series has {len(parts) - labelled} channel(s), expected {n_channels} "
                         f"({fixed.what}, as the header/other series)", reason="channels")
-    target = parts[-1].strip()
+    target = parts[-1].strip() if labelled else ""
     _check_target(target, where, ts, problem)
-    parsed = [_parse_channel(c, where, i) for i, c in enumerate(parts[:-1])]
+    parsed = [_parse_channel(c, where, i) for i, c in enumerate(parts[:-1] if labelled else parts)]
     chans = [values for values, _ in parsed]
     lengths = sorted({c.size for c in chans})
     if len(lengths) > 1:
@@ -246,7 +266,9 @@ def parse_ts(path: Path, policy: ErrorPolicy | None = None, *, problem: str = "c
         path: The ``.ts`` file.
         policy: Error policy of the read (None: raise on the first bad line).
         problem: ``"classification"`` (``@classLabel true <labels>``; ``@targetLabel true`` is
-            refused) or ``"regression"`` (``@targetLabel true``: the targets are numbers).
+            refused), ``"regression"`` (``@targetLabel true``: the targets are numbers), ``"unlabelled"``
+            (``@classLabel false``: no target field; targets are read as ``""``) or ``"infer"`` (the one
+            :func:`header_problem` finds in the header, for raw inputs).
         fixed: Channel rule of a fixed-layout reader (see :class:`FixedChannels`); with ``fixed.n``
             a header declaring another count raises.
         keep_text: Keep the value tokens of every series as written (:attr:`TsFile.texts`).
@@ -258,8 +280,8 @@ def parse_ts(path: Path, policy: ErrorPolicy | None = None, *, problem: str = "c
             header (``file:line``), no ``@data``, no series after ``@data`` (``"empty"``), every
             series skipped, or a bad data line when not skipping.
     """
-    if problem not in PROBLEMS:
-        raise ValueError(f"problem={problem!r}; expected one of {list(PROBLEMS)}")
+    if problem not in PROBLEMS + (INFER_PROBLEM,):
+        raise ValueError(f"problem={problem!r}; expected one of {list(PROBLEMS) + [INFER_PROBLEM]}")
     policy = policy if policy is not None else ErrorPolicy({}, "ucr_ts")
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -287,6 +309,7 @@ def parse_ts(path: Path, policy: ErrorPolicy | None = None, *, problem: str = "c
                                 f"@data, got {line[:40]!r}")
             tokens = line.split()
             if tokens[0].lower() == "@data":
+                problem = header_problem(ts.header) if problem == INFER_PROBLEM else problem
                 _check_header(ts, where, problem)
                 in_data = True
                 declared = declared_channels(ts.header)

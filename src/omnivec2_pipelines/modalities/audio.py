@@ -28,6 +28,8 @@ import pandas as pd
 import soundfile as sf
 
 from omnivec2_pipelines.checks import pair, pos_int
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import input_items, input_rows, require_rows
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -45,6 +47,13 @@ from omnivec2_pipelines.params_schema import SIZE
 #: Columns the ESC-50 metadata CSV must have.
 REQUIRED_CSV_COLUMNS: tuple[str, ...] = ("filename", "fold", "target", "category")
 _PREFIX = "audio.tokenization"
+#: File extensions :meth:`AudioModality.read_inputs` decodes (soundfile formats).
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
+#: Sample rate assumed for a bare waveform array: the ESC-50 layout's 44.1 kHz clips.
+ARRAY_SAMPLE_RATE: int = 44100
+#: What an in-memory audio input may be, for messages.
+AUDIO_OBJECTS = (f"a finite real waveform array (num_frames,) at {ARRAY_SAMPLE_RATE} Hz, or a tuple "
+                 f"(waveform, sample_rate)")
 
 
 def _wav_missing_bytes(path: Path) -> int:
@@ -272,7 +281,6 @@ class AudioModality(Modality):
             DataError: bad params, a clip too short for one patch, or no train rows.
         """
         import torch  # heavy: imported only when tokenizing
-        import torchaudio
 
         sr = pos_int(params, "sample_rate", _PREFIX)
         n_fft = pos_int(params, "n_fft", _PREFIX)
@@ -294,8 +302,9 @@ class AudioModality(Modality):
             raise DataError("audio table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")
         class_names = table_class_names(table)
-        mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels)
+        features = {"clip_seconds": float(clip_seconds), "n_fft": n_fft, "hop_length": hop, "n_mels": n_mels,
+                    "log_offset": 1e-6}
+        mel = _mel_transform(sr, features)
         with torch.no_grad():
             n_frames = int(mel(torch.zeros(1, n_samples)).shape[-1])
         t_keep = n_frames - n_frames % pt
@@ -308,21 +317,13 @@ class AudioModality(Modality):
             part = table[table["split"] == split]
             if not len(part):
                 continue
-            chunks = []
-            for start in range(0, len(part), 256):
-                rows = part.iloc[start:start + 256]
-                wav = torch.from_numpy(np.stack(
-                    [_fit_waveform(r, sr, n_samples) for r in rows.itertuples(index=False)]))
-                with torch.no_grad():
-                    spec = torch.log(mel(wav) + 1e-6)  # (B, n_samples) -> (B, n_mels, frames)
-                chunks.append(spec[:, None, :, :t_keep].numpy())  # -> (B, 1, n_mels, T)
-            feats[split] = np.concatenate(chunks)
+            feats[split] = _log_mel(part, mel, sr, n_samples, t_keep, features["log_offset"])
             ys[split] = part["label"].to_numpy(dtype=np.int64)
         mean = float(feats["train"].mean(dtype=np.float64))
         std = max(float(feats["train"].std(dtype=np.float64)), 1e-6)
         arrays: dict[str, np.ndarray] = {}
         for split, x in feats.items():
-            arrays[f"{split}.x"] = ((x - mean) / std).astype(np.float32)
+            arrays[f"{split}.x"] = _normalize(x, {"mean": mean, "std": std})
             arrays[f"{split}.y.classification"] = ys[split]
         task = classification_task(class_names)
         meta = {
@@ -333,12 +334,100 @@ class AudioModality(Modality):
             "tasks": {task.name: task.to_dict()},
             "splits": {s: int(len(x)) for s, x in feats.items()},
             "sample_rate": sr,
-            "features": {"clip_seconds": float(clip_seconds), "n_fft": n_fft,
-                         "hop_length": hop, "n_mels": n_mels, "log_offset": 1e-6},
+            "features": features,
             "normalization": {"mean": mean, "std": std,
                               "formula": "(log(mel + log_offset) - mean) / std"},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's features (``meta["sample_rate"]``, ``meta["features"]``: resampling, crop/pad, log-mel,
+        ``tokenizer.input_size`` frames) and train normalisation (``meta["normalization"]``) applied to
+        waveform rows: ``{"x": (N, 1, n_mels, T) float32}``, as :meth:`tokenize` makes them (rows run
+        through the mel transform in the same chunks of 256).
+
+        Raises:
+            DataError: a meta of another modality, or an empty waveform (named).
+        """
+        tok = check_meta_kind(meta, "patch2d", self.name)
+        require_rows(table, self.name)
+        sr, feats = int(meta["sample_rate"]), meta["features"]
+        n_samples = int(round(sr * float(feats["clip_seconds"])))
+        x = _log_mel(table, _mel_transform(sr, feats), sr, n_samples, int(tok["input_size"][1]),
+                     float(feats["log_offset"]))
+        return {"x": _normalize(x, meta["normalization"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw clips → waveform rows (``id``, ``sample_id``, ``source_file``, ``waveform``, ``sample_rate``,
+        ``num_frames``) for :meth:`preprocess`.
+
+        Files (``.wav``/``.flac``/``.ogg``, or folders of them) decode as :meth:`read` decodes them
+        (:func:`load_wav`: mono float32). A bare array is a mono waveform at :data:`ARRAY_SAMPLE_RATE`
+        (44.1 kHz, the ESC-50 clips' rate); pass ``(waveform, sample_rate)`` for another rate.
+
+        Raises:
+            DataError: naming an input that is missing, not an audio file, not decodable, or a bad array.
+        """
+        items = input_items(inputs, AUDIO_EXTENSIONS, self.name, _is_audio_object, AUDIO_OBJECTS)
+
+        def decode(where: str, item: Any) -> dict[str, Any]:
+            wav, sr = load_wav(item) if isinstance(item, Path) else _waveform_object(item, where)
+            return {"waveform": wav, "sample_rate": sr, "num_frames": int(wav.shape[0])}
+
+        return input_rows(items, decode).astype({"sample_rate": "int64", "num_frames": "int64"})
+
+
+def _is_audio_object(obj: Any) -> bool:
+    return isinstance(obj, np.ndarray) or (isinstance(obj, tuple) and len(obj) == 2
+                                           and isinstance(obj[0], np.ndarray))
+
+
+def _waveform_object(obj: Any, where: str) -> tuple[np.ndarray, int]:
+    """An in-memory clip as ``(mono float32 waveform, sample_rate)``, checked as :func:`load_wav` checks files."""
+    wav, sr = obj if isinstance(obj, tuple) else (obj, ARRAY_SAMPLE_RATE)
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise DataError(f"audio {where}: sample rate {sr!r} is not a positive int; expected {AUDIO_OBJECTS}",
+                        reason="invalid")
+    if wav.ndim != 1 or not np.issubdtype(wav.dtype, np.number) or np.iscomplexobj(wav):
+        raise DataError(f"audio {where}: got an array of shape {wav.shape} and dtype {wav.dtype}; expected "
+                        f"{AUDIO_OBJECTS}", reason="shape")
+    if wav.size == 0:
+        raise DataError(f"audio {where}: audio has zero frames; expected a non-empty clip", reason="empty")
+    wav = wav.astype(np.float32)
+    if not np.isfinite(wav).all():
+        raise DataError(f"audio {where}: audio contains NaN or inf samples", reason="nan")
+    return wav, int(sr)
+
+
+def _mel_transform(sr: int, features: dict[str, Any]) -> Any:
+    """The torchaudio mel spectrogram of the ``features`` settings (``n_fft``, ``hop_length``, ``n_mels``)."""
+    import torchaudio
+
+    return torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=int(features["n_fft"]),
+                                                hop_length=int(features["hop_length"]),
+                                                n_mels=int(features["n_mels"]))
+
+
+def _log_mel(rows: pd.DataFrame, mel: Any, sr: int, n_samples: int, t_keep: int,
+             log_offset: float) -> np.ndarray:
+    """Waveform rows → log-mel ``(N, 1, n_mels, t_keep)`` float32, in chunks of 256 rows."""
+    import torch
+
+    chunks = []
+    for start in range(0, len(rows), 256):
+        part = rows.iloc[start:start + 256]
+        wav = torch.from_numpy(np.stack(
+            [_fit_waveform(r, sr, n_samples) for r in part.itertuples(index=False)]))
+        with torch.no_grad():
+            spec = torch.log(mel(wav) + log_offset)  # (B, n_samples) -> (B, n_mels, frames)
+        chunks.append(spec[:, None, :, :t_keep].numpy())  # -> (B, 1, n_mels, T)
+    return np.concatenate(chunks)
+
+
+def _normalize(x: np.ndarray, norm: dict[str, Any]) -> np.ndarray:
+    """Log-mel features standardised with the train ``mean``/``std`` of ``norm``: float32."""
+    return ((x - norm["mean"]) / norm["std"]).astype(np.float32)
 
 
 def _fit_waveform(row: Any, sr: int, n_samples: int) -> np.ndarray:

@@ -192,6 +192,29 @@ class Modality(abc.ABC):
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         """Turn the canonical table into model-ready arrays (deterministic)."""
 
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Apply the fitted tokenization of a bundle (``meta``: everything :meth:`tokenize` fitted on train and
+        stored there) to canonical-table rows, without refitting: ``{input key: array}`` for every model
+        input key of the bundle's tasks (``"x"``, ``"x_context"``, ...), rows in the table's order.
+
+        :meth:`tokenize` uses the same code for its splits, so ``preprocess(rows of a split, bundle.meta)``
+        equals that split's arrays bit for bit. The rows need no ``label``/``split`` columns.
+
+        Raises:
+            DataError: a row that does not fit (wrong channels, unknown column, ...), naming it.
+        """
+        raise NotImplementedError(f"{self.name}: preprocess is not implemented for this modality")
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw, unlabelled inputs → canonical-table rows for :meth:`preprocess`: a file path, a folder, a list
+        of paths, or in-memory objects (arrays, PIL images, strings, DataFrames, as the modality allows).
+        An ``id`` column names each row (file name, or the position for in-memory objects).
+
+        Raises:
+            DataError: naming the input that cannot be read and what was expected.
+        """
+        raise NotImplementedError(f"{self.name}: read_inputs is not implemented for this modality")
+
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Features for the classical baseline of a task whose model input is ``x``: (N, F).
 

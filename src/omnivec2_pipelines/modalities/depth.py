@@ -22,7 +22,7 @@ Embedded default data: tiles of a REAL stereo pair with its ground-truth dispari
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,14 @@ import pandas as pd
 from PIL import Image
 
 from omnivec2_pipelines.checks import size_and_patch
-from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, RGB_MODES
+from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, RGB_MODES, is_image_object
+from omnivec2_pipelines.modalities._shared.images import (
+    check_meta_kind,
+    fit_normalization,
+    input_rows,
+    normalize_images,
+)
+from omnivec2_pipelines.modalities._shared.inputs import input_items
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
     SPLITS,
@@ -60,6 +67,21 @@ _DEPTH8_MODES = {"L"}
 PairItem = tuple[str, str, dict[str, list[Path]]]
 
 
+def rgb_pixels(img: Image.Image, where: str) -> np.ndarray:
+    """A loaded PIL colour image as ``uint8`` ``(H, W, 3)``.
+
+    Raises:
+        DataError: a grayscale / 16-bit / float image (``"channels"``), zero pixels (``"empty"``).
+    """
+    if img.mode not in RGB_MODES:
+        raise DataError(f"{where}: RGB image has mode {img.mode!r}; expected a 3-channel "
+                        f"8-bit colour image (RGB/RGBA/P)", reason="channels")
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    if arr.size == 0:
+        raise DataError(f"{where}: image has zero pixels", reason="empty")
+    return arr
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """Decode a colour image to ``uint8`` ``(H, W, 3)``.
 
@@ -70,19 +92,33 @@ def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode not in RGB_MODES:
-                raise DataError(f"{path}: RGB image has mode {img.mode!r}; expected a 3-channel "
-                                f"8-bit colour image (RGB/RGBA/P)", reason="channels")
-            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+            return rgb_pixels(img, str(path))
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: unreadable or corrupt image ({type(e).__name__}: {e}); "
                         f"expected a valid {'/'.join(RGB_EXTENSIONS)} file",
                         reason="corrupt") from e
-    if arr.size == 0:
-        raise DataError(f"{path}: image has zero pixels", reason="empty")
-    return arr
+
+
+#: What :func:`rgb_from_object` accepts, for messages.
+RGB_OBJECTS = "a uint8 array (H, W, 3) or (H, W, 4), or a colour PIL image"
+
+
+def rgb_from_object(obj: Any, where: str) -> np.ndarray:
+    """An in-memory colour image decoded like :func:`load_rgb` decodes a file: ``uint8`` ``(H, W, 3)``.
+
+    Raises:
+        DataError: not a ``uint8`` (H, W, 3|4) array or colour PIL image, or zero pixels.
+    """
+    if isinstance(obj, np.ndarray):
+        if obj.dtype != np.uint8 or obj.ndim != 3 or obj.shape[2] not in (3, 4):
+            raise DataError(f"{where}: array of dtype {obj.dtype} and shape {obj.shape}; expected "
+                            f"{RGB_OBJECTS}", reason="channels" if obj.dtype == np.uint8 else "invalid")
+        obj = Image.fromarray(np.ascontiguousarray(obj))  # (H, W, 3) -> RGB, (H, W, 4) -> RGBA
+    if not isinstance(obj, Image.Image):
+        raise DataError(f"{where}: got {type(obj).__name__}; expected {RGB_OBJECTS}", reason="invalid")
+    return rgb_pixels(obj, where)
 
 
 def load_depth(path: Path, scale16: float, scale8: float) -> np.ndarray:
@@ -285,17 +321,14 @@ class DepthModality(Modality):
         for split in SPLITS:
             part = table[table["split"] == split]
             if len(part):
-                pairs = [_resize_pair(r, size) for r in part.itertuples(index=False)]
-                xs[split] = np.stack([p[0] for p in pairs])  # (N, 3, H, W) in [0, 1]
-                ds[split] = np.stack([p[1] for p in pairs])  # (N, 1, H, W)
-        mean = xs["train"].mean(axis=(0, 2, 3), dtype=np.float64)
-        std = np.maximum(xs["train"].std(axis=(0, 2, 3), dtype=np.float64), 1e-6)
+                xs[split] = _rgb_inputs(part, size)  # (N, 3, H, W) in [0, 1]
+                ds[split] = np.stack([_resize_depth(r, size) for r in part.itertuples(index=False)])  # (N, 1, H, W)
+        normalization = fit_normalization(xs["train"])
         d_mean = float(ds["train"].mean(dtype=np.float64))
         d_std = max(float(ds["train"].std(dtype=np.float64)), 1e-6)
         arrays: dict[str, np.ndarray] = {}
         for split, x in xs.items():
-            arrays[f"{split}.x"] = ((x - mean[None, :, None, None])
-                                    / std[None, :, None, None]).astype(np.float32)
+            arrays[f"{split}.x"] = normalize_images(x, normalization)
             arrays[f"{split}.y.depth"] = ((ds[split] - d_mean) / d_std).astype(np.float32)
         task = TaskSpec(name="depth", kind="dense_regression", input_key="x",
                         target_key="y.depth", out_dim=1, out_shape=(1, size[0], size[1]))
@@ -307,12 +340,41 @@ class DepthModality(Modality):
             "tasks": {task.name: task.to_dict()},
             "tasks_scale": {"depth": {"mean": d_mean, "std": d_std}},
             "splits": {s: int(len(x)) for s, x in xs.items()},
-            "normalization": {"scale": 1.0 / 255.0, "mean": mean.tolist(), "std": std.tolist(),
-                              "formula": "(pixel * scale - mean[c]) / std[c]"},
+            "normalization": normalization,
             "target_normalization": {"depth": {"mean": d_mean, "std": d_std,
                                                "formula": "(depth - mean) / std"}},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's resize and train normalisation applied to the colour images of depth rows (columns
+        ``rgb``, ``height``, ``width``; ``depth`` not needed): ``{"x": (N, 3, H, W) float32}``.
+
+        Raises:
+            DataError: a row without ``rgb``, a bad payload, or a meta that is not a depth bundle's.
+        """
+        tok = check_meta_kind(meta, "patch2d", self.name)
+        missing = [c for c in ("rgb", "height", "width", "source_file") if c not in table.columns]
+        if missing:
+            raise DataError(f"depth rows lack column(s) {missing}; expected the colour image of each row "
+                            f"(rgb, height, width, source_file; see DepthModality.read_inputs)", reason="missing")
+        return {"x": normalize_images(_rgb_inputs(table, tok["input_size"]), meta["normalization"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Colour images (files ``.png/.jpg/.jpeg/.bmp``, folders of them such as ``<split>/rgb``, ``uint8``
+        arrays ``(H, W, 3)`` or PIL images) → depth rows without depth map (``id``, ``rgb``, ``height``,
+        ``width``), decoded as :meth:`read` decodes them (:func:`load_rgb`).
+
+        Raises:
+            DataError: naming an input that is missing, not a colour image, or not decodable.
+        """
+        items = input_items(inputs, RGB_EXTENSIONS, self.name, is_image_object, RGB_OBJECTS)
+
+        def decode(where: str, item: Any) -> dict[str, Any]:
+            rgb = load_rgb(item) if isinstance(item, Path) else rgb_from_object(item, where)  # (H, W, 3)
+            return {"rgb": rgb.reshape(-1), "height": rgb.shape[0], "width": rgb.shape[1]}
+
+        return input_rows(items, decode).astype({"height": "int64", "width": "int64"})
 
 
 def _list_pairs(root: Path, read_pair: Callable[[PairItem], Any]) -> list[PairItem]:
@@ -419,22 +481,35 @@ def _pos_float(source: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _resize_pair(row: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """One row to float32 ``(3, H, W)`` in [0, 1] and float32 ``(1, H, W)`` depth, both resized."""
+def _resize_rgb(row: Any, size: Sequence[int]) -> np.ndarray:
+    """One row's ``rgb`` to float32 ``(3, H, W)`` in [0, 1], bilinear resize to ``size``."""
     h, w = int(row.height), int(row.width)
     rgb = np.asarray(row.rgb, dtype=np.uint8)
-    depth = np.asarray(row.depth, dtype=np.float32)
-    if rgb.size != h * w * 3 or depth.size != h * w:
-        raise DataError(f"{row.source_file}: rgb has {rgb.size} values and depth {depth.size}, "
-                        f"expected height*width*3 = {h}*{w}*3 and height*width", reason="shape")
+    if rgb.size != h * w * 3:
+        raise DataError(f"{row.source_file}: rgb has {rgb.size} values, expected height*width*3 = "
+                        f"{h}*{w}*3", reason="shape")
     img = Image.fromarray(rgb.reshape(h, w, 3))  # (H*W*3,) -> (H, W, 3) RGB
-    dep = Image.fromarray(depth.reshape(h, w))  # (H*W,) float32 -> (H, W) mode F
     if (w, h) != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (H, W, 3) -> (3, H, W)
+
+
+def _resize_depth(row: Any, size: Sequence[int]) -> np.ndarray:
+    """One row's ``depth`` to float32 ``(1, H, W)``, bilinear resize to ``size``."""
+    h, w = int(row.height), int(row.width)
+    depth = np.asarray(row.depth, dtype=np.float32)
+    if depth.size != h * w:
+        raise DataError(f"{row.source_file}: depth has {depth.size} values, expected height*width = "
+                        f"{h}*{w}", reason="shape")
+    dep = Image.fromarray(depth.reshape(h, w))  # (H*W,) float32 -> (H, W) mode F
+    if (w, h) != (size[1], size[0]):
         dep = dep.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (H, W, 3) -> (3, H, W)
-    d = np.asarray(dep, dtype=np.float32)[None]  # (H, W) -> (1, H, W)
-    return x, d
+    return np.asarray(dep, dtype=np.float32)[None]  # (H, W) -> (1, H, W)
+
+
+def _rgb_inputs(table: pd.DataFrame, size: Sequence[int]) -> np.ndarray:
+    """Every row's colour image resized: float32 ``(N, 3, H, W)`` in [0, 1]."""
+    return np.stack([_resize_rgb(r, size) for r in table.itertuples(index=False)])
 
 
 register(DepthModality())

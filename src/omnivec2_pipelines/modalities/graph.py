@@ -18,6 +18,8 @@ Embedded default data: the REAL MUTAG data set bundled with grakel (:mod:`omnive
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.checks import flag, int_at_least, int_param, pos_int
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import require_rows
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -162,6 +166,115 @@ def laplacian_pe(n: int, edges: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@dataclass
+class TuGraphs:
+    """The parsed files of one TU data set, split into graphs (:func:`parse_tu`).
+
+    Attributes:
+        f_a: The edge file ``<NAME>_A.txt``.
+        f_ind: The graph indicator file.
+        graph_labels: The graph label of each graph (graph id - 1), or None when not read.
+        n_graphs: Number of graphs (label lines, else the largest graph id).
+        parts: Per graph: its global 0-based node ids and its edges ``(E, 2)`` in global ids.
+        local: Index of every global node within its graph.
+        node_labels: Node labels of all nodes, or None without a node-label file.
+        attrs: Node attributes ``(n, A)`` of all nodes, or None without an attribute file.
+        problems: First per-graph problem by graph id (edges to missing nodes, NaN attributes).
+    """
+
+    f_a: Path
+    f_ind: Path
+    graph_labels: np.ndarray | None
+    n_graphs: int
+    parts: list[tuple[np.ndarray, np.ndarray]]
+    local: np.ndarray
+    node_labels: np.ndarray | None
+    attrs: np.ndarray | None
+    problems: dict[int, DataError]
+
+    def graph_args(self, g: int) -> tuple[Any, ...]:
+        """Arguments of :func:`_graph_row` for the 0-based graph ``g`` (before ``allow_edgeless``)."""
+        nodes, ge = self.parts[g]
+        return (g + 1, nodes, ge, self.local, self.node_labels, self.attrs, self.problems.get(g + 1))
+
+
+def parse_tu(root: Path, name: str, labelled: bool = True) -> TuGraphs:
+    """Parse and check the TU files ``root/<name>_*.txt`` (graph labels only when ``labelled``).
+
+    Problems of one graph (edges to missing nodes, NaN attributes) are collected in ``problems`` for the
+    caller's error policy; problems of the files raise.
+
+    Raises:
+        DataError: malformed lines (``file:line``), line-count mismatches, graph ids outside the data,
+            edges between graphs, edges whose both nodes are missing.
+    """
+    f_a, f_ind, f_lab = (root / f"{name}{s}" for s in REQUIRED_SUFFIXES)
+    indicator = parse_ints(f_ind, 1, "one graph id per line (line i = node i)")[:, 0]
+    graph_labels = parse_ints(f_lab, 1, "one integer graph label per line")[:, 0] if labelled else None
+    edges = parse_ints(f_a, 2, "'i, j' (two node ids) per line")
+    n = len(indicator)
+    n_graphs = len(graph_labels) if graph_labels is not None else int(indicator.max(initial=0))
+    bad = np.flatnonzero((indicator < 1) | (indicator > n_graphs))
+    if len(bad):
+        why = f" ({f_lab.name} has {n_graphs} lines)" if labelled else ""
+        raise DataError(f"{f_ind}:{bad[0] + 1}: graph id {indicator[bad[0]]} is outside 1..{n_graphs}{why}",
+                        reason="invalid")
+    node_labels = attrs = None
+    f_nl, f_na = (root / f"{name}{s}" for s in OPTIONAL_SUFFIXES)
+    if f_nl.is_file():
+        node_labels = parse_ints(f_nl, 1, "one integer node label per line")[:, 0]
+        if len(node_labels) != n:
+            raise DataError(f"{f_nl}: {len(node_labels)} lines but {f_ind.name} lists {n} "
+                            f"nodes; expected one label per node", reason="shape")
+    attr_lines: list[int] = []
+    if f_na.is_file():
+        attrs, attr_lines = _parse_floats(f_na, "the same number of comma-separated floats per node")
+        if len(attrs) != n:
+            raise DataError(f"{f_na}: {len(attrs)} lines but {f_ind.name} lists {n} nodes; "
+                            f"expected one attribute vector per node", reason="shape")
+    problems: dict[int, DataError] = {}  # graph id -> first per-graph problem
+
+    def note(gid: int, err: DataError) -> None:
+        problems.setdefault(int(gid), err)
+
+    # edges pointing at missing nodes: blame the graph of the endpoint that exists
+    out_of_range = (edges < 1) | (edges > n)
+    for row in np.flatnonzero(out_of_range.any(1)):
+        u, v = edges[row]
+        ok = [x for x in (u, v) if 1 <= x <= n]
+        msg = (f"{f_a}:{row + 1}: edge ({u}, {v}) points at a missing node; "
+               f"{f_ind.name} lists nodes 1..{n}")
+        if not ok:
+            raise DataError(msg, reason="missing")
+        note(indicator[ok[0] - 1], DataError(msg, reason="missing"))
+    good = ~out_of_range.any(1)
+    e0 = edges[good] - 1  # 0-based global node ids
+    rows_good = np.flatnonzero(good)
+    cross = indicator[e0[:, 0]] != indicator[e0[:, 1]]
+    if cross.any():
+        r = int(np.flatnonzero(cross)[0])
+        u, v = edges[rows_good[r]]
+        raise DataError(f"{f_a}:{rows_good[r] + 1}: edge ({u}, {v}) joins graph "
+                        f"{indicator[u - 1]} and graph {indicator[v - 1]}; expected edges "
+                        f"within one graph", reason="invalid")
+    if attrs is not None:
+        for i in np.flatnonzero(~np.isfinite(attrs).all(1)):
+            note(indicator[i], DataError(f"{f_na}:{attr_lines[i]}: NaN/inf attribute of node "
+                                         f"{i + 1}", reason="nan"))
+    # nodes and edges per graph
+    order = np.argsort(indicator, kind="stable")
+    starts = np.searchsorted(indicator[order], np.arange(1, n_graphs + 2))
+    local = np.empty(n, dtype=np.int64)
+    for g in range(n_graphs):
+        nodes = order[starts[g]:starts[g + 1]]
+        local[nodes] = np.arange(len(nodes))
+    edge_graph = indicator[e0[:, 0]] if len(e0) else np.zeros(0, dtype=np.int64)
+    e_order = np.argsort(edge_graph, kind="stable")
+    e_starts = np.searchsorted(edge_graph[e_order], np.arange(1, n_graphs + 2))
+    parts = [(order[starts[g]:starts[g + 1]], e0[e_order[e_starts[g]:e_starts[g + 1]]]) for g in range(n_graphs)]
+    return TuGraphs(f_a, f_ind, graph_labels, n_graphs, parts, local, node_labels, attrs, problems)
+
+
 # ---------------------------------------------------------------------------------------------
 # the modality
 # ---------------------------------------------------------------------------------------------
@@ -210,75 +323,13 @@ class GraphModality(Modality):
         seed = source.get("seed", 0)
         allow_edgeless = flag(source, "allow_edgeless", "graph.source", False)
         name = resolve_name(root, source.get("name"))
-        f_a, f_ind, f_lab = (root / f"{name}{s}" for s in REQUIRED_SUFFIXES)
-        indicator = parse_ints(f_ind, 1, "one graph id per line (line i = node i)")[:, 0]
-        graph_labels = parse_ints(f_lab, 1, "one integer graph label per line")[:, 0]
-        edges = parse_ints(f_a, 2, "'i, j' (two node ids) per line")
-        n, n_graphs = len(indicator), len(graph_labels)
-        bad = np.flatnonzero((indicator < 1) | (indicator > n_graphs))
-        if len(bad):
-            raise DataError(f"{f_ind}:{bad[0] + 1}: graph id {indicator[bad[0]]} is outside 1.."
-                            f"{n_graphs} ({f_lab.name} has {n_graphs} lines)", reason="invalid")
-        node_labels = attrs = None
-        f_nl, f_na = (root / f"{name}{s}" for s in OPTIONAL_SUFFIXES)
-        if f_nl.is_file():
-            node_labels = parse_ints(f_nl, 1, "one integer node label per line")[:, 0]
-            if len(node_labels) != n:
-                raise DataError(f"{f_nl}: {len(node_labels)} lines but {f_ind.name} lists {n} "
-                                f"nodes; expected one label per node", reason="shape")
-        attr_lines: list[int] = []
-        if f_na.is_file():
-            attrs, attr_lines = _parse_floats(f_na, "the same number of comma-separated floats per node")
-            if len(attrs) != n:
-                raise DataError(f"{f_na}: {len(attrs)} lines but {f_ind.name} lists {n} nodes; "
-                                f"expected one attribute vector per node", reason="shape")
-        problems: dict[int, DataError] = {}  # graph id -> first per-graph problem
-
-        def note(gid: int, err: DataError) -> None:
-            problems.setdefault(int(gid), err)
-
-        # edges pointing at missing nodes: blame the graph of the endpoint that exists
-        out_of_range = (edges < 1) | (edges > n)
-        for row in np.flatnonzero(out_of_range.any(1)):
-            u, v = edges[row]
-            ok = [x for x in (u, v) if 1 <= x <= n]
-            msg = (f"{f_a}:{row + 1}: edge ({u}, {v}) points at a missing node; "
-                   f"{f_ind.name} lists nodes 1..{n}")
-            if not ok:
-                raise DataError(msg, reason="missing")
-            note(indicator[ok[0] - 1], DataError(msg, reason="missing"))
-        good = ~out_of_range.any(1)
-        e0 = edges[good] - 1  # 0-based global node ids
-        rows_good = np.flatnonzero(good)
-        cross = indicator[e0[:, 0]] != indicator[e0[:, 1]]
-        if cross.any():
-            r = int(np.flatnonzero(cross)[0])
-            u, v = edges[rows_good[r]]
-            raise DataError(f"{f_a}:{rows_good[r] + 1}: edge ({u}, {v}) joins graph "
-                            f"{indicator[u - 1]} and graph {indicator[v - 1]}; expected edges "
-                            f"within one graph", reason="invalid")
-        if attrs is not None:
-            for i in np.flatnonzero(~np.isfinite(attrs).all(1)):
-                note(indicator[i], DataError(f"{f_na}:{attr_lines[i]}: NaN/inf attribute of node "
-                                             f"{i + 1}", reason="nan"))
-        # nodes and edges per graph
-        order = np.argsort(indicator, kind="stable")
-        starts = np.searchsorted(indicator[order], np.arange(1, n_graphs + 2))
-        local = np.empty(n, dtype=np.int64)
-        for g in range(n_graphs):
-            nodes = order[starts[g]:starts[g + 1]]
-            local[nodes] = np.arange(len(nodes))
-        edge_graph = indicator[e0[:, 0]] if len(e0) else np.zeros(0, dtype=np.int64)
-        e_order = np.argsort(edge_graph, kind="stable")
-        e_starts = np.searchsorted(edge_graph[e_order], np.arange(1, n_graphs + 2))
+        tu = parse_tu(root, name)
+        f_ind, graph_labels, n_graphs = tu.f_ind, tu.graph_labels, tu.n_graphs
         split_of = self._splits(root, source, graph_labels, seed)
         rows: list[dict[str, Any]] = []
         for g in range(n_graphs):
             gid = g + 1
-            nodes = order[starts[g]:starts[g + 1]]
-            ge = e0[e_order[e_starts[g]:e_starts[g + 1]]]
-            row = policy.call(f"{f_a} (graph {gid})", _graph_row, gid, nodes, ge, local,
-                              node_labels, attrs, problems.get(gid), allow_edgeless, f_ind)
+            row = policy.call(f"{tu.f_a} (graph {gid})", _graph_row, *tu.graph_args(g), allow_edgeless, f_ind)
             if row is None:
                 continue
             lab = int(graph_labels[g])
@@ -375,7 +426,6 @@ class GraphModality(Modality):
         train_pos = np.flatnonzero((table["split"] == "train").to_numpy())
         has_labels = all(len(graphs[i][1]) for i in graphs)
         vocab = sorted({int(v) for i in train_pos for v in graphs[i][1]}) if has_labels else []
-        slot = {v: j for j, v in enumerate(vocab)}
         if n_attr:
             tr_attr = np.concatenate([graphs[i][2] for i in train_pos])
             a_mean = tr_attr.mean(0)
@@ -384,6 +434,7 @@ class GraphModality(Modality):
             a_mean = a_std = np.zeros(0)
         max_deg = max(1.0, max(float(graphs[i][4].max(initial=0)) for i in train_pos))
         v, f = len(vocab), len(vocab) + n_attr + k + 2
+        enc = _Encoding(vocab, a_mean, a_std, k, max_deg, max_nodes)
         arrays: dict[str, np.ndarray] = {}
         splits: dict[str, int] = {}
         unseen: dict[str, int] = {}
@@ -391,20 +442,7 @@ class GraphModality(Modality):
             pos = np.flatnonzero((table["split"] == split).to_numpy())
             if not len(pos):
                 continue
-            x = np.zeros((len(pos), max_nodes, f), dtype=np.float32)
-            n_unseen = 0
-            for row, i in enumerate(pos):
-                nn_, labels, at, edges, deg = graphs[i]
-                if v:
-                    cols = np.array([slot.get(int(lab), -1) for lab in labels])
-                    n_unseen += int((cols < 0).sum())
-                    hit = np.flatnonzero(cols >= 0)
-                    x[row, hit, cols[hit]] = 1.0
-                if n_attr:
-                    x[row, :nn_, v:v + n_attr] = (at - a_mean) / a_std
-                x[row, :nn_, v + n_attr:v + n_attr + k] = laplacian_pe(nn_, edges, k)
-                x[row, :nn_, f - 2] = deg / max_deg
-                x[row, :nn_, f - 1] = 1.0
+            x, n_unseen = _encode_graphs([graphs[i] for i in pos], enc)
             arrays[f"{split}.x"] = x
             arrays[f"{split}.y.classification"] = table["label"].to_numpy(dtype=np.int64)[pos]
             splits[split] = int(len(pos))
@@ -425,6 +463,7 @@ class GraphModality(Modality):
                 "lap_pe_dim": k,
                 "unseen_node_labels": unseen,
                 "truncated_graphs": int(len(too_big)) if truncate else 0,
+                "truncate": truncate,
             },
             "normalization": {"attribute_mean": a_mean.tolist(), "attribute_std": a_std.tolist(),
                               "max_degree": max_deg,
@@ -432,6 +471,64 @@ class GraphModality(Modality):
                                          "(train statistics)"},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's node encoding (``meta["features"]``: node-label vocabulary, Laplacian PE size,
+        truncation; ``meta["normalization"]``: train attribute statistics and degree scale) applied to
+        graph rows: ``{"x": (N, max_nodes, F) float32}``, as :meth:`tokenize` makes them.
+
+        Raises:
+            DataError: a meta of another modality, a graph with another node-attribute count, or one
+                larger than ``max_nodes`` when the bundle does not truncate (named).
+        """
+        tok = check_meta_kind(meta, "graph_nodes", self.name)
+        require_rows(table, self.name)
+        feats, norm = meta["features"], meta["normalization"]
+        enc = _Encoding(list(feats["node_label_vocab"]), np.asarray(norm["attribute_mean"], dtype=np.float64),
+                        np.asarray(norm["attribute_std"], dtype=np.float64), int(feats["lap_pe_dim"]),
+                        float(norm["max_degree"]), int(tok["max_nodes"]))
+        for r in table.itertuples(index=False):
+            where = f"{r.source_file}: graph {r.sample_id}"
+            if int(r.n_node_attributes) != len(enc.a_mean):
+                raise DataError(f"{where} has {int(r.n_node_attributes)} node attribute(s); the bundle was "
+                                f"tokenized with {len(enc.a_mean)}", reason="shape")
+            if int(r.n_nodes) > enc.max_nodes and not feats.get("truncate", False):
+                raise DataError(f"{where} has {int(r.n_nodes)} nodes, more than the bundle's max_nodes="
+                                f"{enc.max_nodes} (tokenized without graph.tokenization.truncate)",
+                                reason="shape")
+        graphs = [_graph_arrays(r, enc.max_nodes) for r in table.itertuples(index=False)]
+        return {"x": _encode_graphs(graphs, enc)[0]}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw graphs → graph rows (``id``, ``sample_id``, ``source_file`` and the payload columns of
+        :meth:`read`) for :meth:`preprocess`.
+
+        A TU folder (one data set, ``<NAME>_A.txt`` + ``_graph_indicator.txt``; ``_node_labels.txt`` and
+        ``_node_attributes.txt`` optional, graph labels not needed) gives every graph, parsed as :meth:`read`
+        parses it (ids ``<folder>/<position>``, 0-based in graph-id order; edgeless graphs are kept); a
+        ``networkx`` graph gives one graph (ids ``"0"``, ``"1"``, ...): nodes in ``G.nodes`` order, the node
+        attribute ``label`` (int, on every node or none) as node label and ``attributes`` (floats) as node
+        attributes, edges undirected.
+
+        Raises:
+            DataError: naming an input that is not a TU folder or graph, or a malformed file/graph.
+        """
+        values = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not values:
+            raise DataError("graph inputs: got an empty list; expected TU folders or networkx graphs",
+                            reason="empty")
+        rows: list[dict[str, Any]] = []
+        for i, value in enumerate(values):
+            if isinstance(value, (str, os.PathLike)):
+                rows += _tu_input_rows(Path(value))
+            elif _is_networkx(value):
+                rows.append({"id": str(i), "sample_id": str(i), "source_file": f"input {i}",
+                             **_networkx_row(value, f"graph input {i}")})
+            else:
+                raise DataError(f"graph input {i}: got {type(value).__name__}; expected {GRAPH_OBJECTS}",
+                                reason="invalid")
+        return pd.DataFrame(rows).astype({"graph_id": "int64", "n_nodes": "int64", "n_edges": "int64",
+                                          "n_node_attributes": "int64"})
 
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Sum- and mean-pooled node features (flag excluded) plus node and edge counts:
@@ -448,6 +545,106 @@ class GraphModality(Modality):
         deg_col = cols.get("degree", x.shape[-1] - 2)
         n_edges = total[:, deg_col] * max_deg / 2.0
         return np.concatenate([total, mean, n_nodes[:, None], n_edges[:, None]], axis=1).astype(np.float32)
+
+
+#: What a graph input may be, for messages.
+GRAPH_OBJECTS = "a TU folder (<NAME>_A.txt, <NAME>_graph_indicator.txt, ...), a networkx graph, or a list of those"
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """The fitted node encoding of a bundle: label vocabulary, attribute statistics, PE size, degree scale."""
+
+    vocab: list[int]
+    a_mean: np.ndarray
+    a_std: np.ndarray
+    k: int
+    max_deg: float
+    max_nodes: int
+
+    @property
+    def n_features(self) -> int:
+        return len(self.vocab) + len(self.a_mean) + self.k + 2
+
+
+def _encode_graphs(graphs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                   enc: _Encoding) -> tuple[np.ndarray, int]:
+    """:func:`_graph_arrays` tuples → node features float32 ``(N, max_nodes, F)`` and the count of node
+    labels outside the vocabulary."""
+    v, n_attr, k, f = len(enc.vocab), len(enc.a_mean), enc.k, enc.n_features
+    slot = {lab: j for j, lab in enumerate(enc.vocab)}
+    x = np.zeros((len(graphs), enc.max_nodes, f), dtype=np.float32)
+    n_unseen = 0
+    for row, (nn_, labels, at, edges, deg) in enumerate(graphs):
+        if v:
+            cols = np.array([slot.get(int(lab), -1) for lab in labels])
+            n_unseen += int((cols < 0).sum())
+            hit = np.flatnonzero(cols >= 0)
+            x[row, hit, cols[hit]] = 1.0
+        if n_attr:
+            x[row, :nn_, v:v + n_attr] = (at - enc.a_mean) / enc.a_std
+        x[row, :nn_, v + n_attr:v + n_attr + k] = laplacian_pe(nn_, edges, k)
+        x[row, :nn_, f - 2] = deg / enc.max_deg
+        x[row, :nn_, f - 1] = 1.0
+    return x, n_unseen
+
+
+def _is_networkx(obj: Any) -> bool:
+    try:
+        import networkx as nx
+    except ImportError:  # pragma: no cover - networkx is a dependency
+        return False
+    return isinstance(obj, nx.Graph)
+
+
+def _networkx_row(graph: Any, where: str) -> dict[str, Any]:
+    """The payload columns of one networkx graph (see :meth:`GraphModality.read_inputs`)."""
+    nodes = list(graph.nodes)
+    if not nodes:
+        raise DataError(f"{where}: graph has no nodes", reason="empty")
+    index = {u: i for i, u in enumerate(nodes)}
+    has = [("label" in graph.nodes[u]) for u in nodes]
+    if any(has) and not all(has):
+        raise DataError(f"{where}: node attribute 'label' is on {sum(has)} of {len(nodes)} nodes; "
+                        f"expected it on every node or none", reason="missing")
+    try:
+        labels = np.array([int(graph.nodes[u]["label"]) for u in nodes] if all(has) else [], dtype=np.int64)
+        attrs = np.array([[float(a) for a in np.atleast_1d(graph.nodes[u].get("attributes", []))]
+                          for u in nodes], dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{where}: node 'label' must be an int and 'attributes' a list of floats "
+                        f"({type(e).__name__}: {e})", reason="invalid") from e
+    if attrs.ndim != 2 or not np.isfinite(attrs).all():
+        raise DataError(f"{where}: node 'attributes' must be finite and of one length on every node",
+                        reason="nan")
+    edges = np.array([(index[u], index[w]) for u, w in graph.edges], dtype=np.int64).reshape(-1, 2)
+    return {"graph_id": 0, "n_nodes": len(nodes), "node_labels": labels,
+            "node_attributes": attrs.astype(np.float32).reshape(-1), "n_node_attributes": int(attrs.shape[1]),
+            "edges": edges.reshape(-1), "n_edges": int(len(edges))}
+
+
+def _tu_input_name(folder: Path) -> str:
+    """The one TU data set of an input folder (its ``*_A.txt`` prefix, with a graph indicator file)."""
+    if not folder.is_dir():
+        what = "no such file or folder" if not folder.exists() else "not a folder"
+        raise DataError(f"{folder}: {what}; expected {GRAPH_OBJECTS}", reason="missing")
+    names = sorted(p.name[: -len("_A.txt")] for p in folder.glob("*_A.txt") if not p.name.startswith("."))
+    if len(names) != 1 or not (folder / f"{names[0]}_graph_indicator.txt").is_file():
+        raise DataError(f"{folder}: found TU data sets {names} (<NAME>_A.txt files); expected exactly one, "
+                        f"with <NAME>_graph_indicator.txt", reason="missing")
+    return names[0]
+
+
+def _tu_input_rows(folder: Path) -> list[dict[str, Any]]:
+    """Rows of every graph of a TU input folder, parsed as the reader parses them (no labels needed)."""
+    name = _tu_input_name(folder)
+    tu = parse_tu(folder, name, labelled=(folder / f"{name}_graph_labels.txt").is_file())
+    rows = []
+    for g in range(tu.n_graphs):
+        row_id = f"{folder.name}/{g}"
+        rows.append({"id": row_id, "sample_id": row_id, "source_file": str(tu.f_ind),
+                     **_graph_row(*tu.graph_args(g), True, tu.f_ind)})
+    return rows
 
 
 def _graph_row(gid: int, nodes: np.ndarray, edges: np.ndarray, local: np.ndarray,

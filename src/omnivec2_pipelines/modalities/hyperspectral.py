@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.checks import one_of
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind, normalize_images
+from omnivec2_pipelines.modalities._shared.inputs import input_items
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -65,6 +67,10 @@ from omnivec2_pipelines.modalities.base import (
 
 _SPLIT_KINDS = ("spatial", "stratified")
 _STD_FLOOR = 1e-6
+#: Default neighbourhood size (``source.patch``, and of :meth:`HyperspectralModality.read_inputs`).
+DEFAULT_PATCH = 5
+#: What an in-memory input may be, for messages.
+CUBE_OBJECTS = "a real array (H, W, bands), or a mapping {cube, patch, pixels, cube_key}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,14 +109,54 @@ def load_mat_array(path: Path, key: str | None, param: str) -> np.ndarray:
     return next(iter(arrays.values()))
 
 
+def _check_cube(cube: Any, where: Any) -> None:
+    """Raise unless ``cube`` is a non-empty real array ``(H, W, bands)``; ``where`` names it."""
+    if not isinstance(cube, np.ndarray) or cube.ndim != 3:
+        raise DataError(f"{where}: cube has shape {getattr(cube, 'shape', type(cube).__name__)}; expected "
+                        f"(H, W, bands)", reason="shape")
+    if cube.size == 0:
+        raise DataError(f"{where}: cube is empty {cube.shape}", reason="empty")
+    if not (np.issubdtype(cube.dtype, np.integer) or np.issubdtype(cube.dtype, np.floating)):
+        raise DataError(f"{where}: cube dtype {cube.dtype} is not a real number type", reason="invalid")
+
+
+def _padded_cube(cube: np.ndarray, patch: int, where: Any) -> np.ndarray:
+    """The cube as float32, reflect-padded by ``patch // 2`` pixels on each side: ``(H + 2h, W + 2h, bands)``.
+
+    Raises:
+        DataError: (``shape``) a cube too small to reflect-pad.
+    """
+    h, w, _ = cube.shape
+    half = patch // 2
+    if half and min(h, w) < 2:
+        raise DataError(f"{where}: cube of {h}x{w} pixels is too small to reflect-pad "
+                        f"for hyperspectral.source.patch={patch}", reason="shape")
+    return np.pad(cube.astype(np.float32), ((half, half), (half, half), (0, 0)), mode="reflect")
+
+
+def _neighbourhood(padded: np.ndarray, r: int, c: int, patch: int, name: str) -> np.ndarray:
+    """The ``patch x patch`` neighbourhood of pixel (r, c) of a :func:`_padded_cube`, flattened band-major.
+
+    Raises:
+        DataError: (``nan``) NaN/inf in the neighbourhood, named ``<name>[row=r, col=c]``.
+    """
+    p = padded[r:r + patch, c:c + patch, :]  # (s, s, bands)
+    if not np.isfinite(p).all():
+        raise DataError(f"{name}[row={r}, col={c}]: neighbourhood holds "
+                        f"{int((~np.isfinite(p)).sum())} NaN/inf value(s)", reason="nan")
+    return np.ascontiguousarray(p.transpose(2, 0, 1)).reshape(-1)  # (bands*s*s,) band-major
+
+
+def _check_patch(patch: Any, key: str) -> int:
+    """``patch`` as a positive odd int; ``key`` names the parameter in the error."""
+    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1 or patch % 2 == 0:
+        raise DataError(f"{key} must be a positive odd int, got {patch!r}")
+    return int(patch)
+
+
 def _check_cube_gt(cube: np.ndarray, gt: np.ndarray, cube_path: Path, gt_path: Path) -> np.ndarray:
     """Validate shapes/dtypes; return the ground truth as int64."""
-    if cube.ndim != 3:
-        raise DataError(f"{cube_path}: cube has shape {cube.shape}; expected (H, W, bands)", reason="shape")
-    if cube.size == 0:
-        raise DataError(f"{cube_path}: cube is empty {cube.shape}", reason="empty")
-    if not (np.issubdtype(cube.dtype, np.integer) or np.issubdtype(cube.dtype, np.floating)):
-        raise DataError(f"{cube_path}: cube dtype {cube.dtype} is not a real number type", reason="invalid")
+    _check_cube(cube, cube_path)
     if gt.ndim != 2 or gt.shape != cube.shape[:2]:
         raise DataError(f"{gt_path}: ground truth has shape {gt.shape}; expected (H, W) = "
                         f"{cube.shape[:2]} like the cube", reason="shape")
@@ -163,6 +209,51 @@ def _split_pixels(rows: np.ndarray, cols: np.ndarray, kind: str, fraction: float
     return train
 
 
+def _pixel_rows(cube: np.ndarray, patch: int, pixels: Any, cube_id: str, where: str) -> list[dict[str, Any]]:
+    """Rows of :meth:`HyperspectralModality.read_inputs` for the ``pixels`` (None: all, row-major) of one cube.
+
+    Raises:
+        DataError: a pixel outside the cube or not a (row, col) pair, NaN/inf in a neighbourhood.
+    """
+    h, w, n_bands = cube.shape
+    if pixels is None:
+        pixels = [(r, c) for r in range(h) for c in range(w)]
+    padded = _padded_cube(cube, patch, where)
+    rows = []
+    for i, rc in enumerate(pixels):
+        ok = isinstance(rc, (list, tuple)) and len(rc) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in rc)
+        if not ok or not (0 <= rc[0] < h and 0 <= rc[1] < w):
+            raise DataError(f"{where}: pixels[{i}]={rc!r} is not a (row, col) pair inside the {h}x{w} cube",
+                            reason="invalid")
+        r, c = int(rc[0]), int(rc[1])
+        sid = f"r{r:04d}_c{c:04d}"
+        rows.append({"id": f"{cube_id}/{sid}", "sample_id": sid, "source_file": where,
+                     "patch": _neighbourhood(padded, r, c, patch, where), "bands": n_bands,
+                     "patch_size": patch, "row": r, "col": c})
+    return rows
+
+
+def _cropped(table: pd.DataFrame, n_bands: int, s: int) -> np.ndarray:
+    """Every row's neighbourhood centre-cropped to ``s x s``: float32 ``(N, bands, s, s)``.
+
+    Raises:
+        DataError: (``shape``) a row with other bands, a neighbourhood smaller than ``s`` or of even size,
+            or a payload that does not match ``bands * patch_size**2``.
+    """
+    out = np.empty((len(table), n_bands, s, s), dtype=np.float32)
+    for i, row in enumerate(table.itertuples(index=False)):
+        b, stored = int(row.bands), int(row.patch_size)
+        p = np.asarray(row.patch, dtype=np.float32)
+        if b != n_bands or stored < s or stored % 2 == 0 or p.size != b * stored * stored:
+            raise DataError(f"hyperspectral {row.source_file} {row.sample_id}: {p.size} patch values, bands={b}, "
+                            f"patch_size={stored}; expected bands={n_bands}, an odd patch_size >= {s} and "
+                            f"bands*patch_size*patch_size values", reason="shape")
+        off = (stored - s) // 2
+        out[i] = p.reshape(b, stored, stored)[:, off:off + s, off:off + s]
+    return out
+
+
 class HyperspectralModality(Modality):
     """Labelled pixels of a hyperspectral cube with their spatial neighbourhood."""
 
@@ -199,9 +290,7 @@ class HyperspectralModality(Modality):
         if not root.is_dir():
             raise DataError(f"hyperspectral.source.path: {root} is not a directory; expected a "
                             f"folder with the cube and ground-truth .mat files")
-        patch = source.get("patch", 5)
-        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or patch % 2 == 0:
-            raise DataError(f"hyperspectral.source.patch must be a positive odd int, got {patch!r}")
+        patch = _check_patch(source.get("patch", DEFAULT_PATCH), "hyperspectral.source.patch")
         kind = one_of(source, "split", "hyperspectral.source", _SPLIT_KINDS, "spatial")
         fraction = source.get("train_fraction", 0.5)
         if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
@@ -213,11 +302,8 @@ class HyperspectralModality(Modality):
         gt_path = root / str(source.get("gt_file", "gt.mat"))
         cube = load_mat_array(cube_path, source.get("cube_key"), "cube")
         gt = _check_cube_gt(cube, load_mat_array(gt_path, source.get("gt_key"), "gt"), cube_path, gt_path)
-        h, w, n_bands = cube.shape
-        half = patch // 2
-        if half and min(h, w) < 2:
-            raise DataError(f"{cube_path}: cube of {h}x{w} pixels is too small to reflect-pad "
-                            f"for hyperspectral.source.patch={patch}", reason="shape")
+        n_bands = cube.shape[2]
+        padded = _padded_cube(cube, patch, cube_path)
         values = sorted(int(v) for v in np.unique(gt[gt > 0]))
         names = _class_names(root, source, values)
         label_of = {n: i for i, n in enumerate(label_order(set(names.values())))}
@@ -230,19 +316,10 @@ class HyperspectralModality(Modality):
                 r, c = r[keep], c[keep]
             train = _split_pixels(r, c, kind, float(fraction), rng)
             picked += [(int(a), int(b), v, "train" if t else "test") for a, b, t in zip(r, c, train)]
-        padded = np.pad(cube.astype(np.float32), ((half, half), (half, half), (0, 0)), mode="reflect")
         policy = ErrorPolicy(source, self.name)
-
-        def extract(r: int, c: int) -> np.ndarray:
-            p = padded[r:r + patch, c:c + patch, :]  # (s, s, bands)
-            if not np.isfinite(p).all():
-                raise DataError(f"{cube_path.name}[row={r}, col={c}]: neighbourhood holds "
-                                f"{int((~np.isfinite(p)).sum())} NaN/inf value(s)", reason="nan")
-            return np.ascontiguousarray(p.transpose(2, 0, 1)).reshape(-1)  # (bands*s*s,) band-major
-
         rows: list[dict[str, Any]] = []
         for r, c, v, split in picked:
-            p = policy.call(f"{cube_path}[row={r}, col={c}]", extract, r, c)
+            p = policy.call(f"{cube_path}[row={r}, col={c}]", _neighbourhood, padded, r, c, patch, cube_path.name)
             if p is None:
                 continue
             rows.append({"sample_id": f"r{r:04d}_c{c:04d}", "source_file": cube_path.name,
@@ -293,26 +370,21 @@ class HyperspectralModality(Modality):
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 or s % 2 == 0 or s > stored:
             raise DataError(f"hyperspectral.tokenization.patch must be an odd int <= the read patch "
                             f"{stored}, got {s!r}")
-        off = (stored - s) // 2
         class_names = table_class_names(table)
         xs: dict[str, np.ndarray] = {}
         ys: dict[str, np.ndarray] = {}
         for split in SPLITS:
             part = table[table["split"] == split]
-            if not len(part):
-                continue
-            x = np.stack([np.asarray(p, dtype=np.float32) for p in part["patch"]])
-            if x.shape[1] != n_bands * stored * stored:
-                raise DataError(f"hyperspectral table: patch has {x.shape[1]} values, expected "
-                                f"bands*patch*patch = {n_bands}*{stored}*{stored}", reason="shape")
-            x = x.reshape(len(part), n_bands, stored, stored)[:, :, off:off + s, off:off + s]
-            xs[split] = x
-            ys[split] = part["label"].to_numpy(dtype=np.int64)
+            if len(part):
+                xs[split] = _cropped(part, n_bands, s)  # (N, bands, s, s)
+                ys[split] = part["label"].to_numpy(dtype=np.int64)
         mean = xs["train"].mean(axis=(0, 2, 3), dtype=np.float64)  # (bands,)
         std = np.maximum(xs["train"].std(axis=(0, 2, 3), dtype=np.float64), _STD_FLOOR)
+        normalization = {"mean": mean.tolist(), "std": std.tolist(),
+                         "formula": "(value[band] - mean[band]) / std[band], train statistics"}
         arrays: dict[str, np.ndarray] = {}
         for split, x in xs.items():
-            arrays[f"{split}.x"] = ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
+            arrays[f"{split}.x"] = normalize_images(x, normalization)
             arrays[f"{split}.y.classification"] = ys[split]
         task = classification_task(class_names)
         meta = {
@@ -322,10 +394,52 @@ class HyperspectralModality(Modality):
             "pretrain_input_key": "x",
             "tasks": {task.name: task.to_dict()},
             "splits": {k: int(len(x)) for k, x in xs.items()},
-            "normalization": {"mean": mean.tolist(), "std": std.tolist(),
-                              "formula": "(value[band] - mean[band]) / std[band], train statistics"},
+            "normalization": normalization,
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's centre crop and per-band train normalisation applied to pixel rows (``patch``,
+        ``bands``, ``patch_size``; any odd ``patch_size`` >= the bundle's patch, cropped around the
+        centre pixel): ``{"x": (N, bands, s, s) float32}``.
+
+        Raises:
+            DataError: a row with other bands, a smaller neighbourhood or a bad payload, or a meta that
+                is not a hyperspectral bundle's.
+        """
+        tok = check_meta_kind(meta, "band_groups", self.name)
+        return {"x": normalize_images(_cropped(table, int(tok["bands"]), int(tok["patch"])),
+                                      meta["normalization"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Cubes → one row per pixel with its neighbourhood, as :meth:`read` makes them (reflect-padded).
+
+        A cube is a ``.mat`` file (its single array, see :func:`load_mat_array`), a folder of ``.mat``
+        cube files, or an in-memory real array ``(H, W, bands)``; a list may mix them. A mapping
+        ``{"cube": <file or array>, "patch": 5, "pixels": [(row, col), ...], "cube_key": None}`` sets the
+        neighbourhood size (default :data:`DEFAULT_PATCH`, must be >= the bundle's patch), the pixels
+        (default: every pixel, row-major) and the array of the file. Ids are ``<cube id>/r<row>_c<col>``
+        (cube id: file name, or position); ``sample_id`` is ``r<row>_c<col>`` as in the canonical table.
+
+        Raises:
+            DataError: a missing/unreadable file, an array that is not ``(H, W, bands)`` (a ground-truth
+                map is not an input), a bad patch or pixel, NaN/inf in a neighbourhood.
+        """
+        spec = inputs if isinstance(inputs, dict) else {"cube": inputs}
+        unknown = sorted(set(spec) - {"cube", "patch", "pixels", "cube_key"})
+        if unknown or "cube" not in spec:
+            raise DataError(f"hyperspectral inputs mapping has keys {sorted(spec)}; expected 'cube' and "
+                            f"optionally 'patch', 'pixels', 'cube_key'", reason="invalid")
+        patch = _check_patch(spec.get("patch", DEFAULT_PATCH), "hyperspectral inputs 'patch'")
+        items = input_items(spec["cube"], (".mat",), self.name, lambda o: isinstance(o, np.ndarray), CUBE_OBJECTS)
+        rows: list[dict[str, Any]] = []
+        for item_id, item in items:
+            where = str(item) if isinstance(item, Path) else f"hyperspectral input {item_id}"
+            cube = load_mat_array(item, spec.get("cube_key"), "cube") if isinstance(item, Path) else item
+            _check_cube(cube, where)
+            rows += _pixel_rows(cube, patch, spec.get("pixels"), item_id, where)
+        return pd.DataFrame(rows).astype({"bands": "int64", "patch_size": "int64", "row": "int64",
+                                          "col": "int64"})
 
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Centre-pixel spectrum and neighbourhood-mean spectrum: ``(N, 2 * bands)``.

@@ -28,12 +28,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.checks import size_and_patch
 from omnivec2_pipelines.formats.class_folders import ClassFile, list_tree
-from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, header_channels, image_row, load_image
-from omnivec2_pipelines.modalities._shared.images import tokenize_images
+from omnivec2_pipelines.formats.images import (
+    IMAGE_EXTENSIONS,
+    IMAGE_OBJECTS,
+    header_channels,
+    image_from_object,
+    image_row,
+    load_image,
+)
+from omnivec2_pipelines.modalities._shared.images import preprocess_images, read_image_inputs, tokenize_images
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
     ArrayBundle,
@@ -146,6 +154,26 @@ class ImageModality(Modality):
         """
         size, patch = size_and_patch(params, "image.tokenization")
         return tokenize_images(table, size, patch, self.name)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's resize and train normalisation applied to image rows: ``{"x": (N, C, H, W) float32}``.
+
+        Raises:
+            DataError: a row with other channels than the bundle (``channels``), a bad payload, or a
+                meta that is not an image ``patch2d`` bundle's.
+        """
+        return preprocess_images(table, meta, self.name)
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Image files (``.png/.jpg/.jpeg/.bmp``), folders of them, ``uint8`` arrays ``(H, W[, C])`` or PIL
+        images → image-table rows (``id``, ``pixels``, ``height``, ``width``, ``channels``), decoded as
+        :meth:`read` decodes files (:func:`~omnivec2_pipelines.formats.images.load_image`).
+
+        Raises:
+            DataError: naming an input that is missing, not an image or not decodable.
+        """
+        return read_image_inputs(inputs, IMAGE_EXTENSIONS, load_image, image_from_object, IMAGE_OBJECTS,
+                                 self.name)
 
 
 def _readable_images(files: list[ClassFile], policy: ErrorPolicy) -> list[tuple[str, str, Path, int]]:

@@ -27,7 +27,9 @@ import pandas as pd
 
 from omnivec2_pipelines.checks import one_of, pos_int
 from omnivec2_pipelines.formats.ucr_ts import FixedChannels
-from omnivec2_pipelines.modalities._shared.series import read_ucr_table, resample
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import require_rows
+from omnivec2_pipelines.modalities._shared.series import check_channels, read_ucr_table, resample, series_input_rows
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -138,14 +140,8 @@ class ImuModality(Modality):
             part = table[table["split"] == split]
             if not len(part):
                 continue
-            wins, wmasks, labels = [], [], []
-            for r in part.itertuples(index=False):
-                x, m = _windows(r, length, stride, fit)  # (W, C, L), (W, 1, L)
-                wins.append(x)
-                wmasks.append(m)
-                labels += [int(r.label)] * len(x)
-            xs[split], masks[split] = np.concatenate(wins), np.concatenate(wmasks)
-            ys[split] = np.array(labels, dtype=np.int64)
+            xs[split], masks[split], counts = _table_windows(part, length, stride, fit)
+            ys[split] = np.repeat(part["label"].to_numpy(dtype=np.int64), counts)
             recordings[split] = int(len(part))
         meta_norm: dict[str, Any] = {"kind": normalize, "std_floor": _STD_FLOOR}
         if normalize == "channel":
@@ -156,16 +152,7 @@ class ImuModality(Modality):
                              formula="(x[c, t] - mean[c]) / std[c], train statistics")
         arrays: dict[str, np.ndarray] = {}
         for split, x in xs.items():
-            m = np.broadcast_to(masks[split], x.shape)
-            if normalize == "channel":
-                x = (x - mean[None, :, None]) / std[None, :, None]
-            else:
-                cnt = m.sum(axis=2, keepdims=True)
-                mu = np.where(m, x, 0.0).sum(axis=2, keepdims=True) / cnt
-                sd = np.sqrt(np.where(m, (x - mu) ** 2, 0.0).sum(axis=2, keepdims=True) / cnt)
-                x = (x - mu) / np.maximum(sd, _STD_FLOOR)
-            x = np.where(m, x, 0.0)  # crop_pad: padding is 0 after normalisation
-            arrays[f"{split}.x"] = x.astype(np.float32)
+            arrays[f"{split}.x"] = _normalize_windows(x, masks[split], meta_norm)
             arrays[f"{split}.y.classification"] = ys[split]
         task = classification_task(class_names)
         meta = {
@@ -180,6 +167,35 @@ class ImuModality(Modality):
         }
         return ArrayBundle(arrays=arrays, meta=meta)
 
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's windowing (``meta["windows"]``) and normalisation (``meta["normalization"]``: the
+        train channel statistics, or per window) applied to recording rows: ``{"x": (N_windows, C, L)}``
+        float32, as :meth:`tokenize` makes them. With a ``stride`` one recording gives several windows,
+        in order (recording by recording).
+
+        Raises:
+            DataError: a meta of another modality, or a recording with another channel count (named).
+        """
+        tok = check_meta_kind(meta, "time_patch", self.name)
+        require_rows(table, self.name)
+        check_channels(table, int(tok["in_channels"]), self.name)
+        win = meta["windows"]
+        stride = None if win["stride"] is None else int(win["stride"])
+        x, mask, _ = _table_windows(table, int(win["length"]), stride, str(win["fit"]))
+        return {"x": _normalize_windows(x, mask, meta["normalization"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw recordings → recording rows for :meth:`preprocess`: ``.ts`` files (every recording of a
+        file, parsed as :meth:`read` parses it with one channel count per file, labels ignored; ids
+        ``<file>/<position>``), folders of them, or arrays ``(C, T)`` (ids ``"0"``, ``"1"``, ...), see
+        :func:`~._shared.series.series_input_rows`.
+
+        Raises:
+            DataError: naming an input that is missing, not a ``.ts`` file or not a recording.
+        """
+        fixed = FixedChannels(None, "imu.source.n_channels", "accelerometer + gyroscope axes")
+        return series_input_rows(inputs, self.name, fixed)
+
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Classic activity-recognition features per channel: mean, std, min, max, mean |Δ|.
 
@@ -190,6 +206,29 @@ class ImuModality(Modality):
         diff = np.abs(np.diff(x, axis=2)).mean(axis=2) if x.shape[2] > 1 else np.zeros(x.shape[:2])
         feats = [x.mean(axis=2), x.std(axis=2), x.min(axis=2), x.max(axis=2), diff]  # 5 x (N, C)
         return np.concatenate(feats, axis=1).astype(np.float32)  # (N, 5*C)
+
+
+def _table_windows(rows: pd.DataFrame, length: int, stride: int | None,
+                   fit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows of every recording row, in order: ``(W, C, length)`` float64, real-step mask
+    ``(W, 1, length)`` and the window count of each row ``(N,)``."""
+    wins, masks = zip(*(_windows(r, length, stride, fit) for r in rows.itertuples(index=False)))
+    return np.concatenate(wins), np.concatenate(masks), np.array([len(w) for w in wins], dtype=np.int64)
+
+
+def _normalize_windows(x: np.ndarray, mask: np.ndarray, norm: dict[str, Any]) -> np.ndarray:
+    """Windows ``(W, C, L)`` z-scored as ``norm`` says (``kind`` ``"channel"``: its train ``mean``/``std``;
+    ``"series"``: each window and channel on its real steps), padding 0: float32 ``(W, C, L)``."""
+    m = np.broadcast_to(mask, x.shape)
+    if norm["kind"] == "channel":
+        mean, std = np.asarray(norm["mean"], dtype=np.float64), np.asarray(norm["std"], dtype=np.float64)
+        x = (x - mean[None, :, None]) / std[None, :, None]
+    else:
+        cnt = m.sum(axis=2, keepdims=True)
+        mu = np.where(m, x, 0.0).sum(axis=2, keepdims=True) / cnt
+        sd = np.sqrt(np.where(m, (x - mu) ** 2, 0.0).sum(axis=2, keepdims=True) / cnt)
+        x = (x - mu) / np.maximum(sd, float(norm["std_floor"]))
+    return np.where(m, x, 0.0).astype(np.float32)  # crop_pad: padding is 0 after normalisation
 
 
 def _windows(row: Any, length: int, stride: int | None, fit: str) -> tuple[np.ndarray, np.ndarray]:

@@ -43,8 +43,21 @@ import pandas as pd
 
 from omnivec2_pipelines.checks import flag, is_number, one_of, pos_int, size_and_patch
 from omnivec2_pipelines.formats.class_folders import ClassFile, list_tree
-from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, image_row, load_gray_image
-from omnivec2_pipelines.modalities._shared.images import tokenize_images
+from omnivec2_pipelines.formats.images import (
+    GRAY_OBJECTS,
+    IMAGE_EXTENSIONS,
+    gray_from_object,
+    image_row,
+    is_image_object,
+    load_gray_image,
+)
+from omnivec2_pipelines.modalities._shared.images import (
+    check_meta_kind,
+    image_input_rows,
+    preprocess_images,
+    tokenize_images,
+)
+from omnivec2_pipelines.modalities._shared.inputs import input_items
 from omnivec2_pipelines.modalities._shared.series import resample
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
@@ -117,20 +130,9 @@ def _parse_row(row: list[str], line: int, header: list[str], cols: dict[str, Any
     if not np.isfinite(values).all():
         col = header[cols["wave_idx"][int(np.flatnonzero(~np.isfinite(values))[0])]]
         raise DataError(f"{where}: NaN/inf spectrum value in column {col!r}", reason="nan")
-    target = row[cols["target"]].strip()
-    if not target:
-        raise DataError(f"{where}: empty target column {header[cols['target']]!r}", reason="missing")
     out: dict[str, Any] = {"values": values, "line": line}
-    if task == "regression":
-        if not is_number(target):
-            raise DataError(f"{where}: target {target!r} is not a number (source.task: "
-                            f"regression; use task: classification for class names)",
-                            reason="invalid")
-        out["target"] = float(target)
-        if not np.isfinite(out["target"]):
-            raise DataError(f"{where}: target is NaN/inf", reason="nan")
-    else:
-        out["label_name"] = target
+    if cols["target"] is not None:  # None: unlabelled inputs (read_inputs)
+        out.update(_parse_target(row[cols["target"]].strip(), header[cols["target"]], task, where))
     if cols["split"] is not None:
         split = row[cols["split"]].strip()
         if split not in SPLITS:
@@ -143,14 +145,40 @@ def _parse_row(row: list[str], line: int, header: list[str], cols: dict[str, Any
     return out
 
 
-def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy) -> pd.DataFrame:
+def _parse_target(target: str, column: str, task: str, where: str) -> dict[str, Any]:
+    """``{"target": float}`` (regression) or ``{"label_name": str}`` of one row's target field."""
+    if not target:
+        raise DataError(f"{where}: empty target column {column!r}", reason="missing")
+    if task != "regression":
+        return {"label_name": target}
+    if not is_number(target):
+        raise DataError(f"{where}: target {target!r} is not a number (source.task: "
+                        f"regression; use task: classification for class names)",
+                        reason="invalid")
+    value = float(target)
+    if not np.isfinite(value):
+        raise DataError(f"{where}: target is NaN/inf", reason="nan")
+    return {"target": value}
+
+
+def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy,
+                     labelled: bool = True) -> pd.DataFrame:
     """Read a spectra CSV into the canonical infrared table (see module docstring).
+
+    Args:
+        path: The CSV file.
+        source: The ``infrared.source`` params (``task``, ``target``, ``test_fraction``, ``seed``).
+        policy: Error policy of the read (bad rows).
+        labelled: False for unlabelled inputs (:meth:`InfraredModality.read_inputs`): the target and
+            split columns may be absent and are ignored when present; every row is in split ``train``
+            with label -1, and no split is drawn.
 
     Raises:
         DataError: unreadable/empty file, bad columns, bad rows (``file:line``), duplicate
-            sample ids, no train or test rows.
+            sample ids, no train or test rows (labelled only).
     """
     task = one_of(source, "task", "infrared.source", ("regression", "classification"), "regression")
+    task = task if labelled else "regression"
     target_col = str(source.get("target", "target"))
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -171,11 +199,11 @@ def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy) ->
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise DataError(f"{path}: column {dup!r} appears twice in the header")
-    if target_col not in header:
+    if target_col not in header and labelled:
         raise DataError(f"{path}: no target column {target_col!r} (infrared.source.target); "
                         f"header starts {header[:6]}", reason="missing")
-    cols: dict[str, Any] = {"target": header.index(target_col),
-                            "split": header.index("split") if "split" in header else None,
+    cols: dict[str, Any] = {"target": header.index(target_col) if labelled else None,
+                            "split": header.index("split") if "split" in header and labelled else None,
                             "sample_id": header.index("sample_id") if "sample_id" in header else None}
     special = {target_col, "split", "sample_id"}
     waves = [(i, _wavelength_of(h)) for i, h in enumerate(header) if h not in special]
@@ -225,10 +253,10 @@ def read_spectra_csv(path: Path, source: dict[str, Any], policy: ErrorPolicy) ->
         "target": [s.get("target", np.nan) for s in samples],
         "source_line": [s["line"] for s in samples],
     })
-    if cols["split"] is None:
+    if cols["split"] is None and labelled:
         table = _random_test_split(table, float(source.get("test_fraction", 0.2)),
                                    int(source.get("seed", 0)))
-    for split in ("train", "test"):
+    for split in ("train", "test") if labelled else ():
         if not (table["split"] == split).any():
             raise DataError(f"{path}: no {split!r} rows (split column values "
                             f"{sorted(set(table['split']))}); expected train and test rows")
@@ -248,6 +276,89 @@ def _random_test_split(table: pd.DataFrame, fraction: float, seed: int) -> pd.Da
         if n_test and len(idx) - n_test >= 1:
             table.loc[rng.choice(idx, size=n_test, replace=False), "split"] = "test"
     return table
+
+
+def _grid_key(wavelengths: Any) -> tuple[float, ...]:
+    """A wavelength grid as compared between rows and bundles: rounded to 9 decimals."""
+    return tuple(np.round(np.asarray(wavelengths, dtype=np.float64), 9))
+
+
+def _spectra(table: pd.DataFrame, length: int, snv: bool, floor: float) -> np.ndarray:
+    """Every spectrum row resampled to ``length`` points, then SNV per spectrum when ``snv``: ``(N, 1, L)`` float64."""
+    x = np.stack([resample(r, length) for r in table.itertuples(index=False)])  # (N, 1, L)
+    if snv:
+        x = (x - x.mean(axis=2, keepdims=True)) / np.maximum(x.std(axis=2, keepdims=True), floor)
+    return x
+
+
+def _normalize_spectra(x: np.ndarray, normalization: dict[str, Any]) -> np.ndarray:
+    """``(x - mean[l]) / std[l]`` with a bundle's per-wavelength train statistics: float32 ``(N, 1, L)``."""
+    mean = np.asarray(normalization["mean"], dtype=np.float64)[None, :]  # (1, L)
+    std = np.asarray(normalization["std"], dtype=np.float64)[None, :]
+    return ((x - mean) / std).astype(np.float32)
+
+
+def _check_grid(table: pd.DataFrame, meta: dict[str, Any]) -> None:
+    """Raise naming the first spectrum row whose wavelength grid (or, without one, length) is not the bundle's.
+
+    Bundles tokenized before ``input_wavelengths`` was stored are not checked.
+
+    Raises:
+        DataError: (reason ``"shape"``) naming the row.
+    """
+    grid = meta.get("input_wavelengths")
+    if grid is None:
+        return
+    unit = meta.get("wavelength_unit")
+    for row in table.itertuples(index=False):
+        waves = getattr(row, "wavelengths", None)
+        row_unit = getattr(row, "wavelength_unit", None)
+        if waves is None or (np.ndim(waves) == 0 and pd.isna(waves)):
+            ok = int(row.length) == len(grid)
+        else:
+            ok = _grid_key(waves) == tuple(grid) and (row_unit is None or row_unit == unit)
+        if not ok:
+            raise DataError(f"infrared input {row.source_file} {row.sample_id}: spectrum of {int(row.length)} "
+                            f"points is not on the bundle's grid ({len(grid)} wavelengths {grid[0]}..{grid[-1]} "
+                            f"{unit}); expected spectra measured like the training data", reason="shape")
+
+
+def _spectrum_row(item_id: str, obj: np.ndarray, where: str) -> dict[str, Any]:
+    """The spectrum row of an in-memory 1-D array (on the bundle's grid by assumption).
+
+    Raises:
+        DataError: a non-real, empty or NaN/inf array.
+    """
+    if obj.dtype.kind not in "iuf" or obj.size == 0:
+        raise DataError(f"{where}: spectrum array of dtype {obj.dtype} and shape {obj.shape}; expected "
+                        f"{IR_OBJECTS}", reason="invalid")
+    values = obj.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"{where}: spectrum holds NaN/inf", reason="nan")
+    return {"id": item_id, "sample_id": item_id, "source_file": where, "values": values, "n_channels": 1,
+            "length": len(values), "wavelengths": None, "wavelength_unit": None}
+
+
+def _csv_rows(item_id: str, path: Path) -> pd.DataFrame:
+    """Spectrum rows of an (unlabelled) spectra CSV, read as ingestion reads it; ids ``<file id>/<sample id>``."""
+    table = read_spectra_csv(path, {}, ErrorPolicy({}, "infrared"), labelled=False)
+    table = table[["sample_id", "values", "n_channels", "length", "wavelengths", "wavelength_unit"]]
+    return table.assign(id=item_id + "/" + table["sample_id"], source_file=str(path))
+
+
+def _is_ir_object(obj: Any) -> bool:
+    return isinstance(obj, np.ndarray) or is_image_object(obj)
+
+
+def _is_frame(item: Any) -> bool:
+    """True for a thermal frame input (image file, PIL image, array of 2+ dims), False for a spectrum."""
+    if isinstance(item, Path):
+        return item.suffix.lower() != ".csv"
+    return not (isinstance(item, np.ndarray) and item.ndim == 1)
+
+
+#: What an in-memory infrared input may be, for messages.
+IR_OBJECTS = f"a 1-D array (one spectrum), or a thermal frame: {GRAY_OBJECTS}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,6 +469,56 @@ class InfraredModality(Modality):
                             f"snv}} for spectra, got {sub!r}")
         return self._tokenize_spectra(table, sub)
 
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's fitted tokenization applied to rows of its kind: ``{"x": array}``.
+
+        Frames (``patch2d`` bundle): resize + train normalisation, ``(N, 1, H, W)`` float32. Spectra
+        (``time_patch`` bundle): resampling to ``length``, SNV, per-wavelength train standardisation,
+        ``(N, 1, length)`` float32; each row's wavelength grid must be the bundle's ``input_wavelengths``
+        (a row without grid, e.g. an in-memory array, must have as many points).
+
+        Raises:
+            DataError: frames for a spectra bundle or vice versa, a row off the bundle's grid or with
+                other channels, a bad payload, or a meta that is not an infrared bundle's.
+        """
+        kind = (meta.get("tokenizer") or {}).get("kind") if isinstance(meta, dict) else None
+        tok = check_meta_kind(meta, "patch2d" if kind == "patch2d" else "time_patch", self.name)
+        column = {"patch2d": "pixels", "time_patch": "values"}[kind]
+        if column not in table.columns:
+            raise DataError(f"infrared: rows without column {column!r} do not fit a bundle with tokenizer "
+                            f"kind {kind!r} (patch2d: thermal frames, pixels; time_patch: spectra, values)",
+                            reason="invalid")
+        if kind == "patch2d":
+            return preprocess_images(table, meta, self.name)
+        norm = meta["normalization"]
+        _check_grid(table, meta)
+        x = _spectra(table, int(tok["length"]), bool(norm["snv"]), float(norm["std_floor"]))
+        return {"x": _normalize_spectra(x, norm)}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Thermal frames or spectra → rows for :meth:`preprocess` (one kind per call).
+
+        Frames: image files (``.png/.jpg/.jpeg/.bmp/.tif/.tiff``), folders of them, arrays ``(H, W)``
+        or PIL images, decoded as :meth:`read` decodes frames
+        (:func:`~omnivec2_pipelines.formats.images.load_gray_image`). Spectra: spectra CSV files (as
+        ingestion reads them; ``target``/``split`` columns optional and ignored; ids
+        ``<file>/<sample id>``) or 1-D arrays (one spectrum on the bundle's wavelength grid).
+
+        Raises:
+            DataError: naming an input that is missing or not decodable, or inputs mixing frames and spectra.
+        """
+        items = input_items(inputs, FRAME_EXTENSIONS + (".csv",), self.name, _is_ir_object, IR_OBJECTS)
+        frames = [_is_frame(item) for _, item in items]
+        if any(frames) and not all(frames):
+            raise DataError(f"infrared inputs mix thermal frames ({items[frames.index(True)][0]}) and spectra "
+                            f"({items[frames.index(False)][0]}); pass one kind per call", reason="invalid")
+        if all(frames):
+            return image_input_rows(items, load_gray_image, gray_from_object)
+        parts = [_csv_rows(i, item) if isinstance(item, Path)
+                 else pd.DataFrame([_spectrum_row(i, item, f"input {i}")]) for i, item in items]
+        table = pd.concat(parts, ignore_index=True)
+        return table.astype({"n_channels": "int64", "length": "int64"})
+
     def _tokenize_spectra(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
         length = pos_int(params, "length", _SPECTRA)
         patch = pos_int(params, "patch_size", _SPECTRA)
@@ -368,7 +529,7 @@ class InfraredModality(Modality):
         if not (table["split"] == "train").any():
             raise DataError("infrared table has no 'train' rows; normalisation statistics are "
                             "computed on the train split")
-        grids = {tuple(np.round(np.asarray(w, dtype=np.float64), 9)) for w in table["wavelengths"]}
+        grids = {_grid_key(w) for w in table["wavelengths"]}
         if len(grids) != 1:
             raise DataError(f"infrared table mixes {len(grids)} wavelength grids; expected one")
         grid = np.asarray(next(iter(grids)))
@@ -380,11 +541,7 @@ class InfraredModality(Modality):
             part = table[table["split"] == split]
             if not len(part):
                 continue
-            x = np.stack([resample(r, length) for r in part.itertuples(index=False)])  # (N, 1, L)
-            if snv:
-                x = (x - x.mean(axis=2, keepdims=True)) / np.maximum(x.std(axis=2, keepdims=True),
-                                                                     _STD_FLOOR)
-            xs[split] = x
+            xs[split] = _spectra(part, length, snv, _STD_FLOOR)  # (N, 1, L)
             ys[split] = (part["label"].to_numpy(dtype=np.int64) if classification
                          else part["target"].to_numpy(dtype=np.float64))
         mean = xs["train"].mean(axis=0, dtype=np.float64)  # (1, L)
@@ -401,6 +558,7 @@ class InfraredModality(Modality):
             "normalization": {"snv": snv, "mean": mean[0].tolist(), "std": std[0].tolist(),
                               "std_floor": _STD_FLOOR,
                               "formula": "(snv(resample(spectrum)) - mean[l]) / std[l]"},
+            "input_wavelengths": grid.tolist(),
         }
         if classification:
             class_names = table_class_names(table)
@@ -412,7 +570,7 @@ class InfraredModality(Modality):
                             target_key="y.regression", out_dim=1, out_shape=(1,))
             meta["tasks_scale"] = {"regression": {"mean": t_mean, "std": t_std}}
         for split, x in xs.items():
-            arrays[f"{split}.x"] = ((x - mean) / std).astype(np.float32)
+            arrays[f"{split}.x"] = _normalize_spectra(x, meta["normalization"])
             if classification:
                 arrays[f"{split}.y.classification"] = ys[split]
             else:

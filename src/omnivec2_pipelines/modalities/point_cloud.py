@@ -46,6 +46,8 @@ import pandas as pd
 
 from omnivec2_pipelines.checks import int_param, pos_int
 from omnivec2_pipelines.formats.class_folders import visible
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import input_items, input_rows, require_rows
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
     SPLITS,
@@ -62,6 +64,10 @@ from omnivec2_pipelines.modalities.base import (
 
 #: Extensions of the ``modelnet`` layout: meshes (trimesh) and point files.
 MODELNET_EXTENSIONS: tuple[str, ...] = (".off", ".ply", ".xyz")
+#: Surface points sampled per mesh (``modelnet`` ``source.n_points`` default, and meshes of ``read_inputs``).
+DEFAULT_MESH_POINTS: int = 1024
+#: What an in-memory point-cloud input may be, for messages.
+CLOUD_OBJECTS = "a finite real array (P, 3) of points"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +403,7 @@ class PointCloudModality(Modality):
 
     def _read_modelnet(self, root: Path, source: dict[str, Any], policy: ErrorPolicy,
                        seed: int) -> pd.DataFrame:
-        n_points = int_param(source, "n_points", "point_cloud.source", 1024)
+        n_points = int_param(source, "n_points", "point_cloud.source", DEFAULT_MESH_POINTS)
         if n_points <= 0:
             raise DataError(f"point_cloud.source.n_points must be a positive int, got {n_points}")
         entries = visible(root)
@@ -630,6 +636,44 @@ class PointCloudModality(Modality):
         }
         return ArrayBundle(arrays=arrays, meta=meta)
 
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's cloud preparation (per-cloud unit sphere, then ``tokenizer.n_points`` points as
+        ``meta["sampling"]`` says) applied to point rows: ``{"x": (N, P, 3) float32}``, as :meth:`tokenize`
+        makes them. FPS is deterministic per cloud; the ``random`` subset is seeded by ``sampling.seed``
+        and the row's ``sample_id``, so a row gives the same points wherever it comes from.
+
+        Raises:
+            DataError: a meta of another modality, or a row whose coordinates do not fit ``n_points``.
+        """
+        tok = check_meta_kind(meta, "point_groups", self.name)
+        require_rows(table, self.name)
+        sampling = meta["sampling"]
+        x, _ = _fixed_clouds(table, int(tok["n_points"]), str(sampling["subsample"]), int(sampling["seed"]),
+                             False)
+        return {"x": x}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw clouds → point rows (``id``, ``sample_id``, ``source_file``, ``points``, ``n_points``) for
+        :meth:`preprocess`.
+
+        ``.txt`` (segmentation tables; the label column is ignored) and ``.xyz`` files give their points
+        (x, y, z = the first three columns, float32 as :meth:`read` keeps them); meshes (``.off``, ``.ply``)
+        are sampled as the ``modelnet`` reader samples them (:func:`load_points`, :data:`DEFAULT_MESH_POINTS`
+        points, seed from ``source.seed`` 0 and the path ``<class>/<split>/<name>`` when the file lies in
+        a ModelNet tree, else its name); arrays ``(P, 3)`` are used as they are (ids ``"0"``, ``"1"``, ...).
+
+        Raises:
+            DataError: naming an input that is missing, not a point/mesh file, not decodable, or a bad array.
+        """
+        items = input_items(inputs, MODELNET_EXTENSIONS + (".txt",), self.name,
+                            lambda o: isinstance(o, np.ndarray), CLOUD_OBJECTS)
+
+        def decode(where: str, item: Any) -> dict[str, Any]:
+            pts = _input_points(item) if isinstance(item, Path) else _cloud_object(item, where)
+            return {"points": pts.reshape(-1), "n_points": int(pts.shape[0])}
+
+        return input_rows(items, decode).astype({"n_points": "int64"})
+
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Order-invariant global descriptors of each cloud (see :func:`cloud_descriptors`).
 
@@ -641,6 +685,23 @@ class PointCloudModality(Modality):
         if x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"point_cloud baseline features expect x (N, P, 3), got {x.shape}")
         return cloud_descriptors(x)
+
+
+def _input_points(path: Path) -> np.ndarray:
+    """Points float32 ``(n, 3)`` of one point/mesh file, decoded as the readers decode it."""
+    if path.suffix.lower() in (".txt", ".xyz"):
+        return read_xyz(path).astype(np.float32)
+    in_tree = path.parent.name in SPLITS and len(path.parts) >= 3
+    rel = "/".join(path.parts[-3:]) if in_tree else path.name  # modelnet: <class>/<split>/<name>
+    return load_points(path, DEFAULT_MESH_POINTS, _file_seed(0, rel))
+
+
+def _cloud_object(obj: np.ndarray, where: str) -> np.ndarray:
+    """An in-memory cloud as float32 ``(P, 3)``, checked as files are."""
+    if obj.ndim != 2 or obj.shape[1] != 3 or not np.issubdtype(obj.dtype, np.number) or np.iscomplexobj(obj):
+        raise DataError(f"point_cloud {where}: got an array of shape {obj.shape} and dtype {obj.dtype}; "
+                        f"expected {CLOUD_OBJECTS}", reason="shape")
+    return _check_cloud(np.asarray(obj, dtype=np.float64), Path(where)).astype(np.float32)
 
 
 def _fixed_clouds(part: pd.DataFrame, p: int, mode: str, seed: int,

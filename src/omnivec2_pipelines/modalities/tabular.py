@@ -32,7 +32,9 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from omnivec2_pipelines.checks import column_name, int_at_least, one_of
-from omnivec2_pipelines.formats.tables import find_table_files, read_frame, value_text
+from omnivec2_pipelines.formats.tables import TABLE_EXTENSIONS, find_table_files, read_frame, value_text
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import input_items, require_rows
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -53,6 +55,8 @@ FEATURE_PREFIX = "feature."
 TARGET_PREFIX = "target."
 _STD_FLOOR = 1e-6
 _TASKS = ("auto", "regression", "classification")
+#: What an in-memory tabular input may be, for messages.
+TABLE_OBJECTS = "a DataFrame of raw rows (columns named as in the data file)"
 
 
 def _name_list(source: dict[str, Any], key: str) -> list[str]:
@@ -294,19 +298,15 @@ class TabularModality(Modality):
         num = table[numeric].to_numpy(dtype=np.float64).reshape(len(table), len(numeric))
         mean = num[is_train].mean(axis=0) if numeric else np.zeros(0)
         std = np.maximum(num[is_train].std(axis=0), _STD_FLOOR) if numeric else np.ones(0)
-        z = (num - mean) / std
-        if clip is not None:
-            z = np.clip(z, -float(clip), float(clip))
-        codes = np.zeros((len(table), len(categorical)), dtype=np.float64)
         categories: dict[str, list[str]] = {}
-        for j, c in enumerate(categorical):
-            values = table[c].astype(str)
-            counts = values[is_train].value_counts()
+        for c in categorical:
+            counts = table[c].astype(str)[is_train].value_counts()
             kept = sorted(sorted(counts.index, key=lambda v: (-counts[v], v))[: int(max_cat)])
             categories[c[len(FEATURE_PREFIX):]] = kept
-            code_of = {v: i + 1 for i, v in enumerate(kept)}
-            codes[:, j] = values.map(lambda v: code_of.get(v, 0)).to_numpy(dtype=np.float64)
-        x_all = np.concatenate([z, codes], axis=1).astype(np.float32)
+        columns = {"numeric": [c[len(FEATURE_PREFIX):] for c in numeric],
+                   "categorical": [c[len(FEATURE_PREFIX):] for c in categorical]}
+        norm = {"mean": mean.tolist(), "std": std.tolist(), "clip": None if clip is None else float(clip)}
+        x_all = _encode_rows(table, columns, norm, categories)
         labelled = table["label"].to_numpy() >= 0
         if labelled.any() and not labelled.all():
             raise DataError("tabular table mixes rows with class labels and rows without "
@@ -342,16 +342,57 @@ class TabularModality(Modality):
             "tasks": {task.name: task.to_dict()},
             "splits": splits,
             "target": target_col[len(TARGET_PREFIX):],
-            "columns": {"numeric": [c[len(FEATURE_PREFIX):] for c in numeric],
-                        "categorical": [c[len(FEATURE_PREFIX):] for c in categorical]},
-            "normalization": {"mean": mean.tolist(), "std": std.tolist(),
-                              "clip": None if clip is None else float(clip),
-                              "formula": "(value[j] - mean[j]) / std[j] for numeric column j"},
+            "columns": columns,
+            "normalization": {**norm, "formula": "(value[j] - mean[j]) / std[j] for numeric column j"},
             "categories": categories,
             "category_coding": "code 0 = unknown/rare, code i = categories[column][i - 1]",
             **meta_extra,
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's column order, train standardisation and category codes (``meta["columns"]``,
+        ``meta["normalization"]``, ``meta["categories"]``) applied to rows with ``feature.<column>``
+        columns: ``{"x": (N, n_numeric + n_categorical) float32}``, as :meth:`tokenize` makes them.
+        Other columns (target, split, extra features) are ignored; an unseen category codes as 0.
+
+        Raises:
+            DataError: a meta of another modality, a missing column, or a missing/non-numeric value
+                (row and column named).
+        """
+        check_meta_kind(meta, "tabular_columns", self.name)
+        require_rows(table, self.name)
+        return {"x": _encode_rows(table, meta["columns"], meta["normalization"], meta["categories"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw rows → rows with ``feature.<column>`` for every column (``id``, ``sample_id``, ``source_file``
+        first) for :meth:`preprocess`.
+
+        A table file (``.csv``/``.parquet``, read as :meth:`read` reads it) or a folder of them gives every
+        row of the file (ids ``<file>/<position>``); a DataFrame gives its rows (ids ``<position>`` for one
+        frame, ``<input position>/<position>`` in a list). Numeric columns become float64, the others text
+        (as the reader makes them); which columns the bundle uses, and how, is :meth:`preprocess`'s business.
+
+        Raises:
+            DataError: naming an input that is missing, not a table file or an empty table.
+        """
+        exts = TABLE_EXTENSIONS["csv"] + TABLE_EXTENSIONS["parquet"]
+        items = input_items(inputs, exts, self.name, lambda o: isinstance(o, pd.DataFrame), TABLE_OBJECTS)
+        parts = []
+        for item_id, item in items:
+            if isinstance(item, Path):
+                fmt = "csv" if item.name.lower().endswith(TABLE_EXTENSIONS["csv"]) else "parquet"
+                frame, where, prefix = read_frame(item, fmt, False), str(item), f"{item_id}/"
+            else:
+                frame, where = item, f"input {item_id}"
+                prefix = f"{item_id}/" if len(items) > 1 else ""
+                if not len(frame.columns) or not len(frame):
+                    raise DataError(f"tabular {where}: DataFrame has no rows or no columns; expected "
+                                    f"{TABLE_OBJECTS}", reason="empty")
+            ids = [f"{prefix}{i}" for i in range(len(frame))]
+            cols = {FEATURE_PREFIX + str(c): _raw_column(frame[c]) for c in frame.columns}
+            parts.append(pd.DataFrame({"id": ids, "sample_id": ids, "source_file": where, **cols}))
+        return pd.concat(parts, ignore_index=True)
 
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Numeric columns as they are plus one-hot categorical codes: ``(N, n_num + sum(card))``."""
@@ -365,6 +406,70 @@ class TabularModality(Modality):
             codes = np.clip(np.rint(x[:, k + j]).astype(np.int64), 0, card - 1)
             blocks.append(np.eye(card, dtype=np.float32)[codes])
         return np.concatenate(blocks, axis=1)
+
+
+def _raw_column(series: pd.Series) -> Any:
+    """A raw column as the reader makes a feature: float64 when numeric, else text (None when missing)."""
+    if _is_numeric(series):
+        return np.array([_as_float(v) for v in series.tolist()], dtype=np.float64)
+    return pd.Series(_texts(series)[0], index=series.index, dtype=object).to_numpy()
+
+
+def _row_name(rows: pd.DataFrame, i: int) -> str:
+    """Row ``i`` of ``rows`` for messages: its source file and sample id when known."""
+    sid = rows["sample_id"].iat[i] if "sample_id" in rows.columns else i
+    src = rows["source_file"].iat[i] if "source_file" in rows.columns else "tabular rows"
+    return f"{src}: row {i} (sample {sid})"
+
+
+def _feature(rows: pd.DataFrame, name: str) -> pd.Series:
+    col = FEATURE_PREFIX + name
+    if col not in rows.columns:
+        raise DataError(f"tabular rows have no column {col!r} (the bundle's feature {name!r}); have "
+                        f"{list(rows.columns)[:30]}", reason="missing")
+    return rows[col]
+
+
+def _numeric_block(rows: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The numeric features ``names`` of ``rows`` as float64 ``(N, len(names))``; a missing or
+    non-numeric cell raises naming its row and column."""
+    cols = []
+    for name in names:
+        s = _feature(rows, name)
+        v = s.to_numpy(dtype=np.float64) if s.dtype == np.float64 else \
+            np.array([_as_float(c) for c in s.tolist()], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(v))
+        if len(bad):
+            raise DataError(f"{_row_name(rows, int(bad[0]))}: column {name!r} value {s.iat[int(bad[0])]!r} "
+                            f"is not a finite number", reason="nan")
+        cols.append(v)
+    return np.stack(cols, axis=1) if cols else np.zeros((len(rows), 0))
+
+
+def _category_codes(rows: pd.DataFrame, name: str, kept: list[str]) -> np.ndarray:
+    """Codes float64 ``(N,)`` of the categorical feature ``name``: ``i + 1`` for ``kept[i]``, 0 otherwise."""
+    s = _feature(rows, name)
+    if s.isna().any():
+        i = int(np.flatnonzero(s.isna().to_numpy())[0])
+        raise DataError(f"{_row_name(rows, i)}: column {name!r} is empty/NaN; expected a category",
+                        reason="nan")
+    values = s.map(value_text) if _is_numeric(s) else s.astype(str)  # numbers as the reader writes them
+    code_of = {v: i + 1 for i, v in enumerate(kept)}
+    return values.map(lambda v: code_of.get(v, 0)).to_numpy(dtype=np.float64)
+
+
+def _encode_rows(rows: pd.DataFrame, columns: dict[str, list[str]], norm: dict[str, Any],
+                 categories: dict[str, list[str]]) -> np.ndarray:
+    """Rows → ``x`` float32 ``(N, n_numeric + n_categorical)``: numeric features standardised with
+    ``norm`` (``mean``, ``std``, optional ``clip``) then category codes, in ``columns`` order."""
+    z = (_numeric_block(rows, columns["numeric"]) - np.asarray(norm["mean"], dtype=np.float64)) \
+        / np.asarray(norm["std"], dtype=np.float64)
+    if norm.get("clip") is not None:
+        z = np.clip(z, -float(norm["clip"]), float(norm["clip"]))
+    codes = np.zeros((len(rows), len(columns["categorical"])), dtype=np.float64)
+    for j, name in enumerate(columns["categorical"]):
+        codes[:, j] = _category_codes(rows, name, categories[name])
+    return np.concatenate([z, codes], axis=1).astype(np.float32)
 
 
 def _texts(series: pd.Series) -> tuple[list[str | None], np.ndarray]:

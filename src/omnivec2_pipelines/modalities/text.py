@@ -39,7 +39,9 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.checks import column_name, flag, int_at_least
-from omnivec2_pipelines.formats.tables import find_table_files, read_frame, value_text
+from omnivec2_pipelines.formats.tables import TABLE_EXTENSIONS, find_table_files, read_frame, value_text
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import input_items, require_rows
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -59,6 +61,10 @@ from omnivec2_pipelines.modalities.base import (
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]")
 PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
 _PREFIX = "text.tokenization"
+#: Column of the texts in a table file given to :meth:`TextModality.read_inputs`.
+INPUT_TEXT_COLUMN = "text"
+#: What an in-memory text input may be, for messages.
+TEXT_OBJECTS = "a str (one text), or a DataFrame with a 'text' column"
 
 
 def _has_surrogates(s: str) -> int:
@@ -182,6 +188,13 @@ def build_text_tokenizer(train_texts: list[str], vocab_size: int, max_len: int,
     tok.enable_truncation(max_length=max_len)
     tok.enable_padding(pad_id=PAD_ID, pad_token=SPECIAL_TOKENS[PAD_ID], length=max_len)
     return tok
+
+
+def load_text_tokenizer(tokenizer_json: str) -> Any:
+    """The ``tokenizers.Tokenizer`` of a bundle's ``meta["text_tokenizer"]`` JSON."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(tokenizer_json)
 
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -309,7 +322,8 @@ class TextModality(Modality):
                             "train split")
         class_names = table_class_names(table)
         train_texts = table.loc[table["split"] == "train", "text"].astype(str).tolist()
-        tok = build_text_tokenizer(train_texts, vocab_size, max_len, min_freq, lowercase)
+        tok_json = build_text_tokenizer(train_texts, vocab_size, max_len, min_freq, lowercase).to_str()
+        tok = load_text_tokenizer(tok_json)  # the tokenizer exactly as preprocess rebuilds it from meta
         arrays: dict[str, np.ndarray] = {}
         splits: dict[str, int] = {}
         stats: dict[str, Any] = {}
@@ -332,7 +346,7 @@ class TextModality(Modality):
             "pretrain_input_key": "x",
             "tasks": {task.name: task.to_dict()},
             "splits": splits,
-            "text_tokenizer": tok.to_str(),
+            "text_tokenizer": tok_json,
             "text_tokenizer_info": {"model": "BPE", "special_tokens": list(SPECIAL_TOKENS),
                                     "pad_id": PAD_ID, "unk_id": UNK_ID, "cls_id": CLS_ID,
                                     "lowercase": lowercase, "min_frequency": min_freq,
@@ -342,6 +356,58 @@ class TextModality(Modality):
             "text_stats": stats,
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's tokenizer (``meta["text_tokenizer"]``) applied to the ``text`` of the rows:
+        ``{"x": (N, max_len) int64}``, as :meth:`tokenize` encodes them.
+
+        Raises:
+            DataError: a meta of another modality, rows without a ``text`` column, or a text that is not
+                a non-empty string (row named).
+        """
+        check_meta_kind(meta, "text_tokens", self.name)
+        if "text" not in table.columns:
+            raise DataError(f"text rows need a 'text' column; have {list(table.columns)[:20]}",
+                            reason="missing")
+        require_rows(table, self.name)
+        ids = table["sample_id"].tolist() if "sample_id" in table.columns else list(range(len(table)))
+        texts = [_checked_text(f"text row {i} (sample {sid})", t) for i, (sid, t) in enumerate(zip(ids, table["text"]))]
+        return {"x": encode_texts(load_text_tokenizer(meta["text_tokenizer"]), texts)[0]}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw texts → rows (``id``, ``sample_id``, ``source_file``, ``text``) for :meth:`preprocess`.
+
+        A ``str`` is one text (id: its position); a table file (``pathlib.Path`` to a ``.csv``/``.parquet``
+        file, read as :meth:`read` reads it) or a folder of them gives the :data:`INPUT_TEXT_COLUMN` of
+        every row (ids ``<file>/<position>``; other columns such as label/split are ignored); a DataFrame
+        gives its ``text`` column (ids ``<input position>/<position>``). Since a ``str`` is a text,
+        pass files as ``pathlib.Path``.
+
+        Raises:
+            DataError: naming an input that is missing, not a table, without a text column, or an empty text.
+        """
+        exts = TABLE_EXTENSIONS["csv"] + TABLE_EXTENSIONS["parquet"]
+        rows: list[dict[str, Any]] = []
+        for item_id, item in input_items(inputs, exts, self.name,
+                                         lambda o: isinstance(o, (str, pd.DataFrame)), TEXT_OBJECTS):
+            if isinstance(item, str):
+                rows.append({"id": item_id, "source_file": f"input {item_id}",
+                             "text": _checked_text(f"text input {item_id}", item)})
+                continue
+            if isinstance(item, Path):
+                fmt = "csv" if item.name.lower().endswith(TABLE_EXTENSIONS["csv"]) else "parquet"
+                frame, where = read_frame(item, fmt, as_text=True), str(item)
+            else:
+                frame, where = item, f"input {item_id}"
+            if INPUT_TEXT_COLUMN not in frame.columns:
+                raise DataError(f"{where}: no {INPUT_TEXT_COLUMN!r} column; have {list(frame.columns)[:20]}",
+                                reason="missing")
+            rows += [{"id": f"{item_id}/{i}", "source_file": where,
+                      "text": _checked_text(f"{where}: row {i + 1}", v)}
+                     for i, v in enumerate(frame[INPUT_TEXT_COLUMN].tolist())]
+        table = pd.DataFrame(rows)
+        table.insert(1, "sample_id", table["id"])
+        return table
 
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Bag of ids: per-row counts of every vocabulary id except [PAD], ``(N, vocab_size-1)``."""
@@ -356,6 +422,32 @@ class TextModality(Modality):
         return counts.reshape(n, v)[:, PAD_ID + 1:].astype(np.float32)
 
 
+def _check_utf8(where: str, name: str, value: str | None) -> None:
+    """Refuse a cell with undecodable bytes (surrogate escapes), naming ``where`` and the column ``name``."""
+    pos = -1 if value is None else _has_surrogates(value)
+    if pos >= 0:
+        byte = ord(value[pos]) - 0xDC00
+        raise DataError(f"{where}: {name} has a byte 0x{byte:02x} that is not valid UTF-8 "
+                        f"(at character {pos}); expected UTF-8 text", reason="encoding")
+
+
+def _checked_text(where: str, value: Any) -> str:
+    """A text cell as the reader keeps it: valid UTF-8 and not blank (the cell as :func:`value_text`).
+
+    Raises:
+        DataError: undecodable bytes (``encoding``) or an empty text (``empty``), naming ``where``.
+    """
+    try:
+        text = value_text(value)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: bytes are not valid UTF-8 ({e.reason}); expected UTF-8 text",
+                        reason="encoding") from e
+    _check_utf8(where, "text", text)
+    if text is None or not text.strip():
+        raise DataError(f"{where}: text is empty; expected a non-empty text", reason="empty")
+    return text
+
+
 def _text_row(where: str, text: Any, label: Any, split: Any, file_split: str | None,
               split_col: str) -> tuple[str, str, str | None]:
     """Validate one row: ``(text, label name, split or None)``."""
@@ -365,14 +457,8 @@ def _text_row(where: str, text: Any, label: Any, split: Any, file_split: str | N
     except UnicodeDecodeError as e:
         raise DataError(f"{where}: bytes are not valid UTF-8 ({e.reason}); expected UTF-8 text",
                         reason="encoding") from e
-    for name, value in (("text", text), ("label", label)):
-        pos = -1 if value is None else _has_surrogates(value)
-        if pos >= 0:
-            byte = ord(value[pos]) - 0xDC00
-            raise DataError(f"{where}: {name} has a byte 0x{byte:02x} that is not valid UTF-8 "
-                            f"(at character {pos}); expected UTF-8 text", reason="encoding")
-    if text is None or not text.strip():
-        raise DataError(f"{where}: text is empty; expected a non-empty text", reason="empty")
+    _check_utf8(where, "label", label)
+    text = _checked_text(where, text)
     if label is None or not label.strip():
         raise DataError(f"{where}: label is missing; every row needs a class label",
                         reason="missing")

@@ -31,7 +31,14 @@ import numpy as np
 import pandas as pd
 
 from omnivec2_pipelines.checks import pos_int
-from omnivec2_pipelines.modalities._shared.series import read_ucr_table, resample
+from omnivec2_pipelines.modalities._shared.images import check_meta_kind
+from omnivec2_pipelines.modalities._shared.inputs import require_rows
+from omnivec2_pipelines.modalities._shared.series import (
+    check_channels,
+    read_ucr_table,
+    resample,
+    series_input_rows,
+)
 from omnivec2_pipelines.modalities.base import (
     SPLITS,
     ArrayBundle,
@@ -118,10 +125,7 @@ class TimeSeriesModality(Modality):
             part = table[table["split"] == split]
             if not len(part):
                 continue
-            x = np.stack([resample(r, length) for r in part.itertuples(index=False)])  # (N, C, L)
-            mean = x[:, :, :ctx].mean(axis=2, keepdims=True)  # (N, C, 1)
-            std = np.maximum(x[:, :, :ctx].std(axis=2, keepdims=True), _STD_FLOOR)
-            x = ((x - mean) / std).astype(np.float32)
+            x = _normalized_series(part, length, ctx, _STD_FLOOR)  # (N, C, L)
             arrays[f"{split}.x"] = x
             arrays[f"{split}.x_context"] = np.ascontiguousarray(x[:, :, :ctx])
             arrays[f"{split}.y.forecasting"] = np.ascontiguousarray(x[:, :, ctx:])
@@ -143,6 +147,41 @@ class TimeSeriesModality(Modality):
                               "std_floor": _STD_FLOOR},
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """A bundle's tokenization (resampling to ``tokenizer.length``, per-series z-score on the first
+        ``context_length`` steps) applied to series-table rows: ``{"x": (N, C, L), "x_context": (N, C, L-H)}``
+        float32, as :meth:`tokenize` makes them.
+
+        Raises:
+            DataError: a meta of another modality, or a row with another channel count (named).
+        """
+        tok = check_meta_kind(meta, "time_patch", self.name)
+        require_rows(table, self.name)
+        check_channels(table, int(tok["in_channels"]), self.name)
+        ctx = int(meta["context_length"])
+        x = _normalized_series(table, int(tok["length"]), ctx, float(meta["normalization"]["std_floor"]))
+        return {"x": x, "x_context": np.ascontiguousarray(x[:, :, :ctx])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Raw series → series-table rows for :meth:`preprocess`: ``.ts`` files (every series of a file,
+        parsed as :meth:`read` parses it, its labels ignored; ids ``<file>/<position>``), folders of
+        them, or arrays ``(C, T)`` / ``(T,)`` (ids ``"0"``, ``"1"``, ...), see
+        :func:`~._shared.series.series_input_rows`.
+
+        Raises:
+            DataError: naming an input that is missing, not a ``.ts`` file or not a series.
+        """
+        return series_input_rows(inputs, self.name)
+
+
+def _normalized_series(rows: pd.DataFrame, length: int, ctx: int, std_floor: float) -> np.ndarray:
+    """Series-table rows resampled to ``length`` and z-scored per series and channel on the first ``ctx``
+    steps: float32 ``(N, C, length)``."""
+    x = np.stack([resample(r, length) for r in rows.itertuples(index=False)])  # (N, C, L)
+    mean = x[:, :, :ctx].mean(axis=2, keepdims=True)  # (N, C, 1)
+    std = np.maximum(x[:, :, :ctx].std(axis=2, keepdims=True), std_floor)
+    return ((x - mean) / std).astype(np.float32)
 
 
 register(TimeSeriesModality())

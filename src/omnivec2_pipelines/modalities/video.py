@@ -24,6 +24,13 @@ from PIL import Image
 
 from omnivec2_pipelines.checks import flag, pos_int, pos_ints
 from omnivec2_pipelines.formats.class_folders import check_class_file, list_tree
+from omnivec2_pipelines.modalities._shared.images import (
+    check_meta_kind,
+    fit_normalization,
+    input_rows,
+    normalize_images,
+)
+from omnivec2_pipelines.modalities._shared.inputs import input_items
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
     SPLITS,
@@ -199,16 +206,12 @@ class VideoModality(Modality):
         for split in SPLITS:
             part = table[table["split"] == split]
             if len(part):
-                xs[split] = np.stack([_clip(r, n_frames, size, grayscale)
-                                      for r in part.itertuples(index=False)])  # (N, C, T, H, W)
+                xs[split] = _clips(part, n_frames, size, grayscale)  # (N, C, T, H, W) in [0, 1]
                 ys[split] = part["label"].to_numpy(dtype=np.int64)
-        train = xs["train"]
-        mean = train.mean(axis=(0, 2, 3, 4), dtype=np.float64)
-        std = np.maximum(train.std(axis=(0, 2, 3, 4), dtype=np.float64), 1e-6)
+        normalization = fit_normalization(xs["train"])
         arrays: dict[str, np.ndarray] = {}
         for split, x in xs.items():
-            x = (x - mean[None, :, None, None, None]) / std[None, :, None, None, None]
-            arrays[f"{split}.x"] = x.astype(np.float32)
+            arrays[f"{split}.x"] = normalize_images(x, normalization)
             arrays[f"{split}.y.classification"] = ys[split]
         task = classification_task(class_names)
         meta = {
@@ -221,10 +224,42 @@ class VideoModality(Modality):
             "frames": {"n_frames": n_frames, "grayscale": grayscale,
                        "sampling": "indices round(linspace(0, T-1, n_frames)); clips shorter "
                                    "than n_frames repeat their last frame"},
-            "normalization": {"scale": 1.0 / 255.0, "mean": mean.tolist(), "std": std.tolist(),
-                              "formula": "(pixel * scale - mean[c]) / std[c]"},
+            "normalization": normalization,
         }
         return ArrayBundle(arrays=arrays, meta=meta)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's frame sampling, resize, grayscale choice and train normalisation applied to clip
+        rows (``frames``, ``n_frames``, ``height``, ``width``, ``channels``): ``{"x": (N, C, T, H, W) float32}``.
+
+        Raises:
+            DataError: a row that is not RGB or whose payload does not match its shape columns, or a
+                meta that is not a video bundle's.
+        """
+        tok = check_meta_kind(meta, "tubelet", self.name)
+        frames = meta["frames"]
+        x = _clips(table, int(frames["n_frames"]), tuple(tok["input_size"]), bool(frames["grayscale"]))
+        return {"x": normalize_images(x, meta["normalization"])}
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """Clips (``.mp4/.avi`` files, folders of them, or ``uint8`` arrays ``(T, H, W, 3)``) → clip rows
+        (``id``, ``frames``, ``n_frames``, ``height``, ``width``, ``channels``, ``fps``; ``fps`` 0.0 for
+        arrays), files decoded as :meth:`read` decodes them (:func:`load_video`).
+
+        Raises:
+            DataError: naming an input that is missing, not a clip, or not decodable.
+        """
+        items = input_items(inputs, VIDEO_EXTENSIONS, self.name, lambda o: isinstance(o, np.ndarray),
+                            CLIP_OBJECTS)
+
+        def decode(where: str, item: Any) -> dict[str, Any]:
+            video, fps = load_video(item) if isinstance(item, Path) else (_clip_array(item, where), 0.0)
+            t, h, w, c = video.shape
+            return {"frames": video.reshape(-1),  # (T, H, W, C) -> (T*H*W*C,)
+                    "n_frames": t, "height": h, "width": w, "channels": c, "fps": fps}
+
+        return input_rows(items, decode).astype({"n_frames": "int64", "height": "int64", "width": "int64",
+                                                 "channels": "int64", "fps": "float64"})
 
     def baseline_features(self, x: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         """Clips average-pooled to at most an 8x8 spatial grid per frame, flattened: (N, C*T*gh*gw).
@@ -237,6 +272,31 @@ class VideoModality(Modality):
         gh, gw = h // fh, w // fw
         x = x[:, :, :, :gh * fh, :gw * fw].reshape(n, c, t, gh, fh, gw, fw).mean(axis=(4, 6))
         return x.reshape(n, -1).astype(np.float32)
+
+
+#: What an in-memory clip may be, for messages.
+CLIP_OBJECTS = "a uint8 array (T, H, W, 3) of RGB frames"
+
+
+def _clip_array(obj: np.ndarray, where: str) -> np.ndarray:
+    """An in-memory clip checked like a decoded file: ``uint8`` ``(T, H, W, 3)`` with T, H, W > 0.
+
+    Raises:
+        DataError: another dtype (``invalid``), shape (``shape``/``channels``) or zero frames/pixels (``empty``).
+    """
+    if obj.dtype != np.uint8:
+        raise DataError(f"{where}: clip has dtype {obj.dtype}; expected {CLIP_OBJECTS}", reason="invalid")
+    if obj.ndim != 4 or obj.shape[3] != 3:
+        raise DataError(f"{where}: clip has shape {obj.shape}; expected {CLIP_OBJECTS}",
+                        reason="channels" if obj.ndim == 4 else "shape")
+    if obj.size == 0:
+        raise DataError(f"{where}: clip has zero frames or pixels {obj.shape}", reason="empty")
+    return obj
+
+
+def _clips(table: pd.DataFrame, n_frames: int, size: tuple[int, ...], grayscale: bool) -> np.ndarray:
+    """Every clip row sampled and resized: float32 ``(N, C, n_frames, H, W)`` in ``[0, 1]``."""
+    return np.stack([_clip(r, n_frames, size, grayscale) for r in table.itertuples(index=False)])
 
 
 def _clip(row: Any, n_frames: int, size: tuple[int, ...], grayscale: bool) -> np.ndarray:

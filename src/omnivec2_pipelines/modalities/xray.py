@@ -40,8 +40,15 @@ import pandas as pd
 
 from omnivec2_pipelines.checks import one_of, size_and_patch
 from omnivec2_pipelines.formats.class_folders import ClassFile, list_tree
-from omnivec2_pipelines.formats.images import IMAGE_EXTENSIONS, image_row, load_gray_image, minmax_uint8
-from omnivec2_pipelines.modalities._shared.images import tokenize_images
+from omnivec2_pipelines.formats.images import (
+    GRAY_OBJECTS,
+    IMAGE_EXTENSIONS,
+    gray_from_object,
+    image_row,
+    load_gray_image,
+    minmax_uint8,
+)
+from omnivec2_pipelines.modalities._shared.images import preprocess_images, read_image_inputs, tokenize_images
 from omnivec2_pipelines.modalities.base import (
     REQUIRED_SPLITS,
     ArrayBundle,
@@ -206,6 +213,25 @@ class XrayModality(Modality):
         """
         size, patch = size_and_patch(params, "xray.tokenization")
         return tokenize_images(table, size, patch, self.name)
+
+    def preprocess(self, table: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The bundle's resize and train normalisation applied to x-ray rows: ``{"x": (N, 1, H, W) float32}``.
+
+        Raises:
+            DataError: a row that is not 1 channel, a bad payload, or a meta that is not an x-ray bundle's.
+        """
+        return preprocess_images(table, meta, self.name)
+
+    def read_inputs(self, inputs: Any) -> pd.DataFrame:
+        """PNG/JPEG/BMP and DICOM files, folders of them, arrays ``(H, W)`` or PIL images → 1-channel
+        x-ray rows (``id``, ``pixels``, ``height``, ``width``, ``channels``), decoded as :meth:`read`
+        decodes files (:func:`load_xray`; multi-frame DICOM is an error, as with ``dicom_frames: error``).
+
+        Raises:
+            DataError: naming an input that is missing, not an image, colour, or not decodable.
+        """
+        return read_image_inputs(inputs, IMAGE_EXTENSIONS + DICOM_EXTENSIONS, load_xray, gray_from_object,
+                                 GRAY_OBJECTS, self.name)
 
 
 def _file_format(path: Path) -> str:

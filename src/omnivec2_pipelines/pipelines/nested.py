@@ -23,11 +23,19 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{k}", v, out)
 
 
+def untracked(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with experiment tracking off (``trainer.track: none``, and in every block that sets it):
+    the trials of a sweep or a study are no experiments of their own, and would overwrite the run's logs."""
+    out = {k: ({**v, "track": "none"} if isinstance(v, Mapping) and "track" in v else v) for k, v in params.items()}
+    out["trainer"] = {**(params.get("trainer") or {}), "track": "none"}
+    return out
+
+
 def run_nested(pipe: Pipeline, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Run ``pipe`` with ``params`` as its ``params:...`` entries and ``inputs`` by dataset name.
 
     Nothing is copied (``copy_mode="assign"``): a stage trains the checkpoint it is given in place,
-    so pass a fresh one per run.
+    so pass a fresh one per run. Experiment tracking is off (:func:`untracked`).
 
     Args:
         pipe: Any of the project's pipelines (or a sum of them).
@@ -37,6 +45,7 @@ def run_nested(pipe: Pipeline, params: Mapping[str, Any], inputs: Mapping[str, A
     Returns:
         Every output of ``pipe`` by dataset name.
     """
+    params = untracked(params)
     flat: dict[str, Any] = {"parameters": dict(params)}
     for k, v in params.items():
         _flatten(f"params:{k}", v, flat)

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from omnivec2_pipelines.tasks.base import TaskKind, logistic_baseline, register_task_kind
+from omnivec2_pipelines.tasks.base import TaskKind, logistic_baseline, register_task_kind, softmax
 
 
 def labels_of(y_pred: np.ndarray, label_ndim: int) -> np.ndarray:
@@ -22,6 +22,7 @@ class Classification(TaskKind):
     main_metric = "accuracy"
     direction = "max"
     augment_ops = None  # any op: the label of a shifted / masked / rotated sample stays the same
+    sample_labels = True
 
     def head(self, dim: int, out_dim: int) -> Any:
         from omnivec2_pipelines.models.heads import ClassificationHead
@@ -51,3 +52,15 @@ class Classification(TaskKind):
 
         return {"confusion": confusion_matrix(y_true, labels_of(y_pred, 1), labels=list(range(spec.out_dim))).tolist(),
                 "class_names": list(spec.class_names)}
+
+    def format_predictions(self, spec: Any, out: np.ndarray,
+                           scale: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """``{"prediction": class names (N,), "probabilities": (N, K) softmax of the logits}``."""
+        probs = softmax(out)
+        return {"prediction": np.asarray(spec.class_names, dtype=object)[probs.argmax(-1)], "probabilities": probs}
+
+    def prediction_columns(self, spec: Any, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """``prediction`` (class name), ``probability`` (its probability) and ``p_<class>`` per class."""
+        probs = outputs["probabilities"]
+        return {"prediction": outputs["prediction"], "probability": probs.max(-1),
+                **{f"p_{name}": probs[:, i] for i, name in enumerate(spec.class_names)}}

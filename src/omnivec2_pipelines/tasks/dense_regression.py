@@ -12,7 +12,7 @@ from omnivec2_pipelines.tasks.base import TaskKind, register_task_kind, ridge_ba
 @register_task_kind("dense_regression")
 class DenseRegression(TaskKind):
     """Per-token patch head trained with ℓ2; RMSE and abs. rel. in the target's units; ridge baseline
-    from flat pixels to flat pixels.
+    from flat pixels to flat pixels; linear probe: ridge from each g token to the target patch under it.
 
     ``mse_standardized`` is the error of the target as tokenized (standardised with the train
     mean/std, the training loss's scale; ``(rmse / std) ** 2`` when a scale is stored), named so that
@@ -23,6 +23,8 @@ class DenseRegression(TaskKind):
     main_metric = "rmse"
     direction = "min"
     augment_ops = ()  # a geometric op would have to move the target map too
+    dense_output = True  # a map per sample: stored as an array beside the prediction table
+    probe_on = "tokens"  # the dense head's own layout: one patch of the map per token
 
     def head(self, dim: int, out_dim: int) -> Any:
         from omnivec2_pipelines.models.heads import DenseHead

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from omnivec2_pipelines.tasks.base import TaskKind, logistic_baseline, register_task_kind
+from omnivec2_pipelines.tasks.base import TaskKind, logistic_baseline, register_task_kind, softmax
 from omnivec2_pipelines.tasks.classification import labels_of
 
 
@@ -24,16 +24,18 @@ def mean_iou(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
 @register_task_kind("segmentation")
 class Segmentation(TaskKind):
     """Per-point head on propagated group features, cross-entropy per point; mIoU and point accuracy;
-    baseline: logistic regression of a point's label on its coordinates (at most ``max_points``
-    training points)."""
+    baseline: logistic regression of a point's label on its coordinates; linear probe: the same on
+    the g tokens propagated to every point (both fitted on at most ``max_points`` training points)."""
 
     metrics = ("miou", "accuracy")
     main_metric = "miou"
     direction = "max"
     augment_ops = ("rotate_z", "scale", "jitter")  # geometric ops keep per-point labels aligned
     baseline_on_inputs = True
+    probe_on = "points"
     unit_overrides = {"accuracy": "fraction of points (0-1)"}
     max_points = 20000
+    dense_output = True
 
     def head(self, dim: int, out_dim: int) -> Any:
         from omnivec2_pipelines.models.heads import PointSegmentationHead
@@ -54,8 +56,23 @@ class Segmentation(TaskKind):
     def baseline(self, spec: Any, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                  seed: int = 0) -> np.ndarray:
         pts_tr, pts_te = f_train[..., :3].reshape(-1, 3), f_test[..., :3].reshape(-1, 3)  # (N*P, 3)
-        lab_tr = y_train.reshape(-1)
-        if len(pts_tr) > self.max_points:
-            keep = np.random.default_rng(seed).choice(len(pts_tr), self.max_points, replace=False)
-            pts_tr, lab_tr = pts_tr[keep], lab_tr[keep]
-        return logistic_baseline(pts_tr, lab_tr, pts_te, seed, max_iter=1000).reshape(f_test.shape[:2])
+        return self.per_point(pts_tr, y_train.reshape(-1), pts_te, seed).reshape(f_test.shape[:2])
+
+    def probe(self, spec: Any, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
+              seed: int = 0) -> np.ndarray:
+        return self.per_point(f_train, y_train, f_test, seed)
+
+    def per_point(self, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, seed: int) -> np.ndarray:
+        """Labels of the point rows ``f_test`` (M, F) from a logistic regression fitted on at most
+        ``max_points`` random rows of ``(f_train, y_train)``."""
+        if len(f_train) > self.max_points:
+            keep = np.random.default_rng(seed).choice(len(f_train), self.max_points, replace=False)
+            f_train, y_train = f_train[keep], y_train[keep]
+        return logistic_baseline(f_train, y_train, f_test, seed, max_iter=1000)
+
+    def format_predictions(self, spec: Any, out: np.ndarray,
+                           scale: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """``{"prediction": class index per point (N, P) int64, "probabilities": (N, P, K)}`` (class names:
+        ``spec.class_names``)."""
+        probs = softmax(out)
+        return {"prediction": probs.argmax(-1).astype(np.int64), "probabilities": probs}

@@ -27,6 +27,10 @@ class TrainerConfig:
         checkpoint_every: Save the full training state every N steps so a killed run resumes
             (0 disables saving and resuming).
         resume_dir: Folder for the resume states (one subfolder per stage; "" disables).
+        resume_from: A finished stage's checkpoint directory to continue for more steps (its saved
+            ``training_state/``: weights of the last step, optimizer, RNGs, data positions, history,
+            model selection); ``steps`` is then the new total. "" (or null): the stage starts as usual.
+            Not crash-resume, which is automatic (``checkpoint_every``, ``resume_dir``).
         nonfinite: What a non-finite loss or gradient does: ``"raise"`` (stop the stage with an
             error naming stage, step and modality/task) or ``"skip"`` (drop that update, count it).
         grad_accum_steps: Micro-batches whose gradients are summed into one optimiser step (the
@@ -46,6 +50,9 @@ class TrainerConfig:
         eval_samples: Val rows per modality (pretraining) or per task (multitask) in each evaluation.
         select_best: Keep the weights of the best validation step, not the last step's.
         early_stopping: End the stage after this many evaluations without a val improvement (0: off).
+        track: Experiment tracking of the training stages: ``"dvclive"`` (DVCLive logs, see
+            :mod:`~omnivec2_pipelines.training.tracking`) or ``"none"``.
+        track_dir: The DVCLive folder (one subfolder per stage, and the ``dvc.yaml`` that declares them).
     """
 
     steps: int = 300
@@ -60,6 +67,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint_every: int = 100
     resume_dir: str = ""
+    resume_from: str = ""
     nonfinite: str = "raise"
     grad_accum_steps: int = 1
     compile: bool = False
@@ -75,6 +83,8 @@ class TrainerConfig:
     eval_samples: int = 256
     select_best: bool = True
     early_stopping: int = 0
+    track: str = "none"
+    track_dir: str = "dvclive"
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
@@ -87,6 +97,12 @@ class TrainerConfig:
                   "eval_every": self.eval_every >= 0, "eval_samples": self.eval_samples >= 1,
                   "early_stopping": self.early_stopping >= 0,
                   "rdzv_backend": bool(self.rdzv_backend)}
+        from omnivec2_pipelines.training.tracking import TRACKERS
+
+        if self.track not in TRACKERS:
+            raise ValueError(f"trainer.track={self.track!r} must be one of {list(TRACKERS)}")
+        if self.track != "none" and not self.track_dir:
+            raise ValueError(f"trainer.track_dir must name a folder when trainer.track={self.track!r}")
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"trainer.{key}={getattr(self, key)!r} is out of range")
@@ -101,7 +117,11 @@ class TrainerConfig:
         for k, v in merged.items():
             default = known[k].default
             expected = type(default)
-            if expected is float and isinstance(v, int) and not isinstance(v, bool):
+            if v is None and default == "":  # a path or id left empty in YAML (``resume_from: null``)
+                merged[k] = ""
+            elif v is None and k == "track":  # ``track: null``: no tracking
+                merged[k] = "none"
+            elif expected is float and isinstance(v, int) and not isinstance(v, bool):
                 merged[k] = float(v)
             elif not isinstance(v, expected) or (expected is int and isinstance(v, bool)):
                 raise TypeError(f"trainer parameter {k!r} must be {expected.__name__}, got {v!r}")

@@ -69,6 +69,10 @@ class Objective(abc.ABC):
     def batch_sources(self) -> dict[str, BatchSource]:
         """The data sources this objective draws from, by a stable name (for resume state)."""
 
+    def lr_scale(self, name: str) -> float:
+        """Factor on the learning rate of the parameter ``name`` (0: frozen); 1 for every parameter here."""
+        return 1.0
+
     def state_dict(self) -> dict[str, Any]:
         return {name: src.state_dict() for name, src in sorted(self.batch_sources().items())}
 
@@ -214,17 +218,20 @@ class Multitask(Objective):
         sampling: ``uniform`` (every modality equally often, its tasks sharing that) or ``size``
             (temperature-scaled training-set size), see :mod:`.sampling`.
         temperature: Temperature of ``size`` sampling.
+        lr_scales: ``{parameter name: factor}`` on the learning rate (0 freezes it); unlisted names: 1.
     """
 
     name = "multitask"
 
     def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
-                 label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0) -> None:
+                 label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0,
+                 lr_scales: Mapping[str, float] | None = None) -> None:
         if not 0.0 <= single_stream <= 1.0:
             raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"multitask.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.single_stream, self.label_smoothing = float(single_stream), float(label_smoothing)
+        self.lr_scales = dict(lr_scales or {})
         by_mod: dict[str, list[TaskData]] = {}
         for t in tasks:
             by_mod.setdefault(t.modality, []).append(t)
@@ -240,6 +247,9 @@ class Multitask(Objective):
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return {f"{t.modality}.{t.task}": t.source for t in self.tasks}
+
+    def lr_scale(self, name: str) -> float:
+        return self.lr_scales.get(name, 1.0)
 
     def step(self, model: OmniVec2, ctx: StepContext) -> StepOutput:
         picked = [self.tasks[i] for i in self.sampler.draw(ctx.rng)]

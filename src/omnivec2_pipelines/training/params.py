@@ -6,12 +6,14 @@ They need no torch either, except to ask whether a ``cuda`` device exists.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field, fields
 from typing import Any, Collection, Mapping
 
 from omnivec2_pipelines.models.config import ModelConfig
 from omnivec2_pipelines.params_schema import (  # noqa: F401  (AUGMENT_OPS: re-exported)
     AUGMENT_OPS,
     STAGE_KEYS,
+    STAGES,
     check_keys,
     did_you_mean,
     stage_schema,
@@ -30,6 +32,16 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
     stage_sampling(stage, params)
+    if "body_lr_scale" in params:
+        check_body_lr_scale(params["body_lr_scale"], f"{stage}.body_lr_scale")
+
+
+def check_body_lr_scale(value: Any, key: str = "multitask.body_lr_scale") -> float:
+    """A learning-rate factor of the shared body: a number in (0, 10]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
+        raise ValueError(f"{key} must be a number in (0, 10] (the factor on the learning rate of the pretrained "
+                         f"body), got {value!r}")
+    return float(value)
 
 
 def stage_sampling(stage: str, params: Mapping[str, Any]) -> tuple[str, float]:
@@ -139,7 +151,7 @@ def check_device(device: str, key: str) -> None:
 
 
 def check_tasks(spec: Any, modalities: Collection[str], available: Mapping[str, Collection[str]],
-                source: str = "can produce") -> None:
+                source: str = "can produce", key: str = "multitask.tasks") -> None:
     """Check ``multitask.tasks`` (``"all"`` or ``{modality: [task, ...]}``) against the tasks there are.
 
     Args:
@@ -147,6 +159,7 @@ def check_tasks(spec: Any, modalities: Collection[str], available: Mapping[str, 
         modalities: The enabled modalities.
         available: Task names per modality; a modality missing here is not checked.
         source: How ``available`` was learnt, for the message (``"can produce"``, ``"has in data/..."``).
+        key: The parameter, for the message.
 
     Raises:
         ValueError: naming ``multitask.tasks.<modality>`` and the tasks there are.
@@ -154,20 +167,20 @@ def check_tasks(spec: Any, modalities: Collection[str], available: Mapping[str, 
     if spec in (None, "all"):
         return
     if not isinstance(spec, Mapping):
-        raise ValueError(f"multitask.tasks must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
+        raise ValueError(f"{key} must be 'all' or a mapping modality -> [task, ...], got {spec!r}")
     for m, tasks in spec.items():
         if m not in modalities:
             close = did_you_mean(m, modalities)
             hint = f"did you mean {close!r}? " if close else ""
-            raise ValueError(f"multitask.tasks names modality {m!r}, which is not enabled; {hint}"
+            raise ValueError(f"{key} names modality {m!r}, which is not enabled; {hint}"
                              f"enabled: {sorted(modalities)}")
         if not isinstance(tasks, (str, list)) or not tasks:
-            raise ValueError(f"multitask.tasks.{m} must be a task name or a non-empty list, got {tasks!r}")
+            raise ValueError(f"{key}.{m} must be a task name or a non-empty list, got {tasks!r}")
         for t in [tasks] if isinstance(tasks, str) else tasks:
             if m in available and t not in available[m]:
                 close = did_you_mean(t, available[m])
                 hint = f"did you mean {close!r}? " if close else ""
-                raise ValueError(f"multitask.tasks.{m}: unknown task {t!r}; {hint}{m} {source} "
+                raise ValueError(f"{key}.{m}: unknown task {t!r}; {hint}{m} {source} "
                                  f"{sorted(available[m])}")
 
 
@@ -215,6 +228,81 @@ def _mask_ratios(stage: str, params: Mapping[str, Any], modalities: list[str],
     return ratios
 
 
+def stage_start(stage: str, stage_params: Mapping[str, Any] | None,
+                trainer_params: Mapping[str, Any] | None = None) -> tuple[str, str, str] | None:
+    """Where a stage starts when a parameter names a checkpoint: ``(kind, path, parameter)``, else None.
+
+    ``kind`` is ``"init"`` (``<stage>.init``: a new run from the checkpoint's weights) or ``"resume_from"``
+    (``<stage>.resume_from``, else ``trainer.resume_from``: continue that finished run of the stage). None:
+    the stage starts as usual, stage 1 from a fresh network, the others from the previous stage's checkpoint.
+
+    Raises:
+        ValueError: for a value that is not a path, or when both are set.
+    """
+    stage_params = stage_params or {}
+    if "resume_from" in stage_params:  # the stage's own value wins, as for every trainer key
+        resume, resume_key = stage_params["resume_from"], f"{stage}.resume_from"
+    else:
+        resume, resume_key = (trainer_params or {}).get("resume_from"), "trainer.resume_from"
+    init, init_key = stage_params.get("init"), f"{stage}.init"
+    for value, key in ((init, init_key), (resume, resume_key)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a checkpoint directory (a path) or null, got {value!r}")
+    if init and resume:
+        raise ValueError(f"{init_key} and {resume_key} are both set: init starts a new run of {stage} from a "
+                         f"checkpoint's weights, resume_from continues a finished run of {stage}; set one")
+    if init:
+        return "init", init, init_key
+    if resume:
+        return "resume_from", resume, resume_key
+    return None
+
+
+def reads_model(stage: str, stage_params: Mapping[str, Any] | None, trainer_params: Mapping[str, Any] | None) -> bool:
+    """Whether a stage reads ``params:model``: stage 1 builds its network from it, and a stage that starts
+    from a checkpoint a parameter names checks that checkpoint's architecture against it."""
+    return stage == STAGES[0] or stage_start(stage, stage_params, trainer_params) is not None
+
+
+def check_start(stage: str, stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any] | None,
+                model_params: Mapping[str, Any] | None = None) -> tuple[str, str, str] | None:
+    """Check the checkpoint a stage starts from, when a parameter names one (its JSON only: no weights).
+
+    ``<stage>.init``: the path is a checkpoint, of the architecture of the run's ``model`` (when given).
+    ``resume_from`` besides: it holds the training state of a finished run of this stage, and ``steps``
+    (the new total) exceeds the steps that run made.
+
+    Returns:
+        :func:`stage_start`'s ``(kind, path, parameter)``, or None.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the parameter and what does not fit.
+    """
+    spec = stage_start(stage, stage_params, trainer_params)
+    if spec is None:
+        return None
+    kind, path, key = spec
+    from omnivec2_pipelines.training import checkpoint as ck  # torch: only for a stage that names a checkpoint
+
+    doc = ck.read_config(path, key)
+    if model_params is not None:
+        ck.check_model_compatible(doc["model"], model_params, f"{key}={path}")
+    if kind == "init":
+        return spec
+    state = ck.training_state_doc(path, key)
+    saved = (state.get("info") or {}).get("stage") or (doc.get("meta") or {}).get("stage")
+    if saved != stage:
+        raise ValueError(f"{key}={path} is a checkpoint of {saved}, not of {stage}: resume_from continues a finished "
+                         f"run of the same stage (to start {stage} from its weights, set {stage}.init)")
+    steps = TrainerConfig.from_params(trainer_params or {}, stage_params).steps
+    steps_key = f"{stage}.steps" if "steps" in stage_params else "trainer.steps"
+    if steps <= state["step"]:
+        raise ValueError(f"{steps_key}={steps} must exceed the {state['step']} steps that {path} already ran: with "
+                         f"{key}, steps is the new total (e.g. {steps_key}={2 * state['step']} for "
+                         f"{state['step']} more)")
+    return spec
+
+
 def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_params: Mapping[str, Any],
                           modalities: list[str], model_params: Mapping[str, Any] | None = None,
                           modality_params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -255,3 +343,146 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
     if model_params is not None:
         params = {k: v for k, v in dict(model_params).items() if k not in ("tokenizers", "heads")}
         ModelConfig.from_dict(params)
+    check_start(stage, stage_params, trainer_params, model_params)
+
+
+# ------------------------------------------------------------------------------------------------ finetune
+
+#: The fine-tuning block's own keys (beside any trainer key, which overrides ``trainer`` for fine-tuning).
+FINETUNE_KEYS: tuple[str, ...] = ("init", "modalities", "data", "tasks", "per_task", "mode", "body_lr_scale",
+                                  "layer_decay", "label_fractions", "scratch", "batch_size", "label_smoothing",
+                                  "augment", "split")
+#: Keys of one modality's entry under ``finetune.data``.
+FINETUNE_DATA_KEYS: tuple[str, ...] = ("source", "tokenization")
+FINETUNE_MODES: tuple[str, ...] = ("full", "head")
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """The ``finetune`` block, checked (see ``conf/base/parameters_finetune.yml`` for every key).
+
+    Attributes:
+        init: Checkpoint directory to start from (None: the run's multitask checkpoint).
+        modalities: Modalities whose data is fine-tuned on (None: the enabled ones).
+        data: ``{modality: {source: {...}, tokenization: {...}}}``: a data set of the modality other than
+            the run's (keys not given come from the modality's own block).
+        tasks: ``"all"`` or ``{modality: [task, ...]}``.
+        per_task: One model per (modality, task) (True) or one for all of them.
+        mode: ``full`` (everything trains, the body at ``lr * body_lr_scale``) or ``head`` (body frozen).
+        body_lr_scale: Factor on the learning rate of the shared body in ``full`` mode.
+        layer_decay: Layer-wise learning-rate decay (None: off), e.g. 0.75.
+        label_fractions: Shares of the train rows each model is trained with (stratified, seeded).
+        scratch: Also train every model from a fresh network with the same budget.
+        batch_size: Samples per step.
+        label_smoothing: As in multitask.
+        augment: ``{modality: {op: strength}}`` of the training batches (None: each modality's ``augment``).
+        split: Split the models are scored on.
+        trainer: The block's trainer keys (steps, lr, eval_every, ...), over ``trainer``.
+    """
+
+    init: str | None = None
+    modalities: tuple[str, ...] | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    tasks: Any = "all"
+    per_task: bool = True
+    mode: str = "full"
+    body_lr_scale: float = 0.1
+    layer_decay: float | None = None
+    label_fractions: tuple[float, ...] = (1.0,)
+    scratch: bool = False
+    batch_size: int = 32
+    label_smoothing: float = 0.1
+    augment: Mapping[str, Any] | None = None
+    split: str = "test"
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able, for fingerprints and checkpoint meta."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "modalities": list(self.modalities) if self.modalities is not None else None,
+                "label_fractions": list(self.label_fractions), "data": dict(self.data),
+                "trainer": dict(self.trainer)}
+
+
+def _number(value: Any, key: str, low: float, high: float, low_open: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        (value > low if low_open else value >= low) and value <= high)
+    if not ok:
+        raise ValueError(f"finetune.{key} must be a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def finetune_spec(params: Mapping[str, Any] | None, trainer_params: Mapping[str, Any] | None = None,
+                  enabled: Collection[str] = ()) -> FinetuneSpec:
+    """Check the ``finetune`` block (keys, types, ranges, trainer overrides) and return it as a spec.
+
+    Args:
+        params: The block.
+        trainer_params: The ``trainer`` block (the fine-tuning trainer keys override it).
+        enabled: The run's enabled modalities (the default of ``finetune.modalities``).
+
+    Raises:
+        ValueError / TypeError: naming ``finetune.<key>`` and what was expected.
+    """
+    from omnivec2_pipelines.modalities.base import get_modality, registered_modalities
+    from omnivec2_pipelines.params_schema import modality_schema
+
+    params = dict(params or {})
+    trainer_keys = {f.name for f in fields(TrainerConfig)}
+    check_keys(params, {**dict.fromkeys(FINETUNE_KEYS), **dict.fromkeys(trainer_keys)}, "finetune")
+    TrainerConfig.from_params(trainer_params or {}, params)  # types of the trainer overrides
+    mods = params.get("modalities")
+    mods = [mods] if isinstance(mods, str) else mods  # one name, as --params gives it
+    if mods is not None and (not isinstance(mods, list) or not all(isinstance(m, str) for m in mods) or not mods):
+        raise ValueError(f"finetune.modalities must be null (the enabled modalities) or a non-empty list of "
+                         f"names, got {mods!r}")
+    data = params.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"finetune.data must map modality -> {{source: ..., tokenization: ...}}, got {data!r}")
+    known = set(registered_modalities())
+    for m, entry in data.items():
+        if m not in known:
+            close = did_you_mean(m, known)
+            raise ValueError(f"finetune.data: unknown modality {m!r}" + (f"; did you mean {close!r}?" if close else "")
+                             + f"; registered: {sorted(known)}")
+        check_keys(entry or {}, FINETUNE_DATA_KEYS, f"finetune.data.{m}")
+        for part in FINETUNE_DATA_KEYS:  # the modality's own keys of that part
+            check_keys((entry or {}).get(part) or {}, modality_schema(get_modality(m), part), f"finetune.data.{m}.{part}")
+    modalities = tuple(mods) if mods is not None else tuple(sorted({*enabled, *data}))
+    for m in data:
+        if m not in modalities:
+            raise ValueError(f"finetune.data names {m!r}, which is not in finetune.modalities {list(modalities)}")
+    tasks = params.get("tasks", "all")
+    check_tasks(tasks, modalities, {}, key="finetune.tasks")
+    mode = params.get("mode", "full")
+    if mode not in FINETUNE_MODES:
+        raise ValueError(f"finetune.mode must be one of {list(FINETUNE_MODES)}, got {mode!r}")
+    fractions = params.get("label_fractions", [1.0])
+    if not isinstance(fractions, list) or not fractions:
+        raise ValueError(f"finetune.label_fractions must be a non-empty list of numbers in (0, 1], got {fractions!r}")
+    fractions = tuple(_number(f, "label_fractions[]", 0.0, 1.0) for f in fractions)
+    if len(set(fractions)) != len(fractions):
+        raise ValueError(f"finetune.label_fractions has repeated values: {list(fractions)}")
+    for key in ("scratch", "per_task"):
+        if not isinstance(params.get(key, False), bool):
+            raise ValueError(f"finetune.{key} must be true or false, got {params[key]!r}")
+    bs = params.get("batch_size", 32)
+    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 2:
+        raise ValueError(f"finetune.batch_size must be an integer >= 2, got {bs!r}")
+    layer_decay = params.get("layer_decay")
+    split = params.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"finetune.split must be one of train, val, test; got {split!r}")
+    init = params.get("init")
+    if init is not None and not isinstance(init, str):
+        raise ValueError(f"finetune.init must be null (the run's multitask checkpoint) or a checkpoint directory, "
+                         f"got {init!r}")
+    augment = params.get("augment")
+    check_augment(augment, modalities)
+    return FinetuneSpec(
+        init=init, modalities=modalities, data=dict(data), tasks=tasks, per_task=params.get("per_task", True),
+        mode=mode, body_lr_scale=check_body_lr_scale(params.get("body_lr_scale", 0.1), "finetune.body_lr_scale"),
+        layer_decay=None if layer_decay is None else _number(layer_decay, "layer_decay", 0.0, 1.0),
+        label_fractions=fractions, scratch=params.get("scratch", False), batch_size=bs,
+        label_smoothing=_number(params.get("label_smoothing", 0.1), "label_smoothing", 0.0, 0.999, low_open=False),
+        augment=augment, split=split, trainer={k: v for k, v in params.items() if k in trainer_keys})

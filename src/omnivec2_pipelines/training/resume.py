@@ -1,12 +1,23 @@
-"""Resumable training: the full state of a stage, written atomically every N steps.
+"""The training state of a stage: everything needed to continue it exactly, in safetensors + JSON.
 
-A stage killed at any point (even with SIGKILL) continues from its last resume point when it is
-run again, and ends with the same weights as an uninterrupted run. The state belongs to one
-configuration: a *fingerprint* of the stage's parameters, initial weights and input arrays is
-stored with it, and a run whose fingerprint differs starts fresh (and says so).
+A :class:`TrainingState` holds the weights after the last completed step, the optimizer's moments,
+every RNG, the data sources' shuffling positions, the loss history and the model selection. It
+serves two purposes:
 
-Nothing here unpickles arbitrary objects: weights are safetensors, optimizer state is read with
-``torch.load(weights_only=True)``, everything else is JSON.
+* **crash-resume** (automatic): written atomically every ``trainer.checkpoint_every`` steps to
+  ``trainer.resume_dir/<stage>``. A stage killed at any point (even with SIGKILL) continues from its
+  last resume point when it is run again, and ends with the same weights as an uninterrupted run. The
+  state belongs to one configuration: a *fingerprint* of the stage's parameters, initial weights and
+  input arrays is stored with it, and a run whose fingerprint differs starts fresh (and says so). The
+  folder is removed when the stage completes.
+* **continuing a finished stage** (``trainer.resume_from``): the state after the last step is kept
+  beside the stage's checkpoint (``<checkpoint>/training_state/``, see
+  :mod:`~omnivec2_pipelines.training.checkpoint`).
+
+Nothing here unpickles anything: tensors (weights, optimizer moments, torch RNG states) are one
+safetensors file, everything else is JSON. The optimizer state is keyed by parameter *name*, so it
+restores into a model whose parameters are listed in another order (a checkpoint rebuilt from its
+config).
 """
 
 from __future__ import annotations
@@ -27,7 +38,14 @@ from omnivec2_pipelines.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-_WEIGHTS, _OPTIM, _STATE, _BEST = "model.safetensors", "optimizer.pt", "state.json", "best.safetensors"
+#: Layout version of a state folder (1: optimizer.pt + model.safetensors, before this layout).
+FORMAT = 2
+_TENSORS, _DOC = "state.safetensors", "state.json"
+_MODEL, _BEST, _OPTIM = "model/", "best/", "optim/"
+
+
+class StateLayoutError(ValueError):
+    """A training state written in another layout (by another version of this code)."""
 
 
 @dataclass
@@ -43,6 +61,40 @@ class ResumeConfig:
     directory: Path
     every: int
     fingerprint: str
+
+
+@dataclass
+class TrainingState:
+    """A stage's full training state after ``doc["step"]`` completed steps.
+
+    Attributes:
+        tensors: ``model/<name>`` (weights of the last step), ``best/<name>`` (the model selection's
+            best weights, when there are some), ``optim/<parameter>/<key>`` (optimizer state),
+            ``rng/torch`` and ``rng/generator``.
+        doc: JSON: ``format``, ``step``, ``fingerprint`` (crash-resume), ``rng`` (numpy), ``objective``
+            (data positions), ``rows`` (loss history), ``selection``, ``optimizer`` (parameter groups by
+            name, non-tensor state) and ``info`` (``stage``, ``steps``, ...).
+    """
+
+    tensors: dict[str, torch.Tensor]
+    doc: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        """Completed optimiser steps."""
+        return int(self.doc["step"])
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The model's state dict after the last completed step."""
+        return _with_prefix(self.tensors, _MODEL)
+
+    def best_weights(self) -> dict[str, torch.Tensor] | None:
+        """The model selection's best weights, or None."""
+        return _with_prefix(self.tensors, _BEST) or None
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _update(h: "hashlib._Hash", obj: Any) -> None:
@@ -63,63 +115,170 @@ def fingerprint(params: Any, tensors: Iterable[tuple[str, np.ndarray | torch.Ten
     return h.hexdigest()
 
 
-def _rng_state(gen: np.random.Generator) -> dict[str, Any]:
-    return gen.bit_generator.state
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy that later in-place updates of the model or optimizer leave alone."""
+    return t.detach().to("cpu", copy=True).contiguous()
 
 
-def save_resume_state(cfg: ResumeConfig, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                      sched: Any, generator: torch.Generator, rng: np.random.Generator,
-                      objective_state: dict[str, Any], rows: list[dict[str, Any]],
-                      selection: dict[str, Any] | None = None,
-                      best_weights: dict[str, torch.Tensor] | None = None) -> None:
-    """Write the state after ``step`` completed steps, atomically (the old state stays until then).
+def optimizer_names(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[str]:
+    """The names of the optimizer's parameters in the order its state dict numbers them."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [by_id[id(p)] for g in opt.param_groups for p in g["params"]]
 
-    ``selection`` (JSON) and ``best_weights`` are the model selection's counters and best weights.
+
+def capture_state(step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator,
+                  rng: np.random.Generator, objective_state: dict[str, Any], rows: list[dict[str, Any]],
+                  selection: dict[str, Any] | None = None, best_weights: dict[str, torch.Tensor] | None = None,
+                  info: dict[str, Any] | None = None) -> TrainingState:
+    """Copy everything a run needs to continue after ``step`` completed steps (tensors to CPU).
+
+    Args:
+        step: Completed optimiser steps.
+        model: The network being trained.
+        opt: Its optimizer.
+        generator: The torch generator of masking and batch sampling.
+        rng: The numpy generator of the objective's draws.
+        objective_state: The objective's data positions (``Objective.state_dict``).
+        rows: The loss history so far.
+        selection: The model selection's counters (JSON).
+        best_weights: The model selection's best weights.
+        info: JSON-able facts about the run (``stage``, ``steps``, ...).
     """
-    state = {"fingerprint": cfg.fingerprint, "step": step, "scheduler": sched.state_dict(),
-             "rng": _rng_state(rng), "objective": objective_state, "rows": rows, "selection": selection}
-    with atomic_path(cfg.directory) as tmp:
+    names = optimizer_names(model, opt)
+    tensors = {f"{_MODEL}{k}": _copy(v) for k, v in model.state_dict().items()}
+    tensors.update({f"{_BEST}{k}": _copy(v) for k, v in (best_weights or {}).items()})
+    sd = opt.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for i, entry in sd["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{_OPTIM}{names[i]}/{key}"] = _copy(value)
+            else:
+                scalars.setdefault(names[i], {})[key] = value
+    tensors["rng/torch"] = torch.get_rng_state()
+    tensors["rng/generator"] = generator.get_state()
+    doc = {"format": FORMAT, "fingerprint": "", "step": int(step), "rng": rng.bit_generator.state,
+           "objective": objective_state, "rows": [dict(r) for r in rows], "selection": selection,
+           "optimizer": {"groups": [[names[i] for i in g["params"]] for g in sd["param_groups"]],
+                         "scalars": scalars}, "info": dict(info or {})}
+    return TrainingState(tensors, doc)
+
+
+def restore_state(state: TrainingState, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                  generator: torch.Generator, rng: np.random.Generator, what: str, torch_rng: bool = True) -> None:
+    """Load weights, optimizer state and RNGs of ``state`` in place.
+
+    The optimizer keeps its own hyperparameters (learning rates, weight decay: the run's); only its
+    state (moments, step counts) is restored, matched to the parameters by name.
+
+    Args:
+        state: What to restore.
+        model: The network (same parameters as when the state was captured).
+        opt: Its freshly built optimizer.
+        generator: The torch generator of masking and batch sampling.
+        rng: The numpy generator of the objective's draws.
+        what: Names the state in errors (its folder or parameter).
+        torch_rng: Restore the global torch RNG too (not on the other ranks of a data-parallel run,
+            whose dropout differs from rank 0's).
+
+    Raises:
+        ValueError: when the model's or the optimizer's parameters differ from the saved ones.
+    """
+    missing, unexpected = model.load_state_dict(state.weights(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{what}: the saved weights do not fit the model: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}")
+    names = optimizer_names(model, opt)
+    saved = state.doc["optimizer"]
+    current = opt.state_dict()
+    groups = [{names[i] for i in g["params"]} for g in current["param_groups"]]
+    if [set(g) for g in saved["groups"]] != groups:
+        raise ValueError(f"{what}: the saved optimizer state has {len(saved['groups'])} parameter group(s) of "
+                         f"{[len(g) for g in saved['groups']]} parameters; this run's optimizer has "
+                         f"{[len(g) for g in groups]} (different trainable parameters)")
+    index = {n: i for i, n in enumerate(names)}
+    entries: dict[int, dict[str, Any]] = {}
+    for key, t in _with_prefix(state.tensors, _OPTIM).items():
+        name, _, field = key.rpartition("/")
+        entries.setdefault(index[name], {})[field] = t
+    for name, values in saved["scalars"].items():
+        entries.setdefault(index[name], {}).update(values)
+    opt.load_state_dict({"state": entries, "param_groups": current["param_groups"]})
+    if torch_rng:
+        torch.set_rng_state(state.tensors["rng/torch"])
+    generator.set_state(state.tensors["rng/generator"])
+    rng.bit_generator.state = state.doc["rng"]
+
+
+def write_state(state: TrainingState, directory: str | Path) -> None:
+    """Write ``state.safetensors`` + ``state.json`` to ``directory``, atomically (it is replaced as a whole)."""
+    with atomic_path(directory) as tmp:
         tmp.mkdir()
-        if best_weights is not None:
-            save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / _BEST))
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / _WEIGHTS))
-        torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "generator": generator.get_state()}, tmp / _OPTIM)
-        (tmp / _STATE).write_text(json.dumps(state))
+        save_file({k: v.contiguous() for k, v in state.tensors.items()}, str(tmp / _TENSORS))
+        (tmp / _DOC).write_text(json.dumps(state.doc))
 
 
-def load_resume_state(cfg: ResumeConfig, stage: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                      sched: Any, generator: torch.Generator, rng: np.random.Generator
-                      ) -> tuple[int, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None,
-                                 dict[str, torch.Tensor] | None] | None:
-    """Restore a matching state in place.
+def read_state_doc(directory: str | Path) -> dict[str, Any]:
+    """The JSON part of the state in ``directory`` (cheap: no tensors are read).
 
-    Returns:
-        ``(step, objective_state, rows, selection, best_weights)``, or None to start fresh.
+    Raises:
+        FileNotFoundError: without a state.
+        ValueError: when it is unreadable (:class:`StateLayoutError`: of another layout).
+    """
+    d = Path(directory)
+    if not (d / _DOC).is_file():
+        raise FileNotFoundError(f"{d} holds no training state ({_DOC} + {_TENSORS})")
+    try:
+        doc = json.loads((d / _DOC).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"training state {d / _DOC} is unreadable: {e}") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format", 1) if isinstance(doc, dict) else "?"
+        raise StateLayoutError(f"training state {d} has layout {found}, this version reads layout {FORMAT}")
+    return doc
+
+
+def read_state(directory: str | Path) -> TrainingState:
+    """The state saved in ``directory`` (see :func:`read_state_doc` for the errors)."""
+    d = Path(directory)
+    doc = read_state_doc(d)
+    try:
+        tensors = load_file(str(d / _TENSORS))
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"training state {d / _TENSORS} is unreadable: {e}") from e
+    return TrainingState(tensors, doc)
+
+
+def save_resume_state(cfg: ResumeConfig, state: TrainingState) -> None:
+    """Write the crash-resume state, atomically (the old state stays until then)."""
+    write_state(TrainingState(state.tensors, {**state.doc, "fingerprint": cfg.fingerprint}), cfg.directory)
+
+
+def load_resume_state(cfg: ResumeConfig, stage: str) -> TrainingState | None:
+    """The crash-resume state of this configuration, or None to start fresh.
+
+    A state of another configuration (fingerprint) or layout is removed; an unreadable one is left
+    alone (and a warning says so).
     """
     d = cfg.directory
-    if cfg.every <= 0 or not (d / _STATE).is_file():
+    if cfg.every <= 0 or not (d / _DOC).is_file():
         return None
     try:
-        state = json.loads((d / _STATE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        log.warning("%s: resume state %s is unreadable (%s); starting fresh", stage, d, e)
+        state = read_state(d)
+    except StateLayoutError as e:
+        log.info("%s: %s; starting fresh", stage, e)
+        shutil.rmtree(d, ignore_errors=True)
         return None
-    if state.get("fingerprint") != cfg.fingerprint:
+    except ValueError as e:
+        log.warning("%s: %s; starting fresh", stage, e)
+        return None
+    if state.doc.get("fingerprint") != cfg.fingerprint:
         log.info("%s: parameters or inputs changed since the resume state in %s was written; starting fresh",
                  stage, d)
         shutil.rmtree(d, ignore_errors=True)
         return None
-    model.load_state_dict(load_file(str(d / _WEIGHTS)))
-    tensors = torch.load(d / _OPTIM, weights_only=True)
-    opt.load_state_dict(tensors["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(tensors["torch_rng"])
-    generator.set_state(tensors["generator"])
-    rng.bit_generator.state = state["rng"]
-    log.info("%s: resumed from step %d (state in %s)", stage, state["step"], d)
-    best = load_file(str(d / _BEST)) if (d / _BEST).is_file() else None
-    return int(state["step"]), state["objective"], state["rows"], state.get("selection"), best
+    log.info("%s: resumed from step %d (state in %s)", stage, state.step, d)
+    return state
 
 
 def clear_resume_state(cfg: ResumeConfig) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,18 +18,24 @@ from omnivec2_pipelines.models.layers import Block
 from omnivec2_pipelines.training import distributed as ddp
 from omnivec2_pipelines.training.config import TrainerConfig
 from omnivec2_pipelines.training.objectives import Objective, StepContext, StepOutput
+from omnivec2_pipelines.training.tracking import TrainingCallback
 from omnivec2_pipelines.training.validation import Selection, Validator
 from omnivec2_pipelines.training.resume import (
     ResumeConfig,
+    TrainingState,
+    capture_state,
     clear_resume_state,
     load_resume_state,
+    restore_state,
     save_resume_state,
 )
 
 log = logging.getLogger(__name__)
 
 #: Callbacks ``fn(stage, step, loss)`` called after every step of every stage (e.g. a hyperparameter
-#: sweep reporting intermediate values to its pruner). They may raise to stop the stage.
+#: sweep reporting intermediate values to its pruner). They may raise to stop the stage. For more than
+#: the loss (validations, the end of a stage) give :meth:`Trainer.fit` a
+#: :class:`~omnivec2_pipelines.training.tracking.TrainingCallback`.
 STEP_CALLBACKS: list[Callable[[str, int, float], None]] = []
 
 
@@ -49,10 +55,23 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _lr_factor(step: int, cfg: TrainerConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` at ``steps``."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _schedule_at(opt: torch.optim.Optimizer, sched: Any, step: int, cfg: TrainerConfig) -> None:
+    """Put the schedule of this run's ``cfg`` at ``step`` completed steps (after restoring a state).
+
+    The learning rates are this run's (``lr``, ``warmup_steps``, ``min_lr_ratio``, ``steps``): a crash-resumed
+    run continues its own schedule exactly; a continued finished stage (``resume_from``) follows the schedule
+    of one run of the new total ``steps`` from ``step`` on.
+    """
+    sched.last_epoch = step
+    for g in opt.param_groups:
+        g["lr"] = g["initial_lr"] * _lr_factor(step, cfg)
 
 
 def compile_blocks(model: torch.nn.Module) -> int:
@@ -76,6 +95,20 @@ class _StepModule(torch.nn.Module):
         return self.objective.step(self.model, ctx)
 
 
+def param_groups(model: torch.nn.Module, objective: Objective, cfg: TrainerConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not on biases, norms, position embeddings), and the
+    learning rate of each parameter scaled by :meth:`Objective.lr_scale` (0 freezes it: no group, no grad)."""
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        scale = float(objective.lr_scale(name))
+        if scale <= 0.0:
+            p.requires_grad_(False)
+            continue
+        groups.setdefault((p.ndim >= 2 and "pos" not in name, scale), []).append(p)
+    return [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": cfg.lr * scale}
+            for (decay, scale), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))]
+
+
 class Trainer:
     """Runs ``cfg.steps`` optimiser steps of an :class:`Objective` on a model.
 
@@ -92,47 +125,42 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         #: After :meth:`fit`: the chosen step, its val score, why training stopped, which weights were kept.
         self.selection: dict[str, Any] = {}
+        #: After :meth:`fit` (rank 0): the training state after the last step, to continue the stage later.
+        self.final_state: TrainingState | None = None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _resume(self, resume: ResumeConfig, stage: str, model: OmniVec2, opt: torch.optim.Optimizer, sched: Any,
-                ctx: StepContext, objective: Objective, selection: Selection) -> tuple[int, list[dict[str, Any]]]:
-        """Load the resume state on rank 0 and hand it to every rank; ``(first step, rows)``."""
+    def _load_resume(self, resume: ResumeConfig, stage: str) -> TrainingState | None:
+        """The crash-resume state, read on rank 0 and handed to every rank (the others may not see its disk)."""
         rank, world = ddp.rank_world()
-        loaded = load_resume_state(resume, stage, model, opt, sched, ctx.generator, ctx.rng) if rank == 0 else None
-        if world > 1:  # the other ranks may not see rank 0's disk
-            state = None if loaded is None else (loaded, model.state_dict(), opt.state_dict(), sched.state_dict(),
-                                                 ctx.generator.get_state(), ctx.rng.bit_generator.state)
-            state = ddp.broadcast_from_rank0(state)
-            if state is not None and rank > 0:
-                loaded, weights, opt_state, sched_state, gen_state, rng_state = state
-                model.load_state_dict(weights)
-                opt.load_state_dict(opt_state)
-                sched.load_state_dict(sched_state)
-                ctx.generator.set_state(gen_state)
-                ctx.rng.bit_generator.state = rng_state
-            elif state is not None:
-                loaded = state[0]
-        if loaded is None:
-            return 0, []
-        first, objective_state, rows, sel_state, best = loaded
-        objective.load_state_dict(objective_state)
-        if sel_state is not None:
-            selection.load_state_dict(sel_state, best)
-        return first, rows
+        state = load_resume_state(resume, stage) if rank == 0 else None
+        return ddp.broadcast_from_rank0(state) if world > 1 else state
+
+    def _restore(self, state: TrainingState, stage: str, model: OmniVec2, opt: torch.optim.Optimizer, sched: Any,
+                 ctx: StepContext, objective: Objective, selection: Selection) -> tuple[int, list[dict[str, Any]]]:
+        """Continue from ``state`` in place; ``(first step, history rows so far)``."""
+        restore_state(state, model, opt, ctx.generator, ctx.rng, stage, torch_rng=ctx.shard[0] == 0)
+        objective.load_state_dict(state.doc["objective"])
+        if state.doc.get("selection") is not None:
+            selection.load_state_dict(state.doc["selection"], state.best_weights())
+        _schedule_at(opt, sched, state.step, self.cfg)
+        return state.step, [dict(r) for r in state.doc["rows"]]
 
     def fit(self, model: OmniVec2, objective: Objective, stage: str, resume: ResumeConfig | None = None,
-            on_step: Callable[[int], None] | None = None, validator: Validator | None = None) -> pd.DataFrame:
+            on_step: Callable[[int], None] | None = None, validator: Validator | None = None,
+            continue_from: TrainingState | None = None,
+            callbacks: Sequence[TrainingCallback] = ()) -> pd.DataFrame:
         """Train in place; returns the loss history (one row per step, averaged over ranks).
 
         With a ``validator`` and ``trainer.eval_every`` > 0, the model is scored on held-out rows
         every ``eval_every`` steps and after the last one (columns ``val.score`` and the validator's
         metrics in the history); the stage ends early after ``trainer.early_stopping`` evaluations
         without improvement, and with ``trainer.select_best`` the model ends with the weights of its
-        best evaluation. :attr:`selection` then says which step was chosen and why training stopped.
+        best evaluation. :attr:`selection` then says which step was chosen and why training stopped,
+        and :attr:`final_state` holds the state after the last step (to continue the stage later).
 
         Args:
             model: The network (moved to the trainer's device).
@@ -141,6 +169,12 @@ class Trainer:
             resume: Where to save the resume state every N steps and resume from it.
             on_step: Called with the step index after every completed step.
             validator: Scores the model on val rows (higher is better).
+            continue_from: The final state of a finished run of this stage: training goes on from its
+                step to ``cfg.steps`` (the new total), as one run of ``cfg.steps`` would from there; the
+                early-stopping patience counts afresh. A crash-resume state, when there is one, is newer
+                and wins.
+            callbacks: Told of every step, every validation and the end of the stage (e.g. experiment
+                tracking, :mod:`~omnivec2_pipelines.training.tracking`).
 
         Raises:
             FloatingPointError: on a non-finite loss, naming stage, step and what was trained.
@@ -151,17 +185,20 @@ class Trainer:
         model.to(self.device).train()
         if cfg.compile:
             log.info("%s: compiled %d transformer blocks", stage, compile_blocks(model))
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "pos" in n]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+        opt = torch.optim.AdamW(param_groups(model, objective, cfg), lr=cfg.lr,
                                 fused=self.device.type in ("cpu", "cuda"))  # one kernel for all parameters
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
         ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device,
                           (rank, world), cfg.pin_memory and self.device.type == "cuda")
         sel = Selection(cfg.early_stopping)
         validate = validator is not None and cfg.eval_every > 0
-        first, rows = self._resume(resume, stage, model, opt, sched, ctx, objective, sel) if resume else (0, [])
+        state = self._load_resume(resume, stage) if resume else None
+        first, rows = 0, []
+        if state is None and continue_from is not None:
+            first, rows = self._restore(continue_from, stage, model, opt, sched, ctx, objective, sel)
+            sel.since_best = 0
+        elif state is not None:
+            first, rows = self._restore(state, stage, model, opt, sched, ctx, objective, sel)
         runner: torch.nn.Module = _StepModule(model, objective)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -206,10 +243,17 @@ class Trainer:
             stop = False
             if validate and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
                 stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
+                for cb in callbacks:
+                    cb.on_eval(stage, step, rows[-1])
+            if callbacks:
+                info = {**rows[-1], "samples_per_s": samples / elapsed, "last": stop or step + 1 == cfg.steps}
+                for cb in callbacks:
+                    cb.on_step(stage, step, info)
             if (rank == 0 and resume is not None and resume.every and (step + 1) % resume.every == 0
                     and step + 1 < cfg.steps and not stop):
-                save_resume_state(resume, step + 1, model, opt, sched, ctx.generator, ctx.rng,
-                                  objective.state_dict(), rows, sel.state_dict(), sel.best_state)
+                save_resume_state(resume, capture_state(step + 1, model, opt, ctx.generator, ctx.rng,
+                                                        objective.state_dict(), rows, sel.state_dict(),
+                                                        sel.best_state, {"stage": stage, "steps": cfg.steps}))
             if on_step is not None:
                 on_step(step)
             for callback in STEP_CALLBACKS:
@@ -219,7 +263,11 @@ class Trainer:
         bar.close()
         if resume is not None and rank == 0:
             clear_resume_state(resume)
+        self.final_state = capture_state(len(rows), model, opt, ctx.generator, ctx.rng, objective.state_dict(),
+                                         rows, sel.state_dict(), sel.best_state,
+                                         {"stage": stage, "steps": cfg.steps}) if rank == 0 else None
         self.selection = sel.summary(len(rows), cfg.steps)
+        self.selection["best_step"] = sel.best_step if sel.evaluations else None
         if cfg.select_best and sel.best_state is not None:
             model.load_state_dict(sel.best_state)
             self.selection["weights"] = "best val step"
@@ -229,6 +277,12 @@ class Trainer:
         if rank == 0 and sel.evaluations:
             log.info("%s: %s; keeping the weights of step %d (val score %.4f)", stage, self.selection["stopped"],
                      self.selection["chosen_step"], sel.best_score)
+        if callbacks:
+            elapsed = time.perf_counter() - start
+            summary = {**self.selection, "steps_run": len(rows), "final_loss": rows[-1]["loss"] if rows else None,
+                       "samples_per_s": samples / elapsed if elapsed > 0 else None}
+            for cb in callbacks:
+                cb.on_end(stage, summary)
         model.eval()
         return pd.DataFrame(rows)
 

@@ -58,11 +58,12 @@ class TabularColumnsTokenizer(Tokenizer):
             raise ValueError(f"expected table rows (B, {self.n_columns}) = {self.n_numeric} numeric + "
                              f"{len(self.cardinalities)} categorical columns, got {tuple(x.shape)}")
         codes = x[:, self.n_numeric:]
+        checked = codes.numel() and not torch.compiler.is_exporting()  # data-dependent: not traced by torch.export
         if codes.is_floating_point():
-            if codes.numel() and not torch.equal(codes, codes.round()):
+            if checked and not torch.equal(codes, codes.round()):
                 raise ValueError("categorical columns must hold integer codes")
         codes = codes.long()
-        if codes.numel() and ((codes < 0) | (codes >= self.card)).any():
+        if checked and ((codes < 0) | (codes >= self.card)).any():
             bad = int(((codes < 0) | (codes >= self.card)).any(0).nonzero()[0, 0])
             raise ValueError(f"categorical column {bad} (input column {self.n_numeric + bad}) has "
                              f"codes outside [0, {self.cardinalities[bad]})")

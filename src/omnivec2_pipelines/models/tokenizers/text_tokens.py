@@ -47,7 +47,8 @@ class TextTokensTokenizer(Tokenizer):
             raise ValueError(f"expected token ids (B, L<= {self.max_len}), got {tuple(x.shape)}")
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ValueError(f"expected integer token ids, got dtype {x.dtype}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
+        checked = x.numel() and not torch.compiler.is_exporting()  # data-dependent: not traced by torch.export
+        if checked and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.vocab_size}), got "
                              f"[{int(x.min())}, {int(x.max())}]")
         return x.long()

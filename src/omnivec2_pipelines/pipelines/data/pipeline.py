@@ -12,7 +12,7 @@ Each reads its part of the modality's one parameter block (``conf/base/parameter
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -46,6 +46,6 @@ TEMPLATES: dict[str, Callable[[str], Pipeline]] = {"sample_data": sample_data_te
                                                    "tokenization": tokenization_template}
 
 
-def create_pipelines(modalities: list[str]) -> dict[str, Pipeline]:
+def create_pipelines(modalities: list[str], params: Mapping[str, Any] | None = None) -> dict[str, Pipeline]:
     """``sample_data``, ``ingestion`` and ``tokenization``, each its template instantiated for every modality."""
     return {name: sum((template(m) for m in modalities), Pipeline([])) for name, template in TEMPLATES.items()}
