@@ -64,3 +64,20 @@ def make_bundles(root: Path) -> dict:
     params = tiny_params(root)
     return {m: get_modality(m).tokenize(get_modality(m).read(params[m]["source"]), params[m]["tokenization"])
             for m in MODALITIES}
+
+
+def tiny_tables_and_bundles(root: Path, modalities: tuple[str, ...] | list[str],
+                            params: dict | None = None) -> tuple[dict, dict]:
+    """The tiny embedded data of ``modalities`` written under ``root``, read and tokenized with the project's
+    parameters: ``({modality: canonical table}, {modality: ArrayBundle})``."""
+    from omnivec2_pipelines.modalities.base import get_modality
+
+    params = tiny_params(root) if params is None else params
+    tables, bundles = {}, {}
+    for m in modalities:
+        mod = get_modality(m)
+        mod.make_sample_data(root / m, params[m]["sample_data"])
+        tables[m] = mod.read(params[m]["source"])
+        bundles[m] = mod.tokenize(tables[m], params[m]["tokenization"])
+    return tables, bundles
+

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnivec2_pipelines.modalities import get_modality
 from omnivec2_pipelines.modalities.base import ArrayBundle
-from tests.tiny import TINY, tiny_params
+from tests.tiny import TINY, tiny_tables_and_bundles
 
 #: The modalities of the tiny checkpoint: a classification task (image) and a regression one with a target
 #: scale (infrared spectra, fat %).
@@ -15,14 +14,7 @@ MODALITIES = ("image", "infrared")
 
 def tiny_data(root: Path) -> tuple[dict, dict[str, ArrayBundle]]:
     """Tiny raw data of :data:`MODALITIES` under ``root`` and ``({modality: table}, {modality: bundle})``."""
-    params = tiny_params(root)
-    tables, bundles = {}, {}
-    for m in MODALITIES:
-        mod = get_modality(m)
-        mod.make_sample_data(root / m, params[m]["sample_data"])
-        tables[m] = mod.read(params[m]["source"])
-        bundles[m] = mod.tokenize(tables[m], params[m]["tokenization"])
-    return tables, bundles
+    return tiny_tables_and_bundles(root, MODALITIES)
 
 
 def train_checkpoint(bundles: dict[str, ArrayBundle], path: Path, steps: int = 6) -> Path:

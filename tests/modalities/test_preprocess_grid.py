@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from omnivec2_pipelines.modalities import DataError, get_modality
-from tests.tiny import tiny_params
+from tests.tiny import tiny_params, tiny_tables_and_bundles
 
 MODALITIES = ("image", "xray", "infrared", "depth", "video", "hyperspectral")
 #: Columns preprocess must not need.
@@ -24,12 +24,7 @@ def grid_data(tmp_path_factory) -> dict:
     """Tiny embedded data of the six modalities: raw root, params, canonical tables and bundles."""
     root = tmp_path_factory.mktemp("grid_raw")
     params = tiny_params(root)
-    tables, bundles = {}, {}
-    for m in MODALITIES:
-        mod = get_modality(m)
-        mod.make_sample_data(root / m, params[m]["sample_data"])
-        tables[m] = mod.read(params[m]["source"])
-        bundles[m] = mod.tokenize(tables[m], params[m]["tokenization"])
+    tables, bundles = tiny_tables_and_bundles(root, MODALITIES, params)
     return {"root": root, "params": params, "tables": tables, "bundles": bundles}
 
 

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from omnivec2_pipelines.modalities import DataError, get_modality
 from omnivec2_pipelines.modalities.base import SPLITS
-from tests.tiny import tiny_params
+from tests.tiny import tiny_tables_and_bundles
 
 MODALITIES = ("audio", "text", "tabular", "time_series", "imu", "graph", "point_cloud")
 LABEL_COLUMNS = ["label", "label_name", "split"]
@@ -25,14 +25,9 @@ LABEL_COLUMNS = ["label", "label_name", "split"]
 def seq_data(tmp_path_factory) -> dict:
     """Tiny embedded data of these modalities: raw root, canonical tables and bundles (meta through JSON)."""
     root = tmp_path_factory.mktemp("seq_raw")
-    params = tiny_params(root)
-    tables, bundles = {}, {}
-    for m in MODALITIES:
-        mod = get_modality(m)
-        mod.make_sample_data(root / m, params[m]["sample_data"])
-        tables[m] = mod.read(params[m]["source"])
-        bundles[m] = mod.tokenize(tables[m], params[m]["tokenization"])
-        bundles[m].meta = json.loads(json.dumps(bundles[m].meta))  # as a saved bundle gives it back
+    tables, bundles = tiny_tables_and_bundles(root, MODALITIES)
+    for b in bundles.values():
+        b.meta = json.loads(json.dumps(b.meta))  # as a saved bundle gives it back
     return {"root": root, "tables": tables, "bundles": bundles}
 
 
