@@ -119,10 +119,10 @@ def test_nested_runs_of_a_sweep_or_study_are_untracked() -> None:
 def test_a_tracker_that_cannot_start_warns_and_the_stage_still_trains(tmp_path, monkeypatch, bundles,
                                                                       tiny_model_params, caplog) -> None:
     """DVCLive refuses a DVC project in a git repository with no commit yet: the stage trains untracked."""
-    import subprocess
+    from tests.project_copy import run_cmd  # the test interpreter's dvc first on PATH (no venv activated)
 
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+        run_cmd(cmd, tmp_path)
     monkeypatch.chdir(tmp_path)
     _, hist = _stage_1(bundles, tiny_model_params, track="dvclive", track_dir="live", eval_every=3)
     assert len(hist) == 5
