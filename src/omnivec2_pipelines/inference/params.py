@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from omnivec2_pipelines.checks import pos_int
 from omnivec2_pipelines.params_schema import check_keys
 
 #: Keys of ``predict`` (``conf/base/parameters_predict.yml``).
@@ -14,11 +15,6 @@ EXPORT_KEYS = ("checkpoint", "tasks", "formats", "examples", "out_dir")
 ON_ERROR = ("raise", "skip")
 #: ``export.formats`` values (as :data:`omnivec2_pipelines.inference.export.FORMATS`).
 EXPORT_FORMATS = ("torch_export", "onnx")
-
-
-def _positive_int(value: Any, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive int, got {value!r}")
 
 
 def _path(value: Any, key: str) -> None:
@@ -45,7 +41,7 @@ def check_predict_params(value: Any, params: Mapping[str, Any] | None = None) ->
         raise ValueError(f"predict.task must be a task name (e.g. 'classification'), got {value.get('task')!r}")
     _path(value.get("path"), "predict.path")
     _path(value.get("checkpoint"), "predict.checkpoint")
-    _positive_int(value.get("batch_size", 256), "predict.batch_size")
+    pos_int(dict(value), "batch_size", "predict", 256)
     if value.get("on_error", "raise") not in ON_ERROR:
         raise ValueError(f"predict.on_error must be one of {list(ON_ERROR)}, got {value.get('on_error')!r}")
     if not isinstance(value.get("device", "auto"), str):
@@ -71,4 +67,4 @@ def check_export_params(value: Any, params: Mapping[str, Any] | None = None) -> 
     formats = value.get("formats", list(EXPORT_FORMATS))
     if not isinstance(formats, list) or not formats or any(f not in EXPORT_FORMATS for f in formats):
         raise ValueError(f"export.formats must be a non-empty list of {list(EXPORT_FORMATS)}, got {formats!r}")
-    _positive_int(value.get("examples", 8), "export.examples")
+    pos_int(dict(value), "examples", "export", 8)
