@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from omnivec2_pipelines.models import HeadConfig, ModelConfig, OmniVec2
+from omnivec2_pipelines.models.layers import Encoder, masked_mean
 from omnivec2_pipelines.models.tokenizers.graph_nodes import GraphNodesTokenizer
 
 V, F, M = 3, 3 + 4 + 1, 6  # 3 label one-hot columns, 4 other features, flag
@@ -114,3 +115,46 @@ def test_whole_model_forward_backward_with_padding() -> None:
         x2 = x.clone()
         x2[2, 2:, :-1] = 7.0  # garbage in padding rows (flag stays 0)
         assert torch.allclose(m("mod", x, "classification"), m("mod", x2, "classification"), atol=1e-5)
+
+
+def test_an_empty_graph_gets_one_placeholder_token_and_stays_finite() -> None:
+    """A graph with no real node keeps one valid (zero) token, so attention always has a key; the
+    other graphs of the batch are unchanged by it."""
+    tok = _tok()
+    x = _x(sizes=(6, 0, 2))
+    x[1, :, :-1] = 7.0  # garbage in the empty graph's padding rows (flags stay 0)
+    tokens, valid = tok(x)
+    assert valid.sum(1).tolist() == [6, 1, 2] and bool(valid[1, 0])
+    assert (tokens[1] == 0).all()  # the placeholder does not read the padding features
+    assert torch.equal(valid[[0, 2]], x[[0, 2], :, -1] > 0.5)  # non-empty graphs: exactly their flags
+    torch.manual_seed(0)
+    enc = Encoder(16, 2, 2)
+    out = enc(tokens, valid)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[[0, 2]], enc(*tok(x[[0, 2]])), atol=1e-6)
+    masked_mean(out, valid).pow(2).sum().backward()
+    for name, p in [*tok.named_parameters(), *enc.named_parameters()]:
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_whole_model_with_an_empty_graph_is_finite() -> None:
+    torch.manual_seed(0)
+    m = OmniVec2(ModelConfig(width=32, depth_f=1, heads_f=2, reduced_width=32, depth_g=1, heads_g=2,
+                             tokenizers={"mod": dict(CFG)}))
+    m.add_head(HeadConfig("mod", "classification", "classification", 3))
+    x = _x(sizes=(6, 0, 2))
+    out = m("mod", x, "classification")
+    assert torch.isfinite(out).all()
+    (s,) = m.forward_features(m.encode("mod", x, 0.5))
+    tok = m.tokenizers["mod"]
+    weight = (s.mask.masked & s.full_valid).float()
+    assert weight.sum(1).tolist() == [3.0, 0.0, 1.0]  # the placeholder is never a reconstruction target
+    loss = tok.reconstruction_loss(m.reconstruct(s), tok.patchify(x), weight, True)
+    (loss + out.mean()).backward()
+    assert torch.isfinite(loss)
+    for name, p in m.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+    m.eval()
+    with torch.no_grad():  # the other graphs score as they do without the empty one
+        assert torch.allclose(m("mod", x, "classification")[[0, 2]], m("mod", x[[0, 2]], "classification"),
+                              atol=1e-5)

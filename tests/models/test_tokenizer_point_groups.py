@@ -226,3 +226,35 @@ def test_grouping_runs_once_per_forward() -> None:
     with mock.patch.object(point_groups, "farthest_point_sample", wraps=farthest_point_sample) as fps:
         m("mod", x, "segmentation")
         assert fps.call_count == 1
+
+
+def test_tokens_do_not_depend_on_the_rest_of_the_batch_nor_on_train_or_eval() -> None:
+    """No batch statistics in the mini-PointNet: a cloud's tokens are the same alone, in any batch, in
+    train and in eval mode (so data-parallel ranks need no synchronised norm to match one process)."""
+    tok, x = _tok(), _x(4)
+    tok.train()
+    full, _ = tok(x)
+    for i in range(4):
+        alone, _ = tok(x[i:i + 1])
+        assert torch.allclose(alone[0], full[i], atol=1e-5), i
+    shuffled, _ = tok(x[[2, 0, 3, 1]])
+    assert torch.allclose(shuffled, full[[2, 0, 3, 1]], atol=1e-5)
+    tok.eval()
+    with torch.no_grad():
+        assert torch.allclose(tok(x)[0], full, atol=1e-5)
+    assert not list(tok.buffers())  # no running statistics to keep or synchronise
+
+
+def test_farthest_point_sample_needs_no_gradient_and_no_host_sync() -> None:
+    x = _x(2).requires_grad_(True)
+    idx = farthest_point_sample(x, 8)
+    assert not idx.requires_grad and idx.tolist() == _slow_fps(x.detach(), 8)
+    if not torch.cuda.is_available():
+        pytest.skip("the host-sync check needs CUDA")
+    xc = x.detach().cuda()
+    torch.cuda.set_sync_debug_mode("error")  # any device-to-host read inside the loop raises
+    try:
+        idx_cuda = farthest_point_sample(xc, 8)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(idx_cuda.cpu(), idx)

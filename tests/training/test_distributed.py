@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from omnivec2_pipelines.modalities.base import ArrayBundle, TaskSpec
 from omnivec2_pipelines.training import distributed, stages
 from omnivec2_pipelines.training.distributed import LaunchSpec
 from omnivec2_pipelines.training.stages import _pretrain_sources
@@ -27,14 +28,34 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert worst < 2e-5, f"weights differ by up to {worst}"
 
 
+def _point_bundle(n: int = 32, p: int = 64, k: int = 2, seed: int = 2) -> ArrayBundle:
+    """Clouds whose class stretches them along x (tokenizer ``point_groups``, mini-PointNet)."""
+    rng = np.random.default_rng(seed)
+    arrays, splits = {}, {}
+    for split, size in (("train", n), ("val", n // 4), ("test", n // 4)):
+        y = rng.integers(0, k, size=size).astype(np.int64)
+        x = rng.normal(size=(size, p, 3)).astype(np.float32)
+        x[:, :, 0] *= 1.0 + y[:, None]
+        arrays[f"{split}.x"], arrays[f"{split}.y.classification"] = x, y
+        splits[split] = size
+    task = TaskSpec("classification", "classification", "x", "y.classification", k, (k,), ("round", "long"))
+    meta = {"modality": "points", "pretrain_input_key": "x", "splits": splits,
+            "tasks": {"classification": task.to_dict()},
+            "tokenizer": {"kind": "point_groups", "n_points": p, "n_groups": 8, "group_size": 8}}
+    return ArrayBundle(arrays, meta)
+
+
 @pytest.mark.slow
 def test_two_ranks_train_the_same_weights_as_one_process(bundles, tiny_model_params) -> None:
+    # point clouds too: their tokenizer keeps no batch statistics, so a rank's half-batch gives the same tokens
+    bundles = {**bundles, "points": _point_bundle()}
     unimodal = {"steps": 5, "batch_size": 8, "mask_ratio": 0.5}
     ck1, h1 = stages.pretrain_unimodal(bundles, tiny_model_params, unimodal, TRAINER)
     ck2, h2 = stages.pretrain_unimodal(bundles, tiny_model_params, unimodal, {**TRAINER, "nproc_per_node": 2})
     _assert_same_weights(ck1.model, ck2.model)
     assert np.allclose(h1["loss"], h2["loss"], atol=1e-5) and list(h1["what"]) == list(h2["what"])
     assert (ck1.model.state_dict()["f.norm.weight"] != 1).any()  # it did train
+    assert "points" in set(h1["what"]), list(h1["what"])
 
     multitask = {"steps": 5, "batch_size": 8}  # heads + unused tokenizers in every step
     ck3, h3 = stages.multitask(ck1, bundles, multitask, TRAINER)

@@ -15,9 +15,12 @@ class GraphNodesTokenizer(Tokenizer):
 
     Input ``(B, M, F)`` with ``M <= max_nodes``: per node ``[one-hot node label (n_node_labels
     columns) | other features (attributes, Laplacian PE, degree) | valid flag]``; rows with a
-    flag ``<= 0.5`` are padding (``valid=False``, token zeroed). No per-index position
-    embedding: node order is arbitrary, so positional information comes from the Laplacian
-    eigenvector features (the learned projection embeds them).
+    flag ``<= 0.5`` are padding (``valid=False``, token zeroed). A graph without any real node
+    keeps its first token valid as a zero placeholder (as text keeps position 0), so attention
+    always has a key to attend to; the masking never hides a sample's only real token, so the
+    placeholder is never a reconstruction target. No per-index position embedding: node order
+    is arbitrary, so positional information comes from the Laplacian eigenvector features (the
+    learned projection embeds them).
 
     Args:
         n_features: F, including the validity flag (last column).
@@ -45,8 +48,10 @@ class GraphNodesTokenizer(Tokenizer):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
-        valid = x[..., -1] > 0.5  # (B, M)
-        tokens = self.proj(x[..., :-1]) * valid.unsqueeze(-1).to(x.dtype)  # (B, M, width)
+        real = x[..., -1] > 0.5  # (B, M)
+        tokens = self.proj(x[..., :-1]) * real.unsqueeze(-1).to(x.dtype)  # (B, M, width)
+        valid = real.clone()
+        valid[:, 0] |= ~real.any(1)  # empty graphs: token 0 (zero) is the placeholder
         return tokens, valid
 
     def patchify(self, x: Tensor, aux: object = None) -> Tensor:

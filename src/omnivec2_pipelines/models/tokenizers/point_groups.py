@@ -11,21 +11,30 @@ from omnivec2_pipelines.models.tokenizers import register_tokenizer
 from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
 
+@torch.no_grad()
 def farthest_point_sample(x: Tensor, m: int) -> Tensor:
     """Deterministic farthest point sampling: (B, P, 3) → (B, m) int64 indices.
 
     Starts at index 0 of every cloud; each next index is the point farthest (squared
-    Euclidean) from the chosen ones, ties going to the lowest index (``argmax``).
+    Euclidean, summed over the coordinates in order, as the numpy version of the point-cloud
+    modality) from the chosen ones, ties going to the lowest index (``argmax``). ``m - 1``
+    iterations of batched, in-place tensor ops on contiguous per-coordinate ``(B, P)`` planes;
+    everything stays on ``x``'s device (no host read, so no accelerator sync inside the loop).
     """
     b, p, _ = x.shape
-    idx = torch.zeros(b, m, dtype=torch.long, device=x.device)
+    coords = [c.contiguous() for c in x.unbind(-1)]  # 3 x (B, P)
+    far = torch.zeros(b, 1, dtype=torch.long, device=x.device)  # (B, 1) latest centre
+    chosen = [far]
     dist = torch.full((b, p), float("inf"), dtype=x.dtype, device=x.device)
-    rows = torch.arange(b, device=x.device)
-    for i in range(1, m):
-        last = x[rows, idx[:, i - 1]]  # (B, 3)
-        dist = torch.minimum(dist, (x - last[:, None, :]).pow(2).sum(-1))
-        idx[:, i] = dist.argmax(1)
-    return idx
+    d = torch.empty_like(dist)
+    for _ in range(1, m):
+        d.zero_()
+        for c in coords:
+            d.add_((c - c.gather(1, far)).square_())  # (B, P) - (B, 1)
+        torch.minimum(dist, d, out=dist)
+        far = dist.argmax(1, keepdim=True)
+        chosen.append(far)
+    return torch.cat(chosen, 1)  # (B, m)
 
 
 def knn_indices(x: Tensor, centers: Tensor, k: int) -> Tensor:
@@ -33,6 +42,18 @@ def knn_indices(x: Tensor, centers: Tensor, k: int) -> Tensor:
     nearest first."""
     d = torch.cdist(centers, x)  # (B, G, P)
     return d.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+class PointNorm(nn.LayerNorm):
+    """LayerNorm over the channels of every point, for ``Conv1d`` layout (N, C, k).
+
+    Each point's feature vector is normalised on its own (no batch statistics), so a group's
+    embedding does not depend on the other groups or clouds of the batch, is the same in train
+    and eval mode, and needs no synchronisation across data-parallel ranks (unlike BatchNorm).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (N, C, k) -> (N, k, C) -> (N, C, k)
 
 
 def _gather_points(x: Tensor, idx: Tensor) -> Tensor:
@@ -62,6 +83,10 @@ class PointGroupsTokenizer(Tokenizer):
     every group; an MLP of the centre's xyz gives its (learned) position embedding. All tokens
     are real (``valid`` all True): clouds arrive padded to ``n_points`` by repetition.
 
+    The mini-PointNet normalises with :class:`PointNorm` (LayerNorm over each point's channels)
+    where Point-MAE has BatchNorm: tokens then depend on their own cloud only, in train and eval
+    mode alike, so data-parallel training matches one process without synchronised statistics.
+
     :meth:`tokenize` returns the batch's :class:`PointGrouping` as ``aux``; :meth:`patchify`,
     :meth:`centers` and the segmentation head take it back, so FPS and kNN run once per forward.
 
@@ -85,9 +110,9 @@ class PointGroupsTokenizer(Tokenizer):
         self.n_points, self.n_groups, self.group_size = int(n_points), int(n_groups), int(group_size)
         self.max_tokens = self.n_groups
         self.patch_dim = self.group_size * 3
-        self.first = nn.Sequential(nn.Conv1d(3, c1, 1), nn.BatchNorm1d(c1), nn.ReLU(inplace=True),
+        self.first = nn.Sequential(nn.Conv1d(3, c1, 1), PointNorm(c1), nn.ReLU(inplace=True),
                                    nn.Conv1d(c1, c2, 1))
-        self.second = nn.Sequential(nn.Conv1d(2 * c2, c3, 1), nn.BatchNorm1d(c3), nn.ReLU(inplace=True),
+        self.second = nn.Sequential(nn.Conv1d(2 * c2, c3, 1), PointNorm(c3), nn.ReLU(inplace=True),
                                     nn.Conv1d(c3, width, 1))
         self.pos = nn.Sequential(nn.Linear(3, c3), nn.GELU(), nn.Linear(c3, width))
 
@@ -95,13 +120,16 @@ class PointGroupsTokenizer(Tokenizer):
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_points, 3):
             raise ValueError(f"expected input (B, {self.n_points}, 3), got {tuple(x.shape)}")
 
+    def dense(self, x: Tensor) -> bool:
+        return True  # one real token per group, always
+
     def group(self, x: Tensor) -> PointGrouping:
         """Centres (B, G, 3), neighbour indices (B, G, k) and local coordinates (B, G, k, 3).
 
         Computed in float32 without autocast (indices only; no gradient flows to ``x``).
         """
         self._check(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             xf = x.detach().float()
             centre_idx = farthest_point_sample(xf, self.n_groups)  # (B, G)
             centers = _gather_points(xf, centre_idx)  # (B, G, 3)
