@@ -13,6 +13,8 @@ Pure torch: nothing here imports Kedro.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import uuid
@@ -117,12 +119,38 @@ def all_ranks_true(flag: bool) -> bool:
     return bool(t.item())
 
 
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it on the CPU, through dicts, lists, tuples and dataclasses.
+
+    CPU tensors are kept as they are (no copy); containers are rebuilt, so the input is left alone.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        out = copy.copy(obj)  # keeps the mapping's type (OrderedDict, defaultdict, ...)
+        out.update((k, to_cpu(v)) for k, v in obj.items())
+        return out
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        items = [to_cpu(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)  # a namedtuple, or not
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: to_cpu(getattr(obj, f.name))
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
 def broadcast_from_rank0(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank (identity in a single process)."""
+    """Rank 0's ``obj`` on every rank (identity in a single process).
+
+    Its tensors travel on the CPU and arrive there (see :func:`to_cpu`): pickled CUDA tensors would be
+    unpickled onto rank 0's GPU on every rank; the receivers move them where they need them.
+    """
     _, world = rank_world()
     if world == 1:
         return obj
-    box = [obj]
+    box = [to_cpu(obj)]
     dist.broadcast_object_list(box, src=0, device=_collective_device())
     return box[0]
 

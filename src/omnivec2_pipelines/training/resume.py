@@ -8,16 +8,19 @@ serves two purposes:
   ``trainer.resume_dir/<stage>``. A stage killed at any point (even with SIGKILL) continues from its
   last resume point when it is run again, and ends with the same weights as an uninterrupted run. The
   state belongs to one configuration: a *fingerprint* of the stage's parameters, initial weights and
-  input arrays is stored with it, and a run whose fingerprint differs starts fresh (and says so). The
-  folder is removed when the stage completes.
+  input arrays is stored with it, and so is the device type it was trained on (``cpu``, ``cuda``: the
+  other's kernels and RNGs would not continue the run exactly); a run whose fingerprint or device type
+  differs starts fresh (and says so). The folder is removed when the stage completes.
 * **continuing a finished stage** (``trainer.resume_from``): the state after the last step is kept
   beside the stage's checkpoint (``<checkpoint>/training_state/``, see
   :mod:`~omnivec2_pipelines.training.checkpoint`).
 
 Nothing here unpickles anything: tensors (weights, optimizer moments, torch RNG states) are one
-safetensors file, everything else is JSON. The optimizer state is keyed by parameter *name*, so it
-restores into a model whose parameters are listed in another order (a checkpoint rebuilt from its
-config).
+safetensors file, everything else is JSON. Tensors are copied to the CPU when captured and read back
+onto the CPU whatever device wrote them; restoring moves them to the device of the model's parameters
+(``load_state_dict`` of the model and of the optimizer). The optimizer state is keyed by parameter
+*name*, so it restores into a model whose parameters are listed in another order (a checkpoint rebuilt
+from its config).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 #: Layout version of a state folder (1: optimizer.pt + model.safetensors, before this layout).
 FORMAT = 2
 _TENSORS, _DOC = "state.safetensors", "state.json"
-_MODEL, _BEST, _OPTIM = "model/", "best/", "optim/"
+_MODEL, _BEST, _OPTIM, _CUDA_RNG = "model/", "best/", "optim/", "rng/cuda/"
 
 
 class StateLayoutError(ValueError):
@@ -70,8 +73,9 @@ class TrainingState:
     Attributes:
         tensors: ``model/<name>`` (weights of the last step), ``best/<name>`` (the model selection's
             best weights, when there are some), ``optim/<parameter>/<key>`` (optimizer state),
-            ``rng/torch`` and ``rng/generator``.
-        doc: JSON: ``format``, ``step``, ``fingerprint`` (crash-resume), ``rng`` (numpy), ``objective``
+            ``rng/torch``, ``rng/generator`` and, when CUDA was in use, ``rng/cuda/<device index>``.
+        doc: JSON: ``format``, ``step``, ``fingerprint`` (crash-resume), ``device`` (type of the device
+            the model was on: ``cpu``, ``cuda``; absent in older states), ``rng`` (numpy), ``objective``
             (data positions), ``rows`` (loss history), ``selection``, ``optimizer`` (parameter groups by
             name, non-tensor state) and ``info`` (``stage``, ``steps``, ...).
     """
@@ -120,6 +124,22 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()
 
 
+def _cuda_in_use() -> bool:
+    """True when this process has initialised CUDA (so its RNGs may have been drawn from)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def _model_device(model: torch.nn.Module) -> str:
+    """The device type of the model's parameters (``cpu`` for a model without any)."""
+    return next((p.device.type for p in model.parameters()), "cpu")
+
+
+def _cuda_rng(tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The saved CUDA RNG states (``rng/cuda/<index>``) in device order; empty when none were saved."""
+    found = _with_prefix(tensors, _CUDA_RNG)
+    return [found[k] for k in sorted(found, key=int)]
+
+
 def optimizer_names(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[str]:
     """The names of the optimizer's parameters in the order its state dict numbers them."""
     by_id = {id(p): n for n, p in model.named_parameters()}
@@ -131,6 +151,8 @@ def capture_state(step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
                   selection: dict[str, Any] | None = None, best_weights: dict[str, torch.Tensor] | None = None,
                   info: dict[str, Any] | None = None) -> TrainingState:
     """Copy everything a run needs to continue after ``step`` completed steps (tensors to CPU).
+
+    The RNG states of every CUDA device are kept too when this process has initialised CUDA.
 
     Args:
         step: Completed optimiser steps.
@@ -157,7 +179,10 @@ def capture_state(step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
                 scalars.setdefault(names[i], {})[key] = value
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/generator"] = generator.get_state()
-    doc = {"format": FORMAT, "fingerprint": "", "step": int(step), "rng": rng.bit_generator.state,
+    if _cuda_in_use():
+        tensors.update({f"{_CUDA_RNG}{i}": _copy(t) for i, t in enumerate(torch.cuda.get_rng_state_all())})
+    doc = {"format": FORMAT, "fingerprint": "", "device": _model_device(model), "step": int(step),
+           "rng": rng.bit_generator.state,
            "objective": objective_state, "rows": [dict(r) for r in rows], "selection": selection,
            "optimizer": {"groups": [[names[i] for i in g["params"]] for g in sd["param_groups"]],
                          "scalars": scalars}, "info": dict(info or {})}
@@ -178,8 +203,9 @@ def restore_state(state: TrainingState, model: torch.nn.Module, opt: torch.optim
         generator: The torch generator of masking and batch sampling.
         rng: The numpy generator of the objective's draws.
         what: Names the state in errors (its folder or parameter).
-        torch_rng: Restore the global torch RNG too (not on the other ranks of a data-parallel run,
-            whose dropout differs from rank 0's).
+        torch_rng: Restore the global torch RNGs too, CPU and (when saved and CUDA is available) CUDA
+            (not on the other ranks of a data-parallel run, whose dropout differs from rank 0's). CUDA
+            states of devices this machine lacks are left out.
 
     Raises:
         ValueError: when the model's or the optimizer's parameters differ from the saved ones.
@@ -206,6 +232,9 @@ def restore_state(state: TrainingState, model: torch.nn.Module, opt: torch.optim
     opt.load_state_dict({"state": entries, "param_groups": current["param_groups"]})
     if torch_rng:
         torch.set_rng_state(state.tensors["rng/torch"])
+        cuda = _cuda_rng(state.tensors)
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
     generator.set_state(state.tensors["rng/generator"])
     rng.bit_generator.state = state.doc["rng"]
 
@@ -239,11 +268,11 @@ def read_state_doc(directory: str | Path) -> dict[str, Any]:
 
 
 def read_state(directory: str | Path) -> TrainingState:
-    """The state saved in ``directory`` (see :func:`read_state_doc` for the errors)."""
+    """The state saved in ``directory``, its tensors on the CPU (see :func:`read_state_doc` for the errors)."""
     d = Path(directory)
     doc = read_state_doc(d)
     try:
-        tensors = load_file(str(d / _TENSORS))
+        tensors = load_file(str(d / _TENSORS), device="cpu")
     except Exception as e:  # safetensors raises its own error types
         raise ValueError(f"training state {d / _TENSORS} is unreadable: {e}") from e
     return TrainingState(tensors, doc)
@@ -254,11 +283,18 @@ def save_resume_state(cfg: ResumeConfig, state: TrainingState) -> None:
     write_state(TrainingState(state.tensors, {**state.doc, "fingerprint": cfg.fingerprint}), cfg.directory)
 
 
-def load_resume_state(cfg: ResumeConfig, stage: str) -> TrainingState | None:
+def load_resume_state(cfg: ResumeConfig, stage: str,
+                      device: torch.device | str | None = None) -> TrainingState | None:
     """The crash-resume state of this configuration, or None to start fresh.
 
-    A state of another configuration (fingerprint) or layout is removed; an unreadable one is left
-    alone (and a warning says so).
+    A state of another configuration (fingerprint), device type or layout is removed; an unreadable one
+    is left alone (and a warning says so).
+
+    Args:
+        cfg: Where the state is and the fingerprint it must have.
+        stage: Names the stage in messages.
+        device: The run's resolved device (``trainer.device``); a state written on another device
+            type is not resumed. None skips the check, as does a state that does not record its device.
     """
     d = cfg.directory
     if cfg.every <= 0 or not (d / _DOC).is_file():
@@ -275,6 +311,12 @@ def load_resume_state(cfg: ResumeConfig, stage: str) -> TrainingState | None:
     if state.doc.get("fingerprint") != cfg.fingerprint:
         log.info("%s: parameters or inputs changed since the resume state in %s was written; starting fresh",
                  stage, d)
+        shutil.rmtree(d, ignore_errors=True)
+        return None
+    saved, current = state.doc.get("device"), None if device is None else torch.device(device).type
+    if current is not None and saved is not None and saved != current:
+        log.info("%s: the resume state in %s was written on %s, this run is on %s (trainer.device); starting "
+                 "fresh", stage, d, saved, current)
         shutil.rmtree(d, ignore_errors=True)
         return None
     log.info("%s: resumed from step %d (state in %s)", stage, state.step, d)
