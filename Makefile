@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: run repro test install install-dev browser clean-data prune-runs bench
+.PHONY: run repro test install install-dev browser clean-data prune-runs bench gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: install-dev browser
 # benchmark harness: tables on stdout, results in benchmarks/results/latest.json (BENCH_ARGS="--smoke", "--only backbone")
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# on a CUDA machine: the CUDA tests and the GPU benchmarks in one go (~10 minutes), see benchmarks/gpu_check.sh
+gpu-check: install-dev
+	bash benchmarks/gpu_check.sh
 
 # every generated file under data/ (all versions of every run) and the DVCLive logs (trainer.track_dir)
 clean-data:

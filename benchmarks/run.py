@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import backbone, ingestion_memory, loader_stall, predict, startup, tokenization
+from benchmarks import backbone, ingestion_memory, loader_stall, predict, startup, tokenization, train_step
 from benchmarks.core import PROJECT, SectionFn, SectionResult, fmt, nonfinite_values, text_table
 
 #: Benchmark sections in run order: name -> ``(smoke, device) -> SectionResult``.
@@ -40,6 +40,7 @@ SECTIONS: dict[str, SectionFn] = {
     "ingestion_memory": ingestion_memory.run,
     "startup": startup.run,
     "predict": predict.run,
+    "train_step": train_step.run,
 }
 DEFAULT_OUT = PROJECT / "benchmarks" / "results" / "latest.json"
 

@@ -89,3 +89,18 @@ def tiny_bundles(raw_root) -> dict[str, ArrayBundle]:
     from tests.tiny import make_bundles
 
     return make_bundles(raw_root)
+
+
+def classification_tasks(bundles: dict[str, ArrayBundle], model) -> list:
+    """A classification head on ``model`` and a multitask ``TaskData`` (train rows) for every bundle."""
+    from omnivec2_pipelines.models import HeadConfig
+    from omnivec2_pipelines.training.data import BatchSource
+    from omnivec2_pipelines.training.objectives import TaskData
+
+    tasks = []
+    for i, (m, b) in enumerate(bundles.items()):
+        spec = b.tasks["classification"]
+        model.add_head(HeadConfig(m, "classification", spec.kind, spec.out_dim))
+        tasks.append(TaskData(m, "classification", spec.kind,
+                              BatchSource(b.get("train", "x"), b.get("train", "y.classification"), i, m)))
+    return tasks

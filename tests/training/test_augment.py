@@ -72,3 +72,17 @@ def test_augmentation_is_on_in_training_batches_and_off_at_evaluation(bundles, t
     a = predict(trained.model, "grid", "classification", x, device="cpu")
     b = predict(trained.model, "grid", "classification", x, device="cpu")
     assert (a == b).all() and torch.equal(torch.cat(seen[:1]), torch.from_numpy(x))
+
+
+def test_shift_moves_each_sample_by_its_own_drawn_offset() -> None:
+    """The batched shift equals cropping each zero-padded sample at the offsets drawn for it."""
+    x = torch.randn(5, 2, 9, 7)
+    moved = augment.shift(x, 0.25, torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)
+    dy, dx = round(0.25 * 9), round(0.25 * 7)
+    oy = (torch.rand(5, generator=gen) * (2 * dy + 1)).long().clamp(max=2 * dy)
+    ox = (torch.rand(5, generator=gen) * (2 * dx + 1)).long().clamp(max=2 * dx)
+    padded = torch.nn.functional.pad(x, (dx, dx, dy, dy))
+    for i in range(5):
+        assert torch.equal(moved[i], padded[i, :, int(oy[i]):int(oy[i]) + 9, int(ox[i]):int(ox[i]) + 7])
+    assert len({(int(a), int(b)) for a, b in zip(oy, ox)}) > 1  # offsets differ between samples

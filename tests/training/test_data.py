@@ -68,3 +68,24 @@ def test_a_stage_trains_from_shards_without_reading_them_all(tmp_path, tiny_mode
     in_memory, _ = stages.pretrain_unimodal(bundles, tiny_model_params, params, trainer)
     for k, v in in_memory.model.state_dict().items():
         assert torch.allclose(v, from_disk.model.state_dict()[k], atol=1e-6), k
+
+
+def test_streamed_batches_are_page_locked_in_the_prefetch_thread(tmp_path, monkeypatch) -> None:
+    """Pinning is part of the background read, not of the training step (main thread)."""
+    import threading
+
+    threads = []
+
+    def fake_pin(self):  # CPU-only machines cannot page-lock; record where it would happen
+        threads.append(threading.current_thread().name)
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    x = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    lx, ly = _lazy(tmp_path, x, np.arange(40))
+    src, ref = BatchSource(lx, ly, seed=1), BatchSource(x, np.arange(40), seed=1)
+    for _ in range(6):
+        got, want = src.draw(8, pin=True), ref.draw(8)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    after_first = threads[2:]  # the first batch is read (and pinned) in the step: nothing was prefetched yet
+    assert after_first and all(t.startswith("prefetch-") for t in after_first), threads

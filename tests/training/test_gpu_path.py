@@ -34,7 +34,7 @@ def test_every_attention_runs_on_scaled_dot_product_attention(bundles, tiny_mode
 
 
 @pytest.mark.slow
-def test_compiled_blocks_train_like_eager_ones(bundles, tiny_model_params) -> None:
+def test_a_compiled_backbone_trains_like_the_eager_one(bundles, tiny_model_params) -> None:
     trainer = {"device": "cpu", "progress": False, "warmup_steps": 1}
     eager, h1 = stages.pretrain_unimodal(bundles, tiny_model_params, UNIMODAL, trainer)
     compiled, h2 = stages.pretrain_unimodal(bundles, tiny_model_params, UNIMODAL, {**trainer, "compile": True})
@@ -48,9 +48,19 @@ def test_bf16_autocast_training_on_cuda(bundles, tiny_model_params) -> None:
     assert np.isfinite(history["loss"]).all()
     model = ck.model.cuda()
     x = torch.from_numpy(bundles["grid"].get("train", "x")[:4]).cuda()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        (s,) = model.forward_features(model.encode("grid", x))
-    assert s.tokens.dtype == torch.bfloat16
+    linears = [m for m in model.f.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears
+    dtypes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype)) for m in linears]
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            (s,) = model.forward_features(model.encode("grid", x))
+    finally:
+        for h in hooks:
+            h.remove()
+    # the matmuls of f run in bf16; autocast runs LayerNorm in fp32, and g (like reduce) ends in one
+    assert dtypes and all(d == torch.bfloat16 for d in dtypes), dtypes
+    assert s.tokens.dtype == torch.float32 and torch.isfinite(s.tokens).all()
 
 
 @cuda
@@ -83,3 +93,25 @@ def test_two_nccl_ranks_match_one_gpu(bundles, tiny_model_params) -> None:
     two, _ = stages.pretrain_unimodal(bundles, tiny_model_params, UNIMODAL, {**trainer, "nproc_per_node": 2})
     for k, v in one.model.state_dict().items():
         assert torch.allclose(v, two.model.state_dict()[k], atol=5e-3), k  # bf16 autocast: looser tolerance
+
+
+@cuda
+def test_no_cuda_sync_inside_training_steps(bundles, tiny_model_params) -> None:
+    """Between log flushes the steps never wait for the GPU (torch raises on any synchronising call)."""
+    from omnivec2_pipelines.training.config import TrainerConfig
+    from omnivec2_pipelines.training.objectives import Multitask
+    from omnivec2_pipelines.training.trainer import Trainer
+    from tests.conftest import classification_tasks
+
+    model = stages.build_model(tiny_model_params, bundles)
+    tasks = classification_tasks(bundles, model)
+
+    def strict(step: int) -> None:  # steps 1..6 run in error mode; step 7 flushes (a read) after it ends
+        torch.cuda.set_sync_debug_mode("error" if step < 6 else "default")
+
+    try:
+        history = Trainer(TrainerConfig(steps=8, progress=False, eval_every=0, log_every=100, device="cuda",
+                                        nonfinite="skip")).fit(model, Multitask(tasks, 8), "s", on_step=strict)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(history) == 8 and np.isfinite(history["loss"]).all()

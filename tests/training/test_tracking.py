@@ -35,8 +35,9 @@ def test_callbacks_see_every_step_each_validation_and_the_end(bundles, tiny_mode
     rec = Recorder()
     Trainer(TrainerConfig(steps=4, progress=False, eval_every=2)).fit(
         model, obj, "s", validator=lambda m, d: (next(scores), {"val.x": 1.0}), callbacks=[rec])
-    assert rec.calls == [("step", 0, False, True, True), ("eval", 1, 0.1), ("step", 1, False, True, True),
-                         ("step", 2, False, True, True), ("eval", 3, 0.3), ("step", 3, True, True, True),
+    # every step, in order, handed over when its loss is read back (here at each validation)
+    assert rec.calls == [("eval", 1, 0.1), ("step", 0, False, True, True), ("step", 1, False, True, True),
+                         ("eval", 3, 0.3), ("step", 2, False, True, True), ("step", 3, True, True, True),
                          ("end", 4, 4, True)]
 
 

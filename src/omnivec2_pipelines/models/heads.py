@@ -152,8 +152,9 @@ class MaskedDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, patch_dim)
 
-    def forward(self, visible: Tensor, mask: MaskInfo, valid: Tensor) -> Tensor:
-        """(B, K, D) visible tokens → (B, N, patch_dim) predictions for every position."""
+    def forward(self, visible: Tensor, mask: MaskInfo, valid: Tensor | None) -> Tensor:
+        """(B, K, D) visible tokens → (B, N, patch_dim) predictions for every position (``valid``
+        (B, N), or None when every token is real)."""
         b, k, d = visible.shape
         n = mask.ids_restore.shape[1]
         x = torch.cat([visible, self.mask_token.expand(b, n - k, d)], dim=1)  # (B, N, D) shuffled

@@ -12,6 +12,18 @@ def _attn_mask(key_valid: Tensor | None) -> Tensor | None:
     return None if key_valid is None else key_valid[:, None, None, :]
 
 
+def to_compute_dtype(x: Tensor) -> Tensor:
+    """``x`` in the autocast dtype of its device when autocast is on there (else unchanged).
+
+    LayerNorm runs in fp32 under autocast and fp32 embeddings promote bf16 tokens, so without this the
+    residual stream of every block would be fp32: twice the activation memory traffic.
+    """
+    kind = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(kind):
+        return x.to(torch.get_autocast_dtype(kind))
+    return x
+
+
 class Attention(nn.Module):
     """Multi-head attention on ``scaled_dot_product_attention``.
 
@@ -84,6 +96,7 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_ratio, dropout)
 
     def forward(self, x: Tensor, key_valid: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        x = to_compute_dtype(x)  # the residual stream in the autocast dtype (bf16 on CUDA), not fp32
         ctx = None if self.norm_ctx is None else self.norm_ctx(context)
         x = x + drop_path(self.attn(self.norm1(x), ctx, key_valid), self.drop_path, self.training)
         return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,8 +24,14 @@ class MaskInfo:
     masked: Tensor
 
 
+def kept_count(n: int, ratio: float) -> int:
+    """Real tokens kept of ``n`` at ``ratio`` (host arithmetic, the same float32 rounding as the device's)."""
+    hide = int(np.rint(np.float32(n) * np.float32(ratio)))
+    return n - min(max(hide, 1), max(n - 1, 0))
+
+
 def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | None = None,
-                   shard: tuple[int, int] = (0, 1)) -> MaskInfo:
+                   shard: tuple[int, int] = (0, 1), dense: bool = False) -> MaskInfo:
     """Hide ``ratio`` of the real tokens of every sample at random.
 
     The hidden count is per sample (``round(ratio * n_real)``, at least one and never all real
@@ -39,6 +46,11 @@ def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | Non
         shard: ``(rank, world)`` when ``valid`` is one rank's slice of a global batch of
             ``world x B`` samples: the noise is drawn for the global batch and sliced, so each
             sample gets the mask it would get in a single process.
+        dense: Every token is real (``valid`` all True): the kept count is then known on the host
+            (:func:`kept_count`) and nothing is read back from the device.
+
+    The noise is drawn on the generator's device (``valid``'s without one), so the step does not
+    wait for a host-to-device copy.
 
     Returns:
         The :class:`MaskInfo`.
@@ -50,7 +62,8 @@ def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | Non
     n_hide = (n_real.float() * ratio).round().long().clamp(min=1).minimum((n_real - 1).clamp(min=0))
     n_keep_real = n_real - n_hide  # (B,)
     rank, world = shard
-    noise = torch.rand(b * world, n, generator=generator, device="cpu")[rank * b:(rank + 1) * b]  # (B, N)
+    where = generator.device if generator is not None else valid.device
+    noise = torch.rand(b * world, n, generator=generator, device=where)[rank * b:(rank + 1) * b]  # (B, N)
     noise = noise.to(valid.device)
     rank = noise.masked_fill(~valid, 2.0).argsort(1).argsort(1)  # rank among real tokens first
     keep_real = valid & (rank < n_keep_real[:, None])
@@ -58,7 +71,7 @@ def random_masking(valid: Tensor, ratio: float, generator: torch.Generator | Non
     key = torch.where(keep_real, noise, torch.where(valid, 3.0 + noise, 2.0 + noise))
     ids_shuffle = key.argsort(dim=1)
     ids_restore = ids_shuffle.argsort(dim=1)
-    k = max(1, int(n_keep_real.max()))
+    k = kept_count(n, ratio) if dense else max(1, int(n_keep_real.max()))
     masked = torch.ones(b, n, dtype=torch.bool, device=valid.device)
     masked[:, :k] = False
     masked = masked.gather(1, ids_restore)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from omnivec2_pipelines.models.config import HeadConfig, ModelConfig, TokenizerC
 from omnivec2_pipelines.models.heads import MaskedDecoder, build_head
 from omnivec2_pipelines.models.layers import Block, Encoder, init_weights
 from omnivec2_pipelines.models.masking import MaskInfo, gather_tokens, random_masking
+from omnivec2_pipelines.models.packing import pack, should_pack, unpack
 from omnivec2_pipelines.models.tokenizers import build_tokenizer
 
 
@@ -26,6 +28,7 @@ class Stream:
         mask: Masking info, or None when nothing was hidden.
         aux: The tokenizer's per-batch by-product for the full sequence (e.g. the point groups'
             centres and neighbours), reused by ``patchify`` and the heads; None for most tokenizers.
+        dense: Every token is real (known from the input's shape): attention runs without a mask.
     """
 
     modality: str
@@ -34,6 +37,12 @@ class Stream:
     full_valid: Tensor
     mask: MaskInfo | None = None
     aux: object = None
+    dense: bool = False
+
+    @property
+    def key_valid(self) -> Tensor | None:
+        """The attention key mask: None for dense streams (no mask: the fastest kernel)."""
+        return None if self.dense else self.valid
 
 
 class CrossAttentionFusion(nn.Module):
@@ -48,8 +57,14 @@ class CrossAttentionFusion(nn.Module):
             raise ValueError(f"fused streams need equal batch sizes, got {a.modality}={a.tokens.shape[0]} "
                              f"and {b.modality}={b.tokens.shape[0]}")
         xa, xb = a.tokens, b.tokens
+        sizes = [tuple(xa.shape[:2]), tuple(xb.shape[:2])]
+        if should_pack(sizes):  # both directions in one call: queries [a; b], keys/values [b; a]
+            for blk in self.blocks:
+                ctx = pack([xb, xa], [b.key_valid, a.key_valid])
+                xa, xb = unpack(blk(pack([xa, xb], [None, None]).x, ctx.valid, context=ctx.x), sizes)
+            return replace(a, tokens=xa), replace(b, tokens=xb)
         for blk in self.blocks:
-            xa, xb = blk(xa, b.valid, context=xb), blk(xb, a.valid, context=xa)
+            xa, xb = blk(xa, b.key_valid, context=xb), blk(xb, a.key_valid, context=xa)
         return replace(a, tokens=xa), replace(b, tokens=xb)
 
 
@@ -117,25 +132,56 @@ class OmniVec2(nn.Module):
         ``shard`` = ``(rank, world)`` when ``x`` is one rank's slice of a global batch (masks then
         match a single-process run, see :func:`~omnivec2_pipelines.models.masking.random_masking`).
         """
+        (stream,) = self.encode_streams([(modality, x, mask_ratio)], generator, shard)
+        return stream
+
+    def encode_streams(self, inputs: Sequence[tuple[str, Tensor, float]], generator: torch.Generator | None = None,
+                       shard: tuple[int, int] = (0, 1)) -> list[Stream]:
+        """:meth:`encode` of several ``(modality, x, mask_ratio)`` inputs, their tokens through f in one packed call.
+
+        The batches are stacked (:mod:`~omnivec2_pipelines.models.packing`) when that pads little, so the
+        step runs one f over both streams instead of two; the outputs equal separate :meth:`encode` calls.
+        """
+        streams = [self._tokens(m, x, ratio, generator, shard) for m, x, ratio in inputs]
+        outs = self._packed(lambda t, v: self.reduce(self.f(t, v)), streams)
+        return [replace(s, tokens=t) for s, t in zip(streams, outs)]
+
+    def _tokens(self, modality: str, x: Tensor, mask_ratio: float, generator: torch.Generator | None,
+                shard: tuple[int, int]) -> Stream:
+        """The stream of ``x`` before f: tokens, modality embedding, masking."""
         if modality not in self.tokenizers:
             raise KeyError(f"model has no tokenizer for modality {modality!r}; has {self.modalities}")
-        tokens, valid, aux = self.tokenizers[modality].tokenize(x)
+        tok = self.tokenizers[modality]
+        tokens, valid, aux = tok.tokenize(x)
         tokens = tokens + self.modality_embed[modality]
-        full_valid, mask = valid, None
+        full_valid, mask, dense = valid, None, tok.dense(x)
         if mask_ratio > 0:
-            mask = random_masking(valid, mask_ratio, generator, shard)
+            mask = random_masking(valid, mask_ratio, generator, shard, dense=dense)
             tokens, valid = gather_tokens(tokens, mask.ids_keep), valid.gather(1, mask.ids_keep)
-        feats = self.reduce(self.f(tokens, valid))
-        return Stream(modality, feats, valid, full_valid, mask, aux)
+        return Stream(modality, tokens, valid, full_valid, mask, aux, dense)
 
-    def forward_features(self, streams: Stream | list[Stream]) -> list[Stream]:
-        """Fuse two encoded streams (skip fusion for one), then run g on each."""
+    @staticmethod
+    def _packed(encoder: Callable[[Tensor, Tensor | None], Tensor], streams: list[Stream]) -> list[Tensor]:
+        """``encoder`` over every stream's tokens: one packed call when :func:`should_pack` allows, else one each."""
+        sizes = [tuple(s.tokens.shape[:2]) for s in streams]
+        if should_pack(sizes):
+            packed = pack([s.tokens for s in streams], [s.key_valid for s in streams])
+            return unpack(encoder(packed.x, packed.valid), sizes)
+        return [encoder(s.tokens, s.key_valid) for s in streams]
+
+    def forward_features(self, streams: Stream | Sequence[Stream], fuse: bool = True) -> list[Stream]:
+        """Fuse two encoded streams (unless ``fuse`` is False; one stream is never fused), then run g on each.
+
+        Unfused streams are single streams, as at inference; g runs once over all of them (packed).
+        """
         streams = [streams] if isinstance(streams, Stream) else list(streams)
-        if len(streams) == 2:
+        if not streams:
+            raise ValueError("forward_features needs at least one stream")
+        if len(streams) == 2 and fuse:
             streams = list(self.fusion(*streams))
-        elif len(streams) != 1:
-            raise ValueError(f"forward_features takes one or two streams, got {len(streams)}")
-        return [replace(s, tokens=self.g(s.tokens, s.valid)) for s in streams]
+        elif len(streams) > 2 and fuse:
+            raise ValueError(f"forward_features fuses two streams, got {len(streams)} (pass fuse=False)")
+        return [replace(s, tokens=t) for s, t in zip(streams, self._packed(self.g, streams))]
 
     def forward_head(self, stream: Stream, task: str, x: Tensor | None = None) -> Tensor:
         """Apply the (modality, task) head to a stream that went through g.
@@ -152,7 +198,8 @@ class OmniVec2(nn.Module):
         """Predict every token's target (B, N, patch_dim) from a masked stream."""
         if stream.mask is None:
             raise ValueError("reconstruct needs a masked stream (encode with mask_ratio > 0)")
-        return self.decoders[stream.modality](stream.tokens, stream.mask, stream.full_valid)
+        return self.decoders[stream.modality](stream.tokens, stream.mask,
+                                              None if stream.dense else stream.full_valid)
 
     def forward(self, modality: str, x: Tensor, task: str) -> Tensor:
         """Single-stream inference: outputs of the (modality, task) head."""

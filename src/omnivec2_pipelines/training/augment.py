@@ -30,7 +30,8 @@ from omnivec2_pipelines.training.params import AUGMENT_OPS
 
 
 def _uniform(n: int, gen: torch.Generator) -> Tensor:
-    return torch.rand(n, generator=gen)
+    """``n`` uniform draws on the generator's device (the batch's, in training: nothing is copied)."""
+    return torch.rand(n, generator=gen, device=gen.device)
 
 
 def shift(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
@@ -40,10 +41,14 @@ def shift(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
     if not dy and not dx:
         return x
     padded = torch.nn.functional.pad(x, (dx, dx, dy, dy))  # (..., H + 2dy, W + 2dx)
-    oy = (_uniform(len(x), gen) * (2 * dy + 1)).long().clamp(max=2 * dy)
-    ox = (_uniform(len(x), gen) * (2 * dx + 1)).long().clamp(max=2 * dx)
-    return torch.stack([padded[i, ..., int(oy[i]):int(oy[i]) + h, int(ox[i]):int(ox[i]) + w]
-                        for i in range(len(x))])
+    oy = (_uniform(len(x), gen) * (2 * dy + 1)).long().clamp(max=2 * dy).to(x.device)
+    ox = (_uniform(len(x), gen) * (2 * dx + 1)).long().clamp(max=2 * dx).to(x.device)
+    flat = padded.reshape(len(x), -1, *padded.shape[-2:])  # (B, M, H + 2dy, W + 2dx)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    flat = flat.gather(2, rows.expand(-1, flat.shape[1], -1, flat.shape[3]))  # (B, M, H, W + 2dx)
+    flat = flat.gather(3, cols.expand(-1, flat.shape[1], h, -1))  # (B, M, H, W)
+    return flat.reshape(x.shape)
 
 
 def flip(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
@@ -58,7 +63,7 @@ def _band_mask(x: Tensor, s: float, gen: torch.Generator, dim: int) -> Tensor:
     size = x.shape[dim]
     width = (_uniform(len(x), gen) * (s * size + 1)).long()
     start = (_uniform(len(x), gen) * (size - width + 1).float()).long()
-    pos = torch.arange(size).view(1, size)  # (1, size)
+    pos = torch.arange(size, device=width.device).view(1, size)  # (1, size)
     keep = ~((pos >= start[:, None]) & (pos < (start + width)[:, None]))  # (B, size)
     shape = [len(x)] + [1] * (x.ndim - 1)
     shape[dim] = size
@@ -78,19 +83,19 @@ def freq_mask(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
 def scale(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
     """Multiply each sample by ``1 + s * N(0, 1)``."""
     shape = (len(x),) + (1,) * (x.ndim - 1)
-    return x * (1 + s * torch.randn(len(x), generator=gen)).view(shape).to(x.device, x.dtype)
+    return x * (1 + s * torch.randn(len(x), generator=gen, device=gen.device)).view(shape).to(x.device, x.dtype)
 
 
 def jitter(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
     """Add Gaussian noise of standard deviation ``s``."""
-    return x + s * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+    return x + s * torch.randn(x.shape, generator=gen, device=gen.device).to(x.device, x.dtype)
 
 
 def rotate_z(x: Tensor, s: float, gen: torch.Generator) -> Tensor:
     """Rotate the xyz coordinates (first three features of ``(B, P, C)`` points) about z by up to ``s*pi``."""
     angle = (2 * _uniform(len(x), gen) - 1) * s * math.pi
     c, si = torch.cos(angle), torch.sin(angle)
-    rot = torch.zeros(len(x), 3, 3)
+    rot = torch.zeros(len(x), 3, 3, device=angle.device)
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -si, si, c, 1.0
     xyz = torch.bmm(x[..., :3], rot.transpose(1, 2).to(x.device, x.dtype))  # (B, P, 3)
     return torch.cat([xyz, x[..., 3:]], dim=-1)

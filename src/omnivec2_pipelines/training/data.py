@@ -54,7 +54,7 @@ class BatchSource:
         self._pos = 0
         self.wait_s = 0.0
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: tuple[np.ndarray, Future] | None = None
+        self._pending: tuple[np.ndarray, bool, Future] | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -91,26 +91,32 @@ class BatchSource:
         per = len(idx) // world
         return idx[rank * per:(rank + 1) * per]
 
-    def _read(self, idx: np.ndarray) -> tuple[Tensor, Tensor | None]:
-        return _rows(self.x, idx), None if self.y is None else _rows(self.y, idx)
+    def _read(self, idx: np.ndarray, pin: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Rows ``idx`` as CPU tensors, page-locked when ``pin`` (in the prefetch thread, off the step's path)."""
+        x, y = _rows(self.x, idx), None if self.y is None else _rows(self.y, idx)
+        if pin:
+            x, y = x.pin_memory(), None if y is None else y.pin_memory()
+        return x, y
 
     def draw(self, n: int, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
              pin: bool = False) -> tuple[Tensor, Tensor | None]:
         """This rank's slice of the next global batch of ``n`` rows (wrapping into a new epoch when
-        needed), moved to ``device`` (page-locked first and copied without blocking when ``pin``)."""
+        needed), moved to ``device`` (page-locked first and copied without blocking when ``pin``).
+
+        Streamed sources read and page-lock the next batch in a background thread while the caller
+        trains on this one.
+        """
         start = time.perf_counter()
         idx = self._slice(self._indices(n), shard, self.name)
         pending, self._pending = self._pending, None
-        if pending is not None and np.array_equal(pending[0], idx):
-            x, y = pending[1].result()
+        if pending is not None and np.array_equal(pending[0], idx) and pending[1] == pin:
+            x, y = pending[2].result()
         else:
-            x, y = self._read(idx)
+            x, y = self._read(idx, pin)
         if self.lazy:  # read the next batch of this size while the caller trains on this one
             nxt = self._slice(self._peek(n), shard, self.name)
             self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix=f"prefetch-{self.name}")
-            self._pending = (nxt, self._pool.submit(self._read, nxt))
-        if pin:
-            x, y = x.pin_memory(), None if y is None else y.pin_memory()
+            self._pending = (nxt, pin, self._pool.submit(self._read, nxt, pin))
         self.wait_s += time.perf_counter() - start
         x = x.to(device, non_blocking=pin)
         return x, None if y is None else y.to(device, non_blocking=pin)

@@ -48,10 +48,18 @@ class StepContext:
 
 @dataclass
 class StepOutput:
-    """Loss of one step and what it was computed on."""
+    """Loss of one step and what it was computed on.
+
+    Attributes:
+        loss: The scalar to minimise (on the device).
+        parts: Detached per-part losses (e.g. per modality or task), also on the device: the trainer
+            reads them with the loss every ``log_every`` steps, not in the step.
+        what: What the step trained (names of the modalities / tasks).
+        samples: Samples in the step (host-side count).
+    """
 
     loss: Tensor
-    parts: dict[str, float]
+    parts: dict[str, Tensor]
     what: str
     samples: int
 
@@ -145,7 +153,7 @@ class MaskedUnimodal(Objective):
         x, _ = ctx.draw(self.sources[m], self.batch_size)
         (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator, ctx.shard))
         loss = masked_reconstruction_loss(model, s, x, self.norm)
-        return StepOutput(loss, {m: loss.item()}, m, len(x))
+        return StepOutput(loss, {m: loss.detach()}, m, len(x))
 
 
 class MaskedPaired(Objective):
@@ -175,12 +183,11 @@ class MaskedPaired(Objective):
         ma, mb = (self.sampler.items[i].modality for i in self.sampler.draw(ctx.rng))
         xa, _ = ctx.draw(self.sources[ma], self.half)
         xb, _ = ctx.draw(self.sources[mb], self.half)
-        sa = model.encode(ma, xa, float(self.ratios[ma]), ctx.generator, ctx.shard)
-        sb = model.encode(mb, xb, float(self.ratios[mb]), ctx.generator, ctx.shard)
-        fa, fb = model.forward_features([sa, sb])
+        fa, fb = model.forward_features(model.encode_streams(
+            [(ma, xa, float(self.ratios[ma])), (mb, xb, float(self.ratios[mb]))], ctx.generator, ctx.shard))
         la = masked_reconstruction_loss(model, fa, xa, self.norm)
         lb = masked_reconstruction_loss(model, fb, xb, self.norm)
-        return StepOutput(la + lb, {ma: la.item(), mb: lb.item()}, f"{ma}+{mb}", len(xa) + len(xb))
+        return StepOutput(la + lb, {ma: la.detach(), mb: lb.detach()}, f"{ma}+{mb}", len(xa) + len(xb))
 
 
 @dataclass(frozen=True)
@@ -255,14 +262,13 @@ class Multitask(Objective):
         picked = [self.tasks[i] for i in self.sampler.draw(ctx.rng)]
         batches = [(augment.apply(x, t.augment, ctx.generator), y)
                    for t, (x, y) in ((t, ctx.draw(t.source, self.half)) for t in picked)]
-        encoded = [model.encode(t.modality, x) for t, (x, _) in zip(picked, batches)]
+        encoded = model.encode_streams([(t.modality, x, 0.0) for t, (x, _) in zip(picked, batches)])
         # drawn every step (also for single-modality runs), so the sampling stays the same whatever the share
         alone = bool(ctx.rng.random() < self.single_stream)
-        streams = [s for e in encoded for s in model.forward_features(e)] if alone or self.single \
-            else model.forward_features(encoded)
+        streams = model.forward_features(encoded, fuse=not alone)
         losses = {f"{t.modality}.{t.task}": task_loss(t.kind, model.forward_head(s, t.task, x), y,
                                                       self.label_smoothing)
                   for t, s, (x, y) in zip(picked, streams, batches)}
         total = sum(t.weight * v for t, v in zip(picked, losses.values()))
-        return StepOutput(total, {k: v.item() for k, v in losses.items()}, "+".join(losses),
+        return StepOutput(total, {k: v.detach() for k, v in losses.items()}, "+".join(losses),
                           sum(len(x) for x, _ in batches))

@@ -33,8 +33,12 @@ class TrainingCallback:
     """Hooks of a training stage (every method optional). Called on every rank the callback is given to."""
 
     def on_step(self, stage: str, step: int, row: Mapping[str, Any]) -> None:
-        """After optimiser step ``step`` (0-based): ``row`` is its history row (``loss``, ``lr``, ``loss.<part>``,
-        ...) with ``samples_per_s`` (since the stage started) and ``last`` (whether it is the stage's last step)."""
+        """For optimiser step ``step`` (0-based): ``row`` is its history row (``loss``, ``lr``, ``loss.<part>``,
+        ...) with ``samples_per_s`` (since the stage started) and ``last`` (whether it is the stage's last step).
+
+        Called for every step in order, but in batches: when the trainer reads the losses back from the
+        device (every ``log_every`` steps, at validations and resume saves, at the end), so a step never
+        waits for them."""
 
     def on_eval(self, stage: str, step: int, row: Mapping[str, Any]) -> None:
         """After the validation at step ``step``: ``row`` holds ``val.score`` and the validator's metrics."""

@@ -6,15 +6,16 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from omnivec2_pipelines.models import OmniVec2
-from omnivec2_pipelines.models.layers import Block
 from omnivec2_pipelines.training import distributed as ddp
 from omnivec2_pipelines.training.config import TrainerConfig
 from omnivec2_pipelines.training.objectives import Objective, StepContext, StepOutput
@@ -32,8 +33,10 @@ from omnivec2_pipelines.training.resume import (
 
 log = logging.getLogger(__name__)
 
-#: Callbacks ``fn(stage, step, loss)`` called after every step of every stage (e.g. a hyperparameter
-#: sweep reporting intermediate values to its pruner). They may raise to stop the stage. For more than
+#: Callbacks ``fn(stage, step, loss)`` called for every step of every stage (e.g. a hyperparameter
+#: sweep reporting intermediate values to its pruner), in step order, when the trainer reads the losses
+#: back from the device (every ``log_every`` steps, at validations, resume saves and the stage's end; a
+#: step never waits for its loss). They may raise to stop the stage. For more than
 #: the loss (validations, the end of a stage) give :meth:`Trainer.fit` a
 #: :class:`~omnivec2_pipelines.training.tracking.TrainingCallback`.
 STEP_CALLBACKS: list[Callable[[str, int, float], None]] = []
@@ -74,13 +77,28 @@ def _schedule_at(opt: torch.optim.Optimizer, sched: Any, step: int, cfg: Trainer
         g["lr"] = g["initial_lr"] * _lr_factor(step, cfg)
 
 
-def compile_blocks(model: torch.nn.Module) -> int:
-    """``torch.compile`` every transformer block in place (dynamic shapes: token counts vary by
-    modality and masking); returns how many were compiled. Weights and state-dict keys are unchanged."""
-    blocks = [m for m in model.modules() if isinstance(m, Block)]
-    for blk in blocks:
-        blk.compile(dynamic=True)
-    return len(blocks)
+#: Compiled graphs kept per compiled module: the shapes of a step vary by modality pair (token counts,
+#: masked or not, dense or padded); beyond this many variants torch falls back to eager for new ones.
+COMPILE_RECOMPILE_LIMIT = 16
+
+
+def compile_backbone(model: OmniVec2) -> list[str]:
+    """``torch.compile`` the shared encoder ``f``, the fusion and ``g`` in place, each as one graph.
+
+    The step's Python (sampling, tokenizers, masking, heads, losses) stays eager: it branches on the
+    modality pair and would break the graph anyway, while the three backbone modules hold nearly all
+    the FLOPs. Shapes are dynamic (token counts vary by modality and masking) and the recompiles of
+    each module are bounded by :data:`COMPILE_RECOMPILE_LIMIT`. Weights and state-dict keys are
+    unchanged, so checkpoints stay portable. Returns the compiled modules' names.
+    """
+    import torch._dynamo
+
+    key = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), COMPILE_RECOMPILE_LIMIT))
+    names = ["f", "fusion", "g"]
+    for name in names:
+        getattr(model, name).compile(dynamic=True)
+    return names
 
 
 class _StepModule(torch.nn.Module):
@@ -136,7 +154,7 @@ class Trainer:
     def _load_resume(self, resume: ResumeConfig, stage: str) -> TrainingState | None:
         """The crash-resume state, read on rank 0 and handed to every rank (the others may not see its disk)."""
         rank, world = ddp.rank_world()
-        state = load_resume_state(resume, stage) if rank == 0 else None
+        state = load_resume_state(resume, stage, self.device) if rank == 0 else None
         return ddp.broadcast_from_rank0(state) if world > 1 else state
 
     def _restore(self, state: TrainingState, stage: str, model: OmniVec2, opt: torch.optim.Optimizer, sched: Any,
@@ -184,12 +202,13 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank)  # dropout differs per rank; batches and masks do not
         model.to(self.device).train()
         if cfg.compile:
-            log.info("%s: compiled %d transformer blocks", stage, compile_blocks(model))
+            log.info("%s: compiled %s with torch.compile", stage, ", ".join(compile_backbone(model)))
         opt = torch.optim.AdamW(param_groups(model, objective, cfg), lr=cfg.lr,
                                 fused=self.device.type in ("cpu", "cuda"))  # one kernel for all parameters
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-        ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed), self.device,
-                          (rank, world), cfg.pin_memory and self.device.type == "cuda")
+        # masking and augmentation noise is drawn on the device: no host-to-device copy in the step
+        ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator(self.device).manual_seed(cfg.seed),
+                          self.device, (rank, world), cfg.pin_memory and self.device.type == "cuda")
         sel = Selection(cfg.early_stopping)
         validate = validator is not None and cfg.eval_every > 0
         state = self._load_resume(resume, stage) if resume else None
@@ -207,59 +226,55 @@ class Trainer:
             runner = DistributedDataParallel(runner, device_ids=[self.device.index] if self.device.type == "cuda"
                                              else None, find_unused_parameters=True)
         start = time.perf_counter()
-        samples = skipped = 0
+        samples = self.skipped = 0
         if rank == 0:
             log.info("%s: %d steps on %s x %d rank(s) (%d parameters, %d micro-batch(es) per step)", stage,
                      cfg.steps, self.device, world, sum(p.numel() for p in model.parameters()),
                      cfg.grad_accum_steps)
         bar = tqdm(range(first, cfg.steps), desc=stage, disable=None if cfg.progress and rank == 0 else True,
                    dynamic_ncols=True, leave=False, initial=first, total=cfg.steps)
+        pending: list[_Pending] = []
         for step in bar:
             ctx.step = step
-            outs, problem = self._step(runner, opt, ctx, world)
-            what = ",".join(dict.fromkeys(o.what for o in outs))
-            if problem is not None:
-                if cfg.nonfinite == "raise":
-                    raise FloatingPointError(f"{stage}: {problem} at step {step} ({what}); lower the "
-                                             f"learning rate, check the inputs, or set trainer.nonfinite: skip")
-                skipped += 1
-                if rank == 0:
-                    log.warning("%s: %s at step %d (%s); update skipped (%d so far)", stage, problem, step, what,
-                                skipped)
-            else:
+            outs, ok, norm = self._step(runner, opt, ctx, world)
+            if self._device_skip:
+                opt.found_inf = (~ok).float()  # the fused AdamW kernel skips the update on device when set
+                opt.grad_scale = None
+                opt.step()
+            elif bool(ok):  # other optimisers: one host read decides
                 opt.step()
             sched.step()
             samples += sum(o.samples for o in outs) * world
             elapsed = time.perf_counter() - start
-            loss, parts = _reduce_losses(outs)
-            rows.append({"step": step, "loss": loss, "lr": opt.param_groups[0]["lr"], "what": what,
-                         "elapsed_s": elapsed, "skipped": problem is not None,
-                         **{f"loss.{k}": v for k, v in parts.items()}})
-            bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{samples / elapsed:.0f}")
-            if rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+            pending.append(_Pending(step, outs, ok, norm, ",".join(dict.fromkeys(o.what for o in outs)),
+                                    opt.param_groups[0]["lr"], elapsed, samples))
+            last = step + 1 == cfg.steps
+            logged = (step + 1) % cfg.log_every == 0 or last
+            validating = validate and ((step + 1) % cfg.eval_every == 0 or last)
+            saving = bool(resume is not None and resume.every and (step + 1) % resume.every == 0 and not last)
+            # device values are read only here (the same steps on every rank): never inside a step
+            flushed = self._flush(pending, rows, stage, world) if logged or validating or saving else []
+            if flushed:
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}", samples_per_s=f"{samples / elapsed:.0f}")
+            if rank == 0 and logged:
                 recent = np.mean([r["loss"] for r in rows[-cfg.log_every:]])
                 log.info("%s step %d/%d loss %.4f (%.0f samples/s)", stage, step + 1, cfg.steps, recent,
                          samples / elapsed)
             stop = False
-            if validate and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            if validating:
                 stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
                 for cb in callbacks:
                     cb.on_eval(stage, step, rows[-1])
-            if callbacks:
-                info = {**rows[-1], "samples_per_s": samples / elapsed, "last": stop or step + 1 == cfg.steps}
-                for cb in callbacks:
-                    cb.on_step(stage, step, info)
-            if (rank == 0 and resume is not None and resume.every and (step + 1) % resume.every == 0
-                    and step + 1 < cfg.steps and not stop):
+            if saving and rank == 0 and not stop:
                 save_resume_state(resume, capture_state(step + 1, model, opt, ctx.generator, ctx.rng,
                                                         objective.state_dict(), rows, sel.state_dict(),
                                                         sel.best_state, {"stage": stage, "steps": cfg.steps}))
             if on_step is not None:
                 on_step(step)
-            for callback in STEP_CALLBACKS:
-                callback(stage, step, rows[-1]["loss"])
+            _tell_callbacks(stage, flushed, callbacks, stop or last)  # after the save: a callback may raise
             if stop:
                 break
+        _tell_callbacks(stage, self._flush(pending, rows, stage, world), callbacks, True)
         bar.close()
         if resume is not None and rank == 0:
             clear_resume_state(resume)
@@ -301,18 +316,46 @@ class Trainer:
                      sel.best_step)
         return stop
 
-    def _step(self, runner: torch.nn.Module, opt: torch.optim.Optimizer, ctx: StepContext, world: int
-              ) -> tuple[list[StepOutput], str | None]:
-        """Forward/backward of ``grad_accum_steps`` micro-batches and gradient clipping.
+    def _flush(self, pending: list[_Pending], rows: list[dict[str, Any]], stage: str,
+               world: int) -> list[tuple[dict[str, Any], float]]:
+        """Read the pending steps' device values (one host read), append their history rows and empty
+        ``pending``; a non-finite step raises or is counted as skipped (``trainer.nonfinite``).
 
-        Returns the micro-batch outputs and what went wrong (None when the update may be applied).
-        Every rank takes the same decision, so no rank waits for a collective another skipped.
+        Returns ``(row, samples/s so far)`` of every new row.
+        """
+        new = _read_pending(pending, world)
+        pending.clear()
+        out = []
+        for row, samples_per_s, problem in new:
+            rows.append(row)
+            if problem is not None:
+                if self.cfg.nonfinite == "raise":
+                    raise FloatingPointError(f"{stage}: {problem} at step {row['step']} ({row['what']}); lower the "
+                                             "learning rate, check the inputs, or set trainer.nonfinite: skip")
+                self.skipped += 1
+                if ddp.rank_world()[0] == 0:
+                    log.warning("%s: %s at step %d (%s); update skipped (%d so far)", stage, problem, row["step"],
+                                row["what"], self.skipped)
+            out.append((row, samples_per_s))
+        return out
+
+    @property
+    def _device_skip(self) -> bool:
+        """Whether a non-finite update is skipped on the device (fused AdamW honours ``found_inf``)."""
+        return self.device.type in ("cpu", "cuda")
+
+    def _step(self, runner: torch.nn.Module, opt: torch.optim.Optimizer, ctx: StepContext, world: int
+              ) -> tuple[list[StepOutput], Tensor, Tensor]:
+        """Forward/backward of ``grad_accum_steps`` micro-batches and gradient clipping, with no host read.
+
+        Returns the micro-batch outputs, a device bool: whether the losses and the gradient norm are
+        finite (the update may be applied), and the gradient norm. A non-finite loss makes the gradients non-finite too; under
+        DDP the gradients are averaged and the flag is reduced over ranks, so every rank decides alike.
         """
         cfg = self.cfg
         k = cfg.grad_accum_steps
         opt.zero_grad(set_to_none=True)
         outs: list[StepOutput] = []
-        problem = None
         for micro in range(k):
             last = micro == k - 1
             sync = contextlib.nullcontext() if world == 1 or last else runner.no_sync()
@@ -320,26 +363,91 @@ class Trainer:
                 with self._autocast():
                     out = runner(ctx)
                 outs.append(out)
-                finite = ddp.all_ranks_true(bool(torch.isfinite(out.loss)))
-                if not finite and problem is None:
-                    problem = f"non-finite loss {out.loss.item()}" + (" on some rank" if world > 1 else "")
-                # a skipped micro-batch still runs backward (on zero) so DDP's gradient hooks stay in step
-                (out.loss / k if finite else out.loss.nan_to_num(0.0, 0.0, 0.0) * 0.0).backward()
-        if problem is None:
-            norm = torch.nn.utils.clip_grad_norm_(runner.parameters(),
-                                                  cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            if not torch.isfinite(norm):
-                problem = f"non-finite gradient (norm {norm.item()})"
-        return outs, problem
+                (out.loss / k).backward()
+        norm = torch.nn.utils.clip_grad_norm_(runner.parameters(),
+                                              cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        losses = torch.stack([o.loss.detach().float() for o in outs])
+        ok = torch.isfinite(losses).all() & torch.isfinite(norm.to(losses.device))
+        if world > 1:
+            ok = _all_ranks(ok)
+        return outs, ok, norm.detach()
 
 
-def _reduce_losses(outs: list[StepOutput]) -> tuple[float, dict[str, float]]:
-    """Mean loss and per-part losses over micro-batches, then over ranks (same on every rank)."""
-    parts: dict[str, list[float]] = {}
-    for o in outs:
-        for key, v in o.parts.items():
-            parts.setdefault(key, []).append(v)
-    keys = sorted(parts)
-    values = ddp.mean_across_ranks([float(np.mean([o.loss.item() for o in outs])),
-                                    *(float(np.mean(parts[key])) for key in keys)])
-    return values[0], dict(zip(keys, values[1:]))
+@dataclass
+class _Pending:
+    """A finished step whose device values (losses, gradient norm, finiteness) are not read yet."""
+
+    step: int
+    outs: list[StepOutput]
+    ok: Tensor
+    norm: Tensor
+    what: str
+    lr: float
+    elapsed: float
+    samples: int
+
+
+def _read_pending(pending: list[_Pending], world: int) -> list[tuple[dict[str, Any], float, str | None]]:
+    """``(history row, samples/s so far, problem)`` of every ``pending`` step, from one host read of all
+    their device values (after one all-reduce across ranks).
+
+    A row holds the mean loss and per-part losses over micro-batches (then over ranks) and whether the
+    update was skipped; ``problem`` says what was non-finite (None when the update was applied).
+    """
+    if not pending:
+        return []
+    layout, values = [], []
+    for p in pending:
+        keys = sorted({key for o in p.outs for key in o.parts})
+        parts = [torch.stack([o.parts[key].detach().float() for o in p.outs if key in o.parts]).mean()
+                 for key in keys]
+        loss = torch.stack([o.loss.detach().float() for o in p.outs]).mean()
+        layout.append(keys)
+        values += [loss, p.norm.float().to(loss.device), p.ok.float().to(loss.device), *parts]
+    flat = torch.stack(values)
+    if world > 1:
+        flat = _mean_over_ranks(flat)
+    host = flat.tolist()  # the one host read
+    out, i = [], 0
+    for p, keys in zip(pending, layout):
+        loss, norm, ok = host[i:i + 3]
+        parts = dict(zip(keys, host[i + 3:i + 3 + len(keys)]))
+        i += 3 + len(keys)
+        row: dict[str, Any] = {"step": p.step, "loss": loss, "lr": p.lr, "what": p.what, "elapsed_s": p.elapsed,
+                               "skipped": ok < 1.0, **{f"loss.{k}": v for k, v in parts.items()}}
+        problem = None if ok >= 1.0 else (f"non-finite loss {loss}" if not math.isfinite(loss)
+                                          else f"non-finite gradient (norm {norm})")
+        out.append((row, p.samples / p.elapsed if p.elapsed > 0 else 0.0, problem))
+    return out
+
+
+def _tell_callbacks(stage: str, flushed: list[tuple[dict[str, Any], float]],
+                    callbacks: Sequence[TrainingCallback], ends: bool) -> None:
+    """Hand the rows read at a flush, in step order, to the tracking callbacks and :data:`STEP_CALLBACKS`;
+    ``ends``: the last of them is the stage's last step."""
+    for i, (row, samples_per_s) in enumerate(flushed):
+        if callbacks:
+            info = {**row, "samples_per_s": samples_per_s, "last": ends and i == len(flushed) - 1}
+            for cb in callbacks:
+                cb.on_step(stage, row["step"], info)
+        for callback in STEP_CALLBACKS:
+            callback(stage, row["step"], row["loss"])
+
+
+def _all_ranks(flag: Tensor) -> Tensor:
+    """A device bool that is true only where ``flag`` is true on every rank (an all-reduce, no host read)."""
+    import torch.distributed as dist
+
+    t = flag.to(torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.bool()
+
+
+def _mean_over_ranks(values: Tensor) -> Tensor:
+    """``values`` averaged over the ranks (float64, on the device of the process group's backend)."""
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = values.to(device, torch.float64)
+    dist.all_reduce(t)
+    return t / dist.get_world_size()

@@ -69,6 +69,9 @@ class BandGroupTokenizer(Tokenizer):
         valid = (torch.arange(self.n_groups, device=x.device) < n_real).repeat(b, 1)  # (B, n_groups)
         return groups, valid
 
+    def dense(self, x: Tensor) -> bool:
+        return x.ndim == 4 and math.ceil(x.shape[1] / self.group_size) == self.n_groups  # no padded group
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         groups, valid = self._groups(x)
         tokens = self.proj(groups) + self.pos  # (B, n_groups, D)

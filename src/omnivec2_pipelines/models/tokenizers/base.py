@@ -38,6 +38,15 @@ class Tokenizer(nn.Module, abc.ABC):
         tokens, valid = self(x)
         return tokens, valid, None
 
+    def dense(self, x: Tensor) -> bool:
+        """Whether every token of ``x`` is real, known from its shape alone (no read of device values).
+
+        Dense batches take the fast path: no attention padding mask (so the fastest attention kernel
+        applies) and a masking whose kept count is known on the host. False (the default) when
+        validity depends on the values (padded texts, graphs with fewer nodes).
+        """
+        return False
+
     @abc.abstractmethod
     def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         """Return reconstruction targets aligned with :meth:`forward`'s tokens, (B, N, ...).

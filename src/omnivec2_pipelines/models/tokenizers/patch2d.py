@@ -39,6 +39,9 @@ class Patch2DTokenizer(Tokenizer):
             raise ValueError(f"expected input (B, {self.in_channels}, {self.input_size[0]}, "
                              f"{self.input_size[1]}), got {tuple(x.shape)}")
 
+    def dense(self, x: Tensor) -> bool:
+        return True  # every token is real
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
         tokens = self.proj(x).flatten(2).transpose(1, 2) + self.pos  # (B, D, gh, gw) → (B, N, D)

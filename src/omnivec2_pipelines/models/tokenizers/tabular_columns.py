@@ -69,6 +69,9 @@ class TabularColumnsTokenizer(Tokenizer):
                              f"codes outside [0, {self.cardinalities[bad]})")
         return codes
 
+    def dense(self, x: Tensor) -> bool:
+        return True  # every token is real
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         codes = self._codes(x)
         num = x[:, : self.n_numeric].float()

@@ -48,6 +48,12 @@ class TextTokensTokenizer(Tokenizer):
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ValueError(f"expected integer token ids, got dtype {x.dtype}")
         checked = x.numel() and not torch.compiler.is_exporting()  # data-dependent: not traced by torch.export
+        if checked and self.training:  # an assert on the device: a training step does not wait for it on a GPU
+            try:
+                torch._assert_async(((x >= 0) & (x < self.vocab_size)).all(), "token ids out of range")
+                checked = False
+            except RuntimeError:  # raised at once on a CPU: report it like the eager check below
+                pass
         if checked and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.vocab_size}), got "
                              f"[{int(x.min())}, {int(x.max())}]")

@@ -50,6 +50,9 @@ class TimePatchTokenizer(Tokenizer):
         valid = torch.ones(b, c, n_p, dtype=torch.bool, device=x.device)
         return patches, valid
 
+    def dense(self, x: Tensor) -> bool:
+        return True  # every token is real
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         patches, valid = self._patches(x)
         b, c, n_p, _ = patches.shape
