@@ -40,6 +40,8 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium not installed; the kedro-viz browser test will be skipped"; fi; }
 
+# two pytest workers: most of the suite's time is Kedro/DVC subprocesses and start-up, not torch
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: install-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

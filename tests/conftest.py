@@ -12,7 +12,8 @@ from omnivec2_pipelines.modalities.base import ArrayBundle, TaskSpec
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# two threads for one pytest process; one each when `make test` runs two xdist workers on the two cores
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 TINY_MODEL = {"width": 32, "depth_f": 1, "heads_f": 2, "reduced_width": 32, "depth_g": 1, "heads_g": 2,
               "fusion_depth": 1, "decoder_depth": 1, "mlp_ratio": 2.0, "dropout": 0.0}
