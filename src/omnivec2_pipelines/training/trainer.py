@@ -246,8 +246,7 @@ class Trainer:
             sched.step()
             samples += sum(o.samples for o in outs) * world
             elapsed = time.perf_counter() - start
-            pending.append(_Pending(step, outs, ok, norm, ",".join(dict.fromkeys(o.what for o in outs)),
-                                    opt.param_groups[0]["lr"], elapsed, samples))
+            pending.append(_Pending.of(step, outs, ok, norm, opt.param_groups[0]["lr"], elapsed, samples))
             last = step + 1 == cfg.steps
             logged = (step + 1) % cfg.log_every == 0 or last
             validating = validate and ((step + 1) % cfg.eval_every == 0 or last)
@@ -378,13 +377,21 @@ class _Pending:
     """A finished step whose device values (losses, gradient norm, finiteness) are not read yet."""
 
     step: int
-    outs: list[StepOutput]
+    losses: list[Tensor]
+    parts: list[dict[str, Tensor]]
     ok: Tensor
     norm: Tensor
     what: str
     lr: float
     elapsed: float
     samples: int
+
+    @classmethod
+    def of(cls, step: int, outs: list[StepOutput], ok: Tensor, norm: Tensor, lr: float, elapsed: float,
+           samples: int) -> "_Pending":
+        """The detached values of a step's micro-batch outputs (their autograd graphs are not kept)."""
+        return cls(step, [o.loss.detach() for o in outs], [o.parts for o in outs], ok, norm,
+                   ",".join(dict.fromkeys(o.what for o in outs)), lr, elapsed, samples)
 
 
 def _read_pending(pending: list[_Pending], world: int) -> list[tuple[dict[str, Any], float, str | None]]:
@@ -398,10 +405,10 @@ def _read_pending(pending: list[_Pending], world: int) -> list[tuple[dict[str, A
         return []
     layout, values = [], []
     for p in pending:
-        keys = sorted({key for o in p.outs for key in o.parts})
-        parts = [torch.stack([o.parts[key].detach().float() for o in p.outs if key in o.parts]).mean()
+        keys = sorted({key for micro in p.parts for key in micro})
+        parts = [torch.stack([micro[key].detach().float() for micro in p.parts if key in micro]).mean()
                  for key in keys]
-        loss = torch.stack([o.loss.detach().float() for o in p.outs]).mean()
+        loss = torch.stack([v.float() for v in p.losses]).mean()
         layout.append(keys)
         values += [loss, p.norm.float().to(loss.device), p.ok.float().to(loss.device), *parts]
     flat = torch.stack(values)
