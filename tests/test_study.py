@@ -68,6 +68,13 @@ def test_summary_counts_wins_direction_aware() -> None:
     assert "| y.r | mse ↓ | 2 | 3 ± 1.414 | **1** |" in md and "| `a` vs `b` | 1 of 2 |" in md
 
 
+def test_null_variant_drops_a_lower_layers_variant() -> None:
+    spec = st.StudySpec.from_params({"variants": {"full": {"stages": ["multitask"]}, "scratch": {"stages": ["multitask"]},
+                                                  "single_task": None}})
+    assert list(spec.variants) == ["full", "scratch"]
+    assert spec.pairs == (("full", "scratch"),)  # the default pairs naming a dropped variant are left out
+
+
 @pytest.mark.parametrize("study, match", [
     ({"variants": {}}, "study.variants must be a non-empty mapping"),
     ({"variants": {"v": {"stages": ["multitask"]}}, "budget": 0}, "study.budget must be a number > 0"),
@@ -82,6 +89,8 @@ def test_summary_counts_wins_direction_aware() -> None:
      r"study.variants.v: unknown parameter.*stpes"),
     ({"variants": {"v": {"stages": ["multitask"]}}, "seeds": []}, "study.seeds must be a non-empty list"),
     ({"variants": {"v": {"stages": ["multitask"]}}, "pairs": [["v", "w"]]}, "study.pairs"),
+    ({"variants": {"v": None}}, "every variant is null"),
+    ({"variants": {"v": {"stages": ["multitask"]}, "w": None}, "pairs": [["v", "w"]]}, "study.pairs"),
 ])
 def test_bad_study_parameters_fail_before_training(tmp_path, bundles, study, match) -> None:
     params = _params(tmp_path)

@@ -97,7 +97,10 @@ class StudySpec:
         variants = p.get("variants")
         if not isinstance(variants, Mapping) or not variants:
             raise ValueError(f"study.variants must be a non-empty mapping name -> variant, got {variants!r}")
-        parsed = {str(name): _variant(str(name), v) for name, v in variants.items()}
+        # `name: null` (e.g. in conf/local/) drops a variant that a lower config layer declares
+        parsed = {str(name): _variant(str(name), v) for name, v in variants.items() if v is not None}
+        if not parsed:
+            raise ValueError("study.variants: every variant is null; declare at least one")
         seeds = p.get("seeds", [0])
         if (not isinstance(seeds, (list, tuple)) or not seeds
                 or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
