@@ -73,6 +73,10 @@ def test_null_variant_drops_a_lower_layers_variant() -> None:
                                                   "single_task": None}})
     assert list(spec.variants) == ["full", "scratch"]
     assert spec.pairs == (("full", "scratch"),)  # the default pairs naming a dropped variant are left out
+    spec = st.StudySpec.from_params({"variants": {"full": {"stages": ["multitask"]}, "scratch": {"stages": ["multitask"]},
+                                                  "unimodal": None},
+                                     "pairs": [["full", "scratch"], ["full", "unimodal"]]})
+    assert spec.pairs == (("full", "scratch"),)  # so are declared pairs naming it
 
 
 @pytest.mark.parametrize("study, match", [
@@ -90,7 +94,6 @@ def test_null_variant_drops_a_lower_layers_variant() -> None:
     ({"variants": {"v": {"stages": ["multitask"]}}, "seeds": []}, "study.seeds must be a non-empty list"),
     ({"variants": {"v": {"stages": ["multitask"]}}, "pairs": [["v", "w"]]}, "study.pairs"),
     ({"variants": {"v": None}}, "every variant is null"),
-    ({"variants": {"v": {"stages": ["multitask"]}, "w": None}, "pairs": [["v", "w"]]}, "study.pairs"),
 ])
 def test_bad_study_parameters_fail_before_training(tmp_path, bundles, study, match) -> None:
     params = _params(tmp_path)

@@ -101,6 +101,7 @@ class StudySpec:
         parsed = {str(name): _variant(str(name), v) for name, v in variants.items() if v is not None}
         if not parsed:
             raise ValueError("study.variants: every variant is null; declare at least one")
+        dropped = {str(name) for name, v in variants.items() if v is None}
         seeds = p.get("seeds", [0])
         if (not isinstance(seeds, (list, tuple)) or not seeds
                 or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
@@ -121,6 +122,8 @@ class StudySpec:
             pairs = [pair for pair in DEFAULT_PAIRS if pair[0] in parsed and pair[1] in parsed]
         pairs_t: list[tuple[str, str]] = []
         for pair in pairs:
+            if isinstance(pair, (list, tuple)) and dropped.intersection(map(str, pair)):
+                continue  # a comparison with a variant that was set to null goes with it
             if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(x not in parsed for x in pair):
                 raise ValueError(f"study.pairs: each entry must be two variant names of {sorted(parsed)}, "
                                  f"got {pair!r}")
