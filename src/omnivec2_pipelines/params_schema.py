@@ -52,7 +52,8 @@ Checker = Callable[[Any, Mapping[str, Any]], Any]
 #: ``resume_from``). ``init``: a checkpoint directory the stage starts from (null: stage 1 from a fresh
 #: network, the others from the previous stage's checkpoint).
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrain_unimodal": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
+    "pretrain_unimodal": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature",
+                          "contrastive_weight", "contrastive_temperature"),
     "pretrain_paired": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
     "multitask": ("init", "batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
                   "sampling_temperature", "loss_weights", "body_lr_scale"),

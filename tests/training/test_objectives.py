@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -140,3 +142,35 @@ def test_point_grouping_runs_once_per_stream_and_step(stage) -> None:
         hist = Trainer(TrainerConfig(steps=1, progress=False, log_every=1000)).fit(model, obj, obj.name)
     assert len(hist) == 1 and torch.isfinite(torch.tensor(hist["loss"].to_numpy())).all()
     assert fps.call_count == (2 if stage == "paired" else 1)
+
+
+def test_info_nce_prefers_matching_views() -> None:
+    from omnivec2_pipelines.training.objectives import info_nce
+
+    torch.manual_seed(0)
+    a = torch.randn(16, 8)
+    matched = info_nce(a, a + 0.01 * torch.randn(16, 8), 0.2)
+    shuffled = info_nce(a, a[torch.randperm(16)], 0.2)
+    assert matched < 1.0 and shuffled > 3.0
+    # two identical samples: their three other rows are equally similar, so the loss is log(3)
+    dup = torch.cat([a[:1], a[:1]])
+    assert abs(info_nce(dup, dup, 0.01).item() - math.log(3)) < 1e-4
+
+
+def test_unimodal_contrastive_trains_both_terms(model, bundles) -> None:
+    obj = MaskedUnimodal({"grid": _one_batch(bundles)}, {"grid": 0.5}, B, norm_target=False,
+                         contrastive_weight=1.0, contrastive_temperature=0.2)
+    cfg = TrainerConfig(steps=60, lr=3e-3, warmup_steps=5, weight_decay=0.0, progress=False, log_every=1)
+    hist = Trainer(cfg).fit(model, obj, obj.name)
+    for col in ("loss.grid", "loss.grid.contrastive"):
+        assert hist[col].tail(5).mean() < 0.5 * hist[col].head(5).mean(), col
+
+
+def test_unimodal_contrastive_checks_its_parameters(bundles) -> None:
+    src = {"grid": _one_batch(bundles)}
+    with pytest.raises(ValueError, match="pretrain_unimodal.contrastive_weight must be a number >= 0"):
+        MaskedUnimodal(src, {"grid": 0.5}, 8, contrastive_weight=-1.0)
+    with pytest.raises(ValueError, match=r"pretrain_unimodal.contrastive_temperature must be a number in \(0, 10\]"):
+        MaskedUnimodal(src, {"grid": 0.5}, 8, contrastive_weight=1.0, contrastive_temperature=0.0)
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        stages._check_stage_params("pretrain_unimodal", {"contrastive_weight": "high"})

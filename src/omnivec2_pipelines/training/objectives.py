@@ -15,9 +15,11 @@ import torch
 from torch import Tensor
 
 from omnivec2_pipelines.models import OmniVec2, Stream
+from omnivec2_pipelines.models.layers import masked_mean
 from omnivec2_pipelines.tasks import get_task_kind
 from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
+from omnivec2_pipelines.training.params import check_contrastive
 from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
 
 
@@ -106,6 +108,23 @@ def masked_reconstruction_loss(model: OmniVec2, stream: Stream, x: Tensor, norm_
     return tok.reconstruction_loss(model.reconstruct(stream), tok.patchify(x, stream.aux), weight, norm_target)
 
 
+def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    """Symmetric InfoNCE (NT-Xent) between two views: row ``i`` of ``a`` and of ``b`` are the positive
+    pair, every other row of both views a negative (SimCLR; CAN adds it to masked reconstruction).
+
+    Args:
+        a: (B, D) pooled features of the first view.
+        b: (B, D) pooled features of the second view.
+        temperature: Softmax temperature of the cosine similarities.
+    """
+    n = len(a)
+    z = torch.nn.functional.normalize(torch.cat([a, b]).float(), dim=-1)  # (2B, D)
+    sim = z @ z.T / temperature  # (2B, 2B)
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(sim.device)  # each row's other view
+    return torch.nn.functional.cross_entropy(sim, target)
+
+
 def _check_ratios(ratios: dict[str, float], modalities: list[str]) -> None:
     for m in modalities:
         if m not in ratios:
@@ -130,15 +149,22 @@ class MaskedUnimodal(Objective):
         sampling: ``uniform`` (round robin: every modality equally often, in a fixed order) or
             ``size`` (drawn by temperature-scaled data-set size, see :mod:`.sampling`).
         temperature: Temperature of ``size`` sampling.
+        contrastive_weight: With a weight > 0 every sample is encoded twice, with two independent
+            masks; the loss is the mean reconstruction loss of both views plus this weight times the
+            :func:`info_nce` of their pooled g features (negatives: the other samples of the batch, of
+            this rank's slice under data parallelism). 0: one view, reconstruction only (MAE).
+        contrastive_temperature: Temperature of the InfoNCE.
     """
 
     name = "pretrain_unimodal"
 
     def __init__(self, sources: dict[str, BatchSource], mask_ratios: dict[str, float], batch_size: int,
-                 norm_target: bool = True, sampling: str = "uniform", temperature: float = 1.0) -> None:
+                 norm_target: bool = True, sampling: str = "uniform", temperature: float = 1.0,
+                 contrastive_weight: float = 0.0, contrastive_temperature: float = 0.2) -> None:
         if not sources:
             raise ValueError("pretrain_unimodal needs at least one modality")
         _check_ratios(mask_ratios, list(sources))
+        self.contrast, self.contrast_t = check_contrastive(contrastive_weight, contrastive_temperature)
         self.sources, self.ratios, self.batch_size, self.norm = sources, mask_ratios, batch_size, norm_target
         self.order = sorted(sources)
         self.sampler = _modality_sampler(sources, 1, sampling, temperature)
@@ -151,9 +177,16 @@ class MaskedUnimodal(Objective):
         m = self.order[ctx.step % len(self.order)] if self.round_robin \
             else self.sampler.items[self.sampler.draw(ctx.rng)[0]].modality
         x, _ = ctx.draw(self.sources[m], self.batch_size)
-        (s,) = model.forward_features(model.encode(m, x, float(self.ratios[m]), ctx.generator, ctx.shard))
-        loss = masked_reconstruction_loss(model, s, x, self.norm)
-        return StepOutput(loss, {m: loss.detach()}, m, len(x))
+        ratio = float(self.ratios[m])
+        if self.contrast <= 0:
+            (s,) = model.forward_features(model.encode(m, x, ratio, ctx.generator, ctx.shard))
+            loss = masked_reconstruction_loss(model, s, x, self.norm)
+            return StepOutput(loss, {m: loss.detach()}, m, len(x))
+        views = model.forward_features(model.encode_streams([(m, x, ratio), (m, x, ratio)], ctx.generator,
+                                                            ctx.shard), fuse=False)
+        rec = sum(masked_reconstruction_loss(model, v, x, self.norm) for v in views) / 2
+        nce = info_nce(*(masked_mean(v.tokens, v.valid) for v in views), self.contrast_t)
+        return StepOutput(rec + self.contrast * nce, {m: rec.detach(), f"{m}.contrastive": nce.detach()}, m, len(x))
 
 
 class MaskedPaired(Objective):

@@ -32,6 +32,8 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
     stage_sampling(stage, params)
+    if stage == "pretrain_unimodal":
+        stage_contrastive(stage, params)
     if "body_lr_scale" in params:
         check_body_lr_scale(params["body_lr_scale"], f"{stage}.body_lr_scale")
 
@@ -47,6 +49,22 @@ def check_body_lr_scale(value: Any, key: str = "multitask.body_lr_scale") -> flo
 def stage_sampling(stage: str, params: Mapping[str, Any]) -> tuple[str, float]:
     """``<stage>.sampling`` (default ``uniform``) and ``<stage>.sampling_temperature`` (default 1.0)."""
     return check_sampling(stage, params.get("sampling", "uniform"), params.get("sampling_temperature", 1.0))
+
+
+def check_contrastive(weight: Any, temperature: Any, stage: str = "pretrain_unimodal") -> tuple[float, float]:
+    """``<stage>.contrastive_weight`` (a number >= 0; 0: reconstruction only) and
+    ``<stage>.contrastive_temperature`` (a number in (0, 10])."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ValueError(f"{stage}.contrastive_weight must be a number >= 0 (0: masked reconstruction only), "
+                         f"got {weight!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 10:
+        raise ValueError(f"{stage}.contrastive_temperature must be a number in (0, 10], got {temperature!r}")
+    return float(weight), float(temperature)
+
+
+def stage_contrastive(stage: str, params: Mapping[str, Any]) -> tuple[float, float]:
+    """``<stage>.contrastive_weight`` (default 0) and ``<stage>.contrastive_temperature`` (default 0.2)."""
+    return check_contrastive(params.get("contrastive_weight", 0.0), params.get("contrastive_temperature", 0.2), stage)
 
 
 def check_loss_weights(spec: Any, available: Mapping[str, Collection[str]] | None = None) -> dict[str, float]:

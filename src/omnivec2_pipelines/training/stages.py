@@ -45,6 +45,7 @@ from omnivec2_pipelines.training.params import (  # noqa: F401  (validate_stage_
     check_loss_weights,
     check_start,
     modality_augment,
+    stage_contrastive,
     stage_sampling,
     validate_stage_params,
 )
@@ -356,7 +357,8 @@ def pretrain_unimodal(bundles: Mapping[str, ArrayBundle], model_params: Mapping[
     start = start_point("pretrain_unimodal", None, bundles, model_params, stage_params, trainer_params, tcfg.seed)
     norm = stage_params.get("norm_target", True)
     obj = MaskedUnimodal(_pretrain_sources(bundles, tcfg.seed), ratios, stage_params.get("batch_size", 64), norm,
-                         *stage_sampling("pretrain_unimodal", stage_params))
+                         *stage_sampling("pretrain_unimodal", stage_params),
+                         *stage_contrastive("pretrain_unimodal", stage_params))
     return _run("pretrain_unimodal", start, obj, tcfg, bundles, _fingerprinted(stage_params, modality_params),
                 _reconstruction_validator("pretrain_unimodal", bundles, ratios, tcfg, norm))
 
