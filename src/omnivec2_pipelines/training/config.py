@@ -50,6 +50,9 @@ class TrainerConfig:
         eval_samples: Val rows per modality (pretraining) or per task (multitask) in each evaluation.
         select_best: Keep the weights of the best validation step, not the last step's.
         early_stopping: End the stage after this many evaluations without a val improvement (0: off).
+        ema_decay: Keep an exponential moving average of the trained weights with this decay per step
+            (warmed up as ``min(decay, (1 + t) / (10 + t))``); validation, the model selection and the
+            saved checkpoint use the average (0: off, the live weights).
         track: Experiment tracking of the training stages: ``"dvclive"`` (DVCLive logs, see
             :mod:`~omnivec2_pipelines.training.tracking`) or ``"none"``.
         track_dir: The DVCLive folder (one subfolder per stage, and the ``dvc.yaml`` that declares them).
@@ -83,6 +86,7 @@ class TrainerConfig:
     eval_samples: int = 256
     select_best: bool = True
     early_stopping: int = 0
+    ema_decay: float = 0.0
     track: str = "none"
     track_dir: str = "dvclive"
 
@@ -95,7 +99,7 @@ class TrainerConfig:
                   "nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1,
                   "rdzv_timeout": self.rdzv_timeout >= 1, "max_restarts": self.max_restarts >= 0,
                   "eval_every": self.eval_every >= 0, "eval_samples": self.eval_samples >= 1,
-                  "early_stopping": self.early_stopping >= 0,
+                  "early_stopping": self.early_stopping >= 0, "ema_decay": 0.0 <= self.ema_decay < 1.0,
                   "rdzv_backend": bool(self.rdzv_backend)}
         from omnivec2_pipelines.training.tracking import TRACKERS
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #: Layout version of a state folder (1: optimizer.pt + model.safetensors, before this layout).
 FORMAT = 2
 _TENSORS, _DOC = "state.safetensors", "state.json"
-_MODEL, _BEST, _OPTIM, _CUDA_RNG = "model/", "best/", "optim/", "rng/cuda/"
+_MODEL, _BEST, _EMA, _OPTIM, _CUDA_RNG = "model/", "best/", "ema/", "optim/", "rng/cuda/"
 
 
 class StateLayoutError(ValueError):
@@ -72,7 +72,8 @@ class TrainingState:
 
     Attributes:
         tensors: ``model/<name>`` (weights of the last step), ``best/<name>`` (the model selection's
-            best weights, when there are some), ``optim/<parameter>/<key>`` (optimizer state),
+            best weights, when there are some), ``ema/<name>`` (the weight average of the trainable
+            parameters, with ``trainer.ema_decay``), ``optim/<parameter>/<key>`` (optimizer state),
             ``rng/torch``, ``rng/generator`` and, when CUDA was in use, ``rng/cuda/<device index>``.
         doc: JSON: ``format``, ``step``, ``fingerprint`` (crash-resume), ``device`` (type of the device
             the model was on: ``cpu``, ``cuda``; absent in older states), ``rng`` (numpy), ``objective``
@@ -95,6 +96,10 @@ class TrainingState:
     def best_weights(self) -> dict[str, torch.Tensor] | None:
         """The model selection's best weights, or None."""
         return _with_prefix(self.tensors, _BEST) or None
+
+    def ema_weights(self) -> dict[str, torch.Tensor] | None:
+        """The weight average of the trainable parameters (``trainer.ema_decay``), or None."""
+        return _with_prefix(self.tensors, _EMA) or None
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -149,7 +154,8 @@ def optimizer_names(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[
 def capture_state(step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator,
                   rng: np.random.Generator, objective_state: dict[str, Any], rows: list[dict[str, Any]],
                   selection: dict[str, Any] | None = None, best_weights: dict[str, torch.Tensor] | None = None,
-                  info: dict[str, Any] | None = None) -> TrainingState:
+                  info: dict[str, Any] | None = None,
+                  ema_weights: dict[str, torch.Tensor] | None = None) -> TrainingState:
     """Copy everything a run needs to continue after ``step`` completed steps (tensors to CPU).
 
     The RNG states of every CUDA device are kept too when this process has initialised CUDA.
@@ -165,10 +171,12 @@ def capture_state(step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
         selection: The model selection's counters (JSON).
         best_weights: The model selection's best weights.
         info: JSON-able facts about the run (``stage``, ``steps``, ...).
+        ema_weights: The weight average of the trainable parameters, when the run keeps one.
     """
     names = optimizer_names(model, opt)
     tensors = {f"{_MODEL}{k}": _copy(v) for k, v in model.state_dict().items()}
     tensors.update({f"{_BEST}{k}": _copy(v) for k, v in (best_weights or {}).items()})
+    tensors.update({f"{_EMA}{k}": _copy(v) for k, v in (ema_weights or {}).items()})
     sd = opt.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for i, entry in sd["state"].items():

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from omnivec2_pipelines.models import OmniVec2
 from omnivec2_pipelines.training import distributed as ddp
 from omnivec2_pipelines.training.config import TrainerConfig
+from omnivec2_pipelines.training.ema import WeightAverage
 from omnivec2_pipelines.training.objectives import Objective, StepContext, StepOutput
 from omnivec2_pipelines.training.tracking import TrainingCallback
 from omnivec2_pipelines.training.validation import Selection, Validator
@@ -177,7 +178,9 @@ class Trainer:
         every ``eval_every`` steps and after the last one (columns ``val.score`` and the validator's
         metrics in the history); the stage ends early after ``trainer.early_stopping`` evaluations
         without improvement, and with ``trainer.select_best`` the model ends with the weights of its
-        best evaluation. :attr:`selection` then says which step was chosen and why training stopped,
+        best evaluation. With ``trainer.ema_decay`` > 0 a moving average of the weights
+        (:mod:`~omnivec2_pipelines.training.ema`) is what validation scores, the selection keeps and the
+        stage ends with. :attr:`selection` then says which step was chosen and why training stopped,
         and :attr:`final_state` holds the state after the last step (to continue the stage later).
 
         Args:
@@ -218,6 +221,11 @@ class Trainer:
             sel.since_best = 0
         elif state is not None:
             first, rows = self._restore(state, stage, model, opt, sched, ctx, objective, sel)
+        # the weight average starts from the (restored) weights; a saved average replaces it
+        ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        restored = state if state is not None else continue_from
+        if ema is not None and restored is not None and restored.ema_weights() is not None:
+            ema.load_state_dict(restored.ema_weights(), f"{stage} resume state")
         runner: torch.nn.Module = _StepModule(model, objective)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -244,6 +252,8 @@ class Trainer:
             elif bool(ok):  # other optimisers: one host read decides
                 opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(step)
             samples += sum(o.samples for o in outs) * world
             elapsed = time.perf_counter() - start
             pending.append(_Pending.of(step, outs, ok, norm, opt.param_groups[0]["lr"], elapsed, samples))
@@ -261,13 +271,15 @@ class Trainer:
                          samples / elapsed)
             stop = False
             if validating:
-                stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
+                with ema.applied() if ema is not None else contextlib.nullcontext():
+                    stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
                 for cb in callbacks:
                     cb.on_eval(stage, step, rows[-1])
             if saving and rank == 0 and not stop:
                 save_resume_state(resume, capture_state(step + 1, model, opt, ctx.generator, ctx.rng,
                                                         objective.state_dict(), rows, sel.state_dict(),
-                                                        sel.best_state, {"stage": stage, "steps": cfg.steps}))
+                                                        sel.best_state, {"stage": stage, "steps": cfg.steps},
+                                                        ema.state_dict() if ema is not None else None))
             if on_step is not None:
                 on_step(step)
             _tell_callbacks(stage, flushed, callbacks, stop or last)  # after the save: a callback may raise
@@ -279,14 +291,19 @@ class Trainer:
             clear_resume_state(resume)
         self.final_state = capture_state(len(rows), model, opt, ctx.generator, ctx.rng, objective.state_dict(),
                                          rows, sel.state_dict(), sel.best_state,
-                                         {"stage": stage, "steps": cfg.steps}) if rank == 0 else None
+                                         {"stage": stage, "steps": cfg.steps},
+                                         ema.state_dict() if ema is not None else None) if rank == 0 else None
         self.selection = sel.summary(len(rows), cfg.steps)
         self.selection["best_step"] = sel.best_step if sel.evaluations else None
+        self.selection["ema_decay"] = cfg.ema_decay
+        averaged = f" (weight average, decay {cfg.ema_decay:g})" if ema is not None else ""
         if cfg.select_best and sel.best_state is not None:
-            model.load_state_dict(sel.best_state)
-            self.selection["weights"] = "best val step"
+            model.load_state_dict(sel.best_state)  # the average's, when there is one: it was validated
+            self.selection["weights"] = "best val step" + averaged
         else:
-            self.selection["weights"] = "last step"
+            if ema is not None:
+                ema.copy_to_model()
+            self.selection["weights"] = "last step" + averaged
             self.selection["chosen_step"] = len(rows)
         if rank == 0 and sel.evaluations:
             log.info("%s: %s; keeping the weights of step %d (val score %.4f)", stage, self.selection["stopped"],
