@@ -179,3 +179,66 @@ def test_drop_path_is_per_sample_in_training_and_off_in_eval() -> None:
     assert torch.equal(enc(z), enc(z))
     with pytest.raises(ValueError, match=r"model.drop_path must be in \[0, 1\)"):
         ModelConfig(drop_path=1.0)
+
+
+def test_qk_norm_bounds_attention_logits_whatever_the_weights() -> None:
+    from omnivec2_pipelines.models.layers import Attention
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 16)
+    for qk_norm in (False, True):
+        attn = Attention(16, heads=2, qk_norm=qk_norm)
+        with torch.no_grad():
+            attn.qkv.weight.mul_(100.0)  # the weight growth that blows up attention logits at high learning rates
+        q, k, _ = attn.qkv(x).view(2, 6, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        logits = (q @ k.transpose(-1, -2)) / 8 ** 0.5
+        # unit-variance heads of width 8: |q.k| / sqrt(8) <= sqrt(8) by Cauchy-Schwarz; without the norm, far more
+        assert (logits.abs().max() <= 8 ** 0.5 + 1e-4) == qk_norm
+    assert not any("norm" in n for n, _ in Attention(16, 2).named_parameters())  # off: no extra weights
+
+
+def test_qk_norm_is_in_every_attention_and_in_the_config() -> None:
+    model = make_model(qk_norm=True)
+    attentions = [m for m in model.modules() if m.__class__.__name__ == "Attention"]
+    assert attentions and all(isinstance(a.q_norm, torch.nn.LayerNorm) for a in attentions)
+    assert {n.split(".")[0] for n, _ in model.named_parameters() if ".q_norm." in n} >= {"f", "fusion", "g", "decoders"}
+    out = model("img", x_of("img"), "cls")
+    out.sum().backward()
+    assert model.f.blocks[0].attn.q_norm.weight.grad is not None
+    assert ModelConfig.from_dict(model.cfg.to_dict()).qk_norm is True
+    assert ModelConfig.from_dict({}).qk_norm is False  # configs written before the option load as built
+    with pytest.raises(TypeError, match="model.qk_norm must be true or false, got 'yes'"):
+        ModelConfig.from_dict({"qk_norm": "yes"})
+
+
+def test_attention_pool_weights_real_tokens_by_content_and_ignores_padding() -> None:
+    from omnivec2_pipelines.models.heads import AttentionPool, MeanPool, make_pool
+
+    torch.manual_seed(0)
+    pool = make_pool("attention", 8, 2)
+    assert isinstance(pool, AttentionPool) and isinstance(make_pool("mean", 8, 2), MeanPool)
+    tokens, valid = torch.randn(2, 5, 8), torch.tensor([[True] * 5, [True, True, True, False, False]])
+    out = pool(tokens, valid)
+    assert out.shape == (2, 8)
+    padded = tokens.clone()
+    padded[1, 3:] = 1e3  # padding positions: whatever they hold, the pooled vector is the same
+    assert torch.allclose(pool(padded, valid), out, atol=1e-6)
+    assert not torch.allclose(pool(tokens.flip(2), valid), out)  # the weights follow the tokens' content
+    with pytest.raises(ValueError, match=r"model.pool must be one of \['mean', 'attention'\], got 'max'"):
+        make_pool("max", 8, 2)
+    with pytest.raises(ValueError, match=r"model.pool must be one of \['mean', 'attention'\], got 'max'"):
+        ModelConfig(pool="max")
+
+
+def test_model_pool_applies_to_classification_heads_only() -> None:
+    model = make_model(pool="attention")
+    assert type(model.heads["img__cls"].pool).__name__ == "AttentionPool"
+    assert not hasattr(model.heads["ts__fc"], "pool")  # regression keeps its own pooling
+    out = model("img", x_of("img"), "cls")
+    out.sum().backward()
+    assert model.heads["img__cls"].pool.query.grad.abs().sum() > 0
+    mean = make_model()
+    assert type(mean.heads["img__cls"].pool).__name__ == "MeanPool"
+    # mean pooling has no weights: checkpoints written before the option load unchanged
+    assert not any(".pool." in n for n in mean.state_dict())

@@ -61,6 +61,10 @@ def head_key(modality: str, task: str) -> str:
     return f"{modality}__{task}"
 
 
+#: ``model.pool`` values: how the heads that pool their tokens into one vector (classification) do it.
+POOLS = ("mean", "attention")
+
+
 @dataclass
 class ModelConfig:
     """Sizes of the shared network and the modality/task parts attached to it.
@@ -77,6 +81,10 @@ class ModelConfig:
         mlp_ratio: Hidden width multiplier of the MLPs.
         dropout: Dropout inside blocks.
         drop_path: Stochastic-depth rate of the last block of f and of g (linearly less in earlier ones).
+        qk_norm: LayerNorm on every attention head's queries and keys (f, fusion, g, decoders); off here so
+            that checkpoints written before the option existed load as they were built.
+        pool: How classification heads pool the tokens: ``mean`` over real tokens, or ``attention`` (one
+            learned query per head, multi-head attention pooling with ``heads_g`` heads).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -92,6 +100,8 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     drop_path: float = 0.0
+    qk_norm: bool = False
+    pool: str = "mean"
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
@@ -106,6 +116,8 @@ class ModelConfig:
         for name in ("dropout", "drop_path"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"model.pool must be one of {list(POOLS)}, got {self.pool!r}")
         self.tokenizers = {m: TokenizerConfig.from_dict(t) for m, t in self.tokenizers.items()}
         self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
 
@@ -121,8 +133,12 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model parameter(s) {sorted(unknown)}; allowed {sorted(known)}")
         for f in fields(cls):
-            if f.name in d and f.type in ("int", "float"):
+            if f.name in d and f.type in ("int", "float", "bool"):
                 v = d[f.name]
+                if f.type == "bool":
+                    if not isinstance(v, bool):
+                        raise TypeError(f"model.{f.name} must be true or false, got {v!r}")
+                    continue
                 ok = isinstance(v, int) if f.type == "int" else isinstance(v, (int, float))
                 if not ok or isinstance(v, bool):
                     raise TypeError(f"model.{f.name} must be {f.type}, got {v!r}")

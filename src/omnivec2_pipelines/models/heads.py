@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnivec2_pipelines.models.config import HeadConfig
-from omnivec2_pipelines.models.layers import Block, init_weights, masked_mean, trunc_normal_param
+from omnivec2_pipelines.models.config import POOLS, HeadConfig
+from omnivec2_pipelines.models.layers import Attention, Block, init_weights, masked_mean, trunc_normal_param
 from omnivec2_pipelines.models.masking import MaskInfo
 from omnivec2_pipelines.models.tokenizers.base import Tokenizer
 
@@ -22,17 +22,50 @@ class Head(nn.Module):
         raise NotImplementedError
 
 
+class MeanPool(nn.Module):
+    """The mean over real tokens: (B, N, D), (B, N) → (B, D)."""
+
+    def forward(self, tokens: Tensor, valid: Tensor) -> Tensor:
+        return masked_mean(tokens, valid)
+
+
+class AttentionPool(nn.Module):
+    """One learned query attends over the real tokens (multi-head attention pooling, the MAP head of
+    ViT-22B and SigLIP): a weighted mean whose weights depend on each token's content and position.
+    (B, N, D), (B, N) → (B, D)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.query = trunc_normal_param(1, 1, dim)
+        self.attn = Attention(dim, heads, cross=True)
+
+    def forward(self, tokens: Tensor, valid: Tensor) -> Tensor:
+        q = self.query.expand(tokens.shape[0], -1, -1).to(tokens.dtype)  # (B, 1, D)
+        return self.attn(q, context=tokens, key_valid=valid)[:, 0]
+
+
+def make_pool(kind: str, dim: int, heads: int) -> nn.Module:
+    """The pooling module of ``model.pool`` = ``kind`` for ``dim``-wide tokens."""
+    if kind == "mean":
+        return MeanPool()
+    if kind == "attention":
+        return AttentionPool(dim, heads)
+    raise ValueError(f"model.pool must be one of {list(POOLS)}, got {kind!r}")
+
+
 class ClassificationHead(Head):
-    """LayerNorm → mean over real tokens → linear logits (trained with cross-entropy)."""
+    """LayerNorm → pool over real tokens (``pool``: mean by default) → linear logits (trained with
+    cross-entropy)."""
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
+        self.pool: nn.Module = MeanPool()
         self.fc = nn.Linear(dim, out_dim)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
                 tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
-        return self.fc(masked_mean(self.norm(tokens), valid))  # (B, out_dim)
+        return self.fc(self.pool(self.norm(tokens), valid))  # (B, out_dim)
 
 
 class RegressionHead(Head):
@@ -115,9 +148,10 @@ class PointSegmentationHead(Head):
         return self.mlp(torch.cat([point_feats, xyz.to(point_feats.dtype)], -1))  # (B, P, K)
 
 
-def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer) -> Head:
+def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer, pool: str = "mean", heads: int = 1) -> Head:
     """Instantiate the head of task kind ``cfg.kind`` (its factory in :mod:`omnivec2_pipelines.tasks`)
-    on top of ``tokenizer``'s tokens."""
+    on top of ``tokenizer``'s tokens; a head that pools (has a ``pool`` module) pools as ``pool`` says
+    (:func:`make_pool`, ``heads`` attention heads)."""
     from omnivec2_pipelines.tasks import get_task_kind, task_kinds
 
     if cfg.kind not in task_kinds():
@@ -127,6 +161,8 @@ def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer) -> Head:
     if cfg.out_dim < 1:
         raise ValueError(f"head {cfg.modality}.{cfg.task}: out_dim must be >= 1, got {cfg.out_dim}")
     head = kind.head(dim, cfg.out_dim)
+    if isinstance(getattr(head, "pool", None), nn.Module):
+        head.pool = make_pool(pool, dim, heads)
     head.apply(init_weights)
     if hasattr(head, "build"):
         head.build(tokenizer)
@@ -142,13 +178,15 @@ class MaskedDecoder(nn.Module):
         patch_dim: Size of a reconstruction target.
         depth: Transformer blocks.
         heads: Attention heads.
+        qk_norm: Normalise the attention's queries and keys (as in the rest of the network).
     """
 
-    def __init__(self, dim: int, max_tokens: int, patch_dim: int, depth: int, heads: int) -> None:
+    def __init__(self, dim: int, max_tokens: int, patch_dim: int, depth: int, heads: int,
+                 qk_norm: bool = False) -> None:
         super().__init__()
         self.mask_token = trunc_normal_param(1, 1, dim)
         self.pos = trunc_normal_param(1, max_tokens, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, qk_norm=qk_norm) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, patch_dim)
 

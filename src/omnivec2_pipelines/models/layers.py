@@ -29,12 +29,18 @@ class Attention(nn.Module):
 
     Self-attention (``cross=False``) projects q, k and v with one fused ``qkv`` matmul;
     cross-attention (``cross=True``) projects the queries from ``x`` and keys/values from ``context``.
+    ``qk_norm`` layer-normalises every head's queries and keys before their dot product (ViT-22B,
+    Dehghani et al. 2023): the attention logits then cannot grow with the q/k weights, which is what
+    makes training diverge into one-hot attention at higher learning rates (Wortsman et al. 2023).
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, cross: bool = False) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, cross: bool = False,
+                 qk_norm: bool = False) -> None:
         super().__init__()
         self.heads = heads
         self.cross = cross
+        self.q_norm = nn.LayerNorm(dim // heads) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(dim // heads) if qk_norm else nn.Identity()
         if cross:
             self.q = nn.Linear(dim, dim)
             self.kv = nn.Linear(dim, 2 * dim)
@@ -55,6 +61,7 @@ class Attention(nn.Module):
             ctx = x if context is None else context
             q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # (B, h, N, D/h)
             k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_valid),
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, h, N, D/h) -> (B, N, D)
@@ -82,16 +89,17 @@ def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
 class Block(nn.Module):
     """Pre-norm transformer block: (cross-)attention then MLP, both residual.
 
-    ``drop_path`` is the stochastic-depth rate of both residual branches (training only).
+    ``drop_path`` is the stochastic-depth rate of both residual branches (training only); ``qk_norm``
+    normalises the attention's queries and keys (:class:`Attention`).
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 cross: bool = False, drop_path: float = 0.0) -> None:
+                 cross: bool = False, drop_path: float = 0.0, qk_norm: bool = False) -> None:
         super().__init__()
         self.drop_path = float(drop_path)
         self.norm1 = nn.LayerNorm(dim)
         self.norm_ctx = nn.LayerNorm(dim) if cross else None
-        self.attn = Attention(dim, heads, dropout, cross=cross)
+        self.attn = Attention(dim, heads, dropout, cross=cross, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio, dropout)
 
@@ -109,10 +117,11 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, qk_norm: bool = False) -> None:
         super().__init__()
         rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, drop_path=r) for r in rates)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, drop_path=r, qk_norm=qk_norm)
+                                    for r in rates)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:

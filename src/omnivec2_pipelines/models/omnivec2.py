@@ -48,9 +48,11 @@ class Stream:
 class CrossAttentionFusion(nn.Module):
     """Symmetric cross-attention: each stream attends to the other (shared weights)."""
 
-    def __init__(self, dim: int, heads: int, depth: int, mlp_ratio: float, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, depth: int, mlp_ratio: float, dropout: float,
+                 qk_norm: bool = False) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, cross=True) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, cross=True, qk_norm=qk_norm)
+                                    for _ in range(depth))
 
     def forward(self, a: Stream, b: Stream) -> tuple[Stream, Stream]:
         if a.tokens.shape[0] != b.tokens.shape[0]:
@@ -85,12 +87,13 @@ class OmniVec2(nn.Module):
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         self.modality_embed = nn.ParameterDict()
-        self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout, cfg.drop_path)
+        self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout, cfg.drop_path, cfg.qk_norm)
         self.reduce = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(),
                                     nn.Linear(cfg.width, cfg.reduced_width), nn.LayerNorm(cfg.reduced_width))
         self.fusion = CrossAttentionFusion(cfg.reduced_width, cfg.heads_g, cfg.fusion_depth,
-                                           cfg.mlp_ratio, cfg.dropout)
-        self.g = Encoder(cfg.reduced_width, cfg.depth_g, cfg.heads_g, cfg.mlp_ratio, cfg.dropout, cfg.drop_path)
+                                           cfg.mlp_ratio, cfg.dropout, cfg.qk_norm)
+        self.g = Encoder(cfg.reduced_width, cfg.depth_g, cfg.heads_g, cfg.mlp_ratio, cfg.dropout, cfg.drop_path,
+                         cfg.qk_norm)
         self.apply(init_weights)
         tokenizers, heads = dict(cfg.tokenizers), dict(cfg.heads)
         cfg.tokenizers, cfg.heads = {}, {}
@@ -106,7 +109,7 @@ class OmniVec2(nn.Module):
             raise ValueError(f"modality {modality!r} already exists")
         tok = build_tokenizer(tcfg, self.cfg.width)
         dec = MaskedDecoder(self.cfg.reduced_width, tok.max_tokens, tok.patch_dim,
-                            self.cfg.decoder_depth, self.cfg.heads_g)
+                            self.cfg.decoder_depth, self.cfg.heads_g, self.cfg.qk_norm)
         dec.apply(init_weights)
         self.tokenizers[modality], self.decoders[modality] = tok, dec
         self.modality_embed[modality] = nn.Parameter(torch.zeros(1, 1, self.cfg.width))
@@ -116,7 +119,8 @@ class OmniVec2(nn.Module):
         """Attach a task head for (``hcfg.modality``, ``hcfg.task``)."""
         if hcfg.modality not in self.tokenizers:
             raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
-        head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality])
+        head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality], self.cfg.pool,
+                          self.cfg.heads_g)
         self.heads[hcfg.key] = head
         self.cfg.heads[hcfg.key] = hcfg
 

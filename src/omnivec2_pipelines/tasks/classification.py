@@ -16,7 +16,8 @@ def labels_of(y_pred: np.ndarray, label_ndim: int) -> np.ndarray:
 
 @register_task_kind("classification")
 class Classification(TaskKind):
-    """A mean-pooled linear head trained with (label-smoothed) cross-entropy; logistic-regression baseline."""
+    """A pooled (``model.pool``) linear head trained with (label-smoothed) cross-entropy; logistic-regression
+    baseline."""
 
     metrics = ("accuracy", "macro_f1")
     main_metric = "accuracy"
