@@ -190,12 +190,16 @@ def test_qk_norm_bounds_attention_logits_whatever_the_weights() -> None:
         attn = Attention(16, heads=2, qk_norm=qk_norm)
         with torch.no_grad():
             attn.qkv.weight.mul_(100.0)  # the weight growth that blows up attention logits at high learning rates
-        q, k, _ = attn.qkv(x).view(2, 6, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        logits = (q @ k.transpose(-1, -2)) / 8 ** 0.5
+        logits = attn.logits(x)
+        assert logits.shape == (2, 2, 6, 6)
         # unit-variance heads of width 8: |q.k| / sqrt(8) <= sqrt(8) by Cauchy-Schwarz; without the norm, far more
         assert (logits.abs().max() <= 8 ** 0.5 + 1e-4) == qk_norm
     assert not any("norm" in n for n, _ in Attention(16, 2).named_parameters())  # off: no extra weights
+    # the logits are the ones the forward pass softmaxes: attention with them reproduces forward()
+    attn = Attention(16, heads=2, qk_norm=True)
+    v = attn.qkv(x).view(2, 6, 3, 2, 8).permute(2, 0, 3, 1, 4)[2]
+    manual = attn.proj((attn.logits(x).softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 16))
+    assert torch.allclose(manual, attn(x), atol=1e-5)
 
 
 def test_qk_norm_is_in_every_attention_and_in_the_config() -> None:

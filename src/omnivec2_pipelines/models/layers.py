@@ -49,7 +49,8 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, context: Tensor | None = None, key_valid: Tensor | None = None) -> Tensor:
+    def _qkv(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values, each (B, h, N or Nk, D/h), queries and keys normalised when ``qk_norm``."""
         b, n, d = x.shape
         h = self.heads
         if not self.cross:
@@ -61,10 +62,20 @@ class Attention(nn.Module):
             ctx = x if context is None else context
             q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # (B, h, N, D/h)
             k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward(self, x: Tensor, context: Tensor | None = None, key_valid: Tensor | None = None) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self._qkv(x, context)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_valid),
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, h, N, D/h) -> (B, N, D)
+
+    def logits(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The pre-softmax attention scores q·k / sqrt(D/h), (B, h, N, Nk), for diagnostics (their growth is
+        what ``qk_norm`` bounds); the forward pass never materialises them."""
+        q, k, _ = self._qkv(x, context)
+        return (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
 
 
 class Mlp(nn.Sequential):
