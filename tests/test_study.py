@@ -194,3 +194,20 @@ def test_study_stage_through_dvc_and_kedro(tmp_path) -> None:
     metrics = run_cmd(["dvc", "metrics", "show", "--json"], root).stdout
     assert "mean_normalised_score" in metrics
     assert "Data and pipelines are up to date" in run_cmd(["dvc", "repro", "studies/dvc.yaml"], root).stdout
+
+
+def test_stage_keys_are_over_resolved_settings(tmp_path, bundles) -> None:
+    """A model or trainer key written out at its default value (a new option reaching conf/base) keeps the
+    cached stages; a real change does not."""
+    params = _params(tmp_path, seeds=(0,))
+    study = st.StudyRunner(st.StudySpec.from_params(params["study"]), params, bundles,
+                     build_pipelines(sorted(bundles)))
+    stages = ("pretrain_unimodal", "multitask")
+    keys = study._chain_keys(stages, params)
+    explicit = {**params, "model": {**params["model"], "qk_norm": False, "pool": "mean"},
+                "trainer": {**params["trainer"], "ema_decay": 0.0}}
+    assert study._chain_keys(stages, explicit) == keys
+    changed = {**params, "model": {**params["model"], "qk_norm": True}}
+    assert study._chain_keys(stages, changed)[0] != keys[0]
+    longer = {**params, "trainer": {**params["trainer"], "min_lr_ratio": 0.5}}
+    assert study._chain_keys(stages, longer)[0] != keys[0]

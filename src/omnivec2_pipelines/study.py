@@ -253,10 +253,20 @@ class StudyRunner:
 
     # ---- stage chains --------------------------------------------------------------------------------
     def _chain_keys(self, stages: tuple[str, ...], p: Mapping[str, Any]) -> list[str]:
+        from dataclasses import asdict
+
+        from omnivec2_pipelines.models.config import ModelConfig
+        from omnivec2_pipelines.training.config import TrainerConfig
         from omnivec2_pipelines.training.stages import _NOT_IN_FINGERPRINT
 
-        trainer = {k: v for k, v in (p.get("trainer") or {}).items() if k not in _NOT_IN_FINGERPRINT}
-        base = {"data": self.data_key, "model": p.get("model"), "trainer": trainer,
+        # the resolved settings, defaults filled in: writing out a key at its default value (or a new option
+        # arriving in conf/base at its default) keeps the cached stages
+        trainer = {k: v for k, v in asdict(TrainerConfig.from_params(p.get("trainer") or {})).items()
+                   if k not in _NOT_IN_FINGERPRINT}
+        model = ModelConfig.from_dict({k: v for k, v in (p.get("model") or {}).items()
+                                       if k not in ("tokenizers", "heads")}).to_dict()
+        model = {k: v for k, v in model.items() if k not in ("tokenizers", "heads")}
+        base = {"data": self.data_key, "model": model, "trainer": trainer,
                 "init": "fresh" if stages[0] != "pretrain_unimodal" else "stage1"}
         chain = [[s, p.get(s), modality_params(p, sorted(self.bundles), s)] for s in stages]
         return [_digest({**base, "chain": chain[:i + 1]}) for i in range(len(stages))]
