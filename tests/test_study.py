@@ -211,3 +211,20 @@ def test_stage_keys_are_over_resolved_settings(tmp_path, bundles) -> None:
     assert study._chain_keys(stages, changed)[0] != keys[0]
     longer = {**params, "trainer": {**params["trainer"], "min_lr_ratio": 0.5}}
     assert study._chain_keys(stages, longer)[0] != keys[0]
+
+
+def test_single_task_gets_its_share_of_samples_under_pairs_per_step(tmp_path) -> None:
+    """With 2P = 4 modalities every modality takes part in every step, with batch / 4 samples."""
+    from tests.conftest import grid_bundle, series_bundle
+
+    four = {"g1": grid_bundle("g1"), "g2": grid_bundle("g2", seed=2), "s1": series_bundle("s1"),
+            "s2": series_bundle("s2", seed=3)}
+    params = _params(tmp_path)
+    runner = st.StudyRunner(st.StudySpec.from_params(params["study"]), params, four, {})
+    params["multitask"].update({"steps": 100, "batch_size": 16})
+    one = {j: q["multitask"] for j, q in runner._single_task_params(params)}
+    params["multitask"]["pairs_per_step"] = 2
+    two = {j: q["multitask"] for j, q in runner._single_task_params(params)}
+    assert two["g1.classification"]["steps"] == 100 and two["g1.classification"]["batch_size"] == 4
+    assert two["s1.forecasting"]["steps"] == 50  # its modality every step, one of its two tasks
+    assert one["g1.classification"]["batch_size"] == 8 and one["g1.classification"]["steps"] < 100

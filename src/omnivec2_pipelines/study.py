@@ -339,10 +339,11 @@ class StudyRunner:
         items = [SamplerItem(m, f"{m}.{t}", len(self.bundles[m].get("train", self.bundles[m].tasks[t].input_key)))
                  for m, t in pairs]
         several = len({m for m, _ in pairs}) > 1
-        # P(task takes part in a step) under multitask's own sampling; half a batch each time (one modality: all)
-        share = TaskSampler(items, 2 if several else 1, *stage_sampling("multitask", mt)).inclusion()
+        # P(task takes part in a step) under multitask's own sampling; batch / 2P each time (one modality: all)
+        per_step = 2 * mt.get("pairs_per_step", 1) if several else 1
+        share = TaskSampler(items, per_step, *stage_sampling("multitask", mt)).inclusion()
         bs, steps = mt.get("batch_size", 64), mt["steps"]
-        batch = bs // 2 if several else bs
+        batch = bs // per_step
         out = []
         for (m, t), it in zip(pairs, items):
             q = copy.deepcopy(p)

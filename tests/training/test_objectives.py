@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,7 +67,7 @@ def test_objectives_validate_inputs(bundles) -> None:
         MaskedUnimodal(src, {"grid": 1.0}, 8)
     with pytest.raises(ValueError, match="at least one"):
         Multitask([], 8)
-    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+    with pytest.raises(ValueError, match=r"multitask.batch_size \(1\) must be at least 2 x multitask.pairs_per_step"):
         Multitask([TaskData("grid", "c", "classification", src["grid"]),
                    TaskData("series", "f", "regression", src["grid"])], 1)
 
@@ -174,3 +175,60 @@ def test_unimodal_contrastive_checks_its_parameters(bundles) -> None:
         MaskedUnimodal(src, {"grid": 0.5}, 8, contrastive_weight=1.0, contrastive_temperature=0.0)
     with pytest.raises(ValueError, match="contrastive_weight"):
         stages._check_stage_params("pretrain_unimodal", {"contrastive_weight": "high"})
+
+
+def _four_modality_tasks():
+    from omnivec2_pipelines.training import stages
+    from tests.conftest import TINY_MODEL, classification_tasks, grid_bundle, series_bundle
+
+    four = {"g1": grid_bundle("g1"), "g2": grid_bundle("g2", seed=2), "s1": series_bundle("s1"),
+            "s2": series_bundle("s2", seed=3)}
+    torch.manual_seed(0)
+    model = stages.build_model(dict(TINY_MODEL), four).eval()
+    return model, classification_tasks(four, model)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_pairs_per_step_draws_2p_modalities_fuses_them_in_pairs_and_averages_the_pairs(fused) -> None:
+    from omnivec2_pipelines.training.objectives import Multitask, StepContext
+
+    model, tasks = _four_modality_tasks()
+    calls = []
+    model.fusion.register_forward_hook(lambda _m, args, _out: calls.append([a.tokens.shape[0] for a in args]))
+    obj = Multitask(tasks, 16, single_stream=0.0 if fused else 1.0, pairs_per_step=2)
+    ctx = StepContext(0, np.random.default_rng(0), torch.Generator().manual_seed(0), torch.device("cpu"))
+    out = obj.step(model, ctx)
+    assert sorted(out.parts) == sorted(f"{t.modality}.classification" for t in tasks)  # all four, once each
+    assert out.samples == 16
+    assert calls == ([[4, 4], [4, 4]] if fused else [])  # two pairs of 16 / 4 samples, or no fusion at all
+    assert float(out.loss.detach()) == pytest.approx(sum(float(v) for v in out.parts.values()) / 2, rel=1e-5)
+
+
+def test_forward_features_fuses_each_pair_as_if_alone() -> None:
+    model, tasks = _four_modality_tasks()
+    xs = {t.modality: torch.as_tensor(t.source.x[:3]) for t in tasks}
+    order = ["g1", "s1", "g2", "s2"]
+    together = model.forward_features(model.encode_streams([(m, xs[m], 0.0) for m in order]))
+    alone = [s for a, b in (order[:2], order[2:])
+             for s in model.forward_features(model.encode_streams([(a, xs[a], 0.0), (b, xs[b], 0.0)]))]
+    for got, want in zip(together, alone):
+        assert got.modality == want.modality and torch.allclose(got.tokens, want.tokens, atol=1e-5)
+    with pytest.raises(ValueError, match="fuses streams in pairs, got 3"):
+        model.forward_features(model.encode_streams([(m, xs[m], 0.0) for m in order[:3]]))
+
+
+def test_bad_pairs_per_step_names_the_key() -> None:
+    from omnivec2_pipelines.training.objectives import Multitask
+    from omnivec2_pipelines.training.params import validate_stage_params
+
+    _, tasks = _four_modality_tasks()
+    with pytest.raises(ValueError, match="multitask.pairs_per_step must be a positive integer"):
+        validate_stage_params("multitask", {"pairs_per_step": 0}, {}, ["a", "b"])
+    with pytest.raises(ValueError, match="multitask.pairs_per_step must be a positive integer"):
+        validate_stage_params("multitask", {"pairs_per_step": "2"}, {}, ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"multitask.batch_size \(3\) must be at least 2 x multitask.pairs_per_step"):
+        validate_stage_params("multitask", {"pairs_per_step": 2, "batch_size": 3}, {}, ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"multitask.pairs_per_step \(2\) needs 4 different modalities"):
+        validate_stage_params("multitask", {"pairs_per_step": 2}, {}, ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"multitask.pairs_per_step \(3\) needs 6 different modalities with tasks, got 4"):
+        Multitask(tasks, 64, pairs_per_step=3)

@@ -25,7 +25,7 @@ def _frequencies(sampler: TaskSampler, n: int = 40_000) -> dict[str, float]:
     return {k: v / n for k, v in counts.items()}
 
 
-@pytest.mark.parametrize("per_step", [1, 2])
+@pytest.mark.parametrize("per_step", [1, 2, 3])
 @pytest.mark.parametrize("sampling, temperature", [("uniform", 1.0), ("size", 1.0), ("size", 3.0)])
 def test_observed_frequencies_match_declared_probabilities(per_step, sampling, temperature) -> None:
     sampler = TaskSampler(ITEMS, per_step, sampling, temperature)
@@ -34,6 +34,31 @@ def test_observed_frequencies_match_declared_probabilities(per_step, sampling, t
     observed = _frequencies(sampler)
     for name, p in declared.items():
         assert observed[name] == pytest.approx(p, abs=0.01), name
+
+
+def _enumerated_inclusion(mass: list[float], draws: int) -> list[float]:
+    """Inclusion by summing the probability of every ordered sequence of draws (brute force)."""
+    from itertools import permutations
+
+    out = [0.0] * len(mass)
+    for seq in permutations(range(len(mass)), draws):
+        p, left = 1.0, sum(mass)
+        for i in seq:
+            p *= mass[i] / left
+            left -= mass[i]
+        for i in seq:
+            out[i] += p
+    return out
+
+
+@pytest.mark.parametrize("draws", [1, 2, 3, 4, 5])
+def test_inclusion_of_successive_draws_equals_the_enumeration(draws) -> None:
+    items = [SamplerItem(m, m, n) for m, n in zip("abcde", (1000, 300, 40, 7, 1))]
+    sampler = TaskSampler(items, draws, "size", 1.5)
+    want = _enumerated_inclusion(list(sampler.modality_mass), draws)
+    assert [sampler.inclusion()[m] for m in "abcde"] == pytest.approx(want, abs=1e-12)
+    if draws == 5:
+        assert want == pytest.approx([1.0] * 5)  # every modality, every step
 
 
 def test_uniform_gives_every_modality_the_same_share_and_size_follows_size() -> None:
@@ -55,6 +80,8 @@ def test_bad_sampling_parameters_name_the_key() -> None:
         stage_sampling("pretrain_paired", {"sampling": "size", "sampling_temperature": 0})
     with pytest.raises(ValueError, match="cannot draw 2 different modalities"):
         TaskSampler([SamplerItem("a", "a.x", 3)], 2)
+    with pytest.raises(ValueError, match="cannot draw 5 different modalities"):
+        TaskSampler(ITEMS, 5)
     with pytest.raises(ValueError, match=r"multitask.loss_weights.a: unknown task .z.; a has \[.x.\]"):
         check_loss_weights({"a": {"z": 1.0}}, {"a": ["x"]})
     with pytest.raises(ValueError, match=r"multitask.loss_weights.a.x must be a number >= 0"):

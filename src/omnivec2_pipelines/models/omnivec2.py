@@ -174,17 +174,19 @@ class OmniVec2(nn.Module):
         return [encoder(s.tokens, s.key_valid) for s in streams]
 
     def forward_features(self, streams: Stream | Sequence[Stream], fuse: bool = True) -> list[Stream]:
-        """Fuse two encoded streams (unless ``fuse`` is False; one stream is never fused), then run g on each.
+        """Fuse encoded streams two by two (unless ``fuse`` is False; one stream is never fused), then run g
+        on each.
 
-        Unfused streams are single streams, as at inference; g runs once over all of them (packed).
+        Streams ``(0, 1)``, ``(2, 3)``, ... are fused as pairs. Unfused streams are single streams, as at
+        inference; g runs once over all of them (packed).
         """
         streams = [streams] if isinstance(streams, Stream) else list(streams)
         if not streams:
             raise ValueError("forward_features needs at least one stream")
-        if len(streams) == 2 and fuse:
-            streams = list(self.fusion(*streams))
-        elif len(streams) > 2 and fuse:
-            raise ValueError(f"forward_features fuses two streams, got {len(streams)} (pass fuse=False)")
+        if len(streams) > 1 and fuse:
+            if len(streams) % 2:
+                raise ValueError(f"forward_features fuses streams in pairs, got {len(streams)} (pass fuse=False)")
+            streams = [s for a, b in zip(streams[::2], streams[1::2]) for s in self.fusion(a, b)]
         return [replace(s, tokens=t) for s, t in zip(streams, self._packed(self.g, streams))]
 
     def forward_head(self, stream: Stream, task: str, x: Tensor | None = None) -> Tensor:

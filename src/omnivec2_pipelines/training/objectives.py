@@ -19,7 +19,7 @@ from omnivec2_pipelines.models.layers import masked_mean
 from omnivec2_pipelines.tasks import get_task_kind
 from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
-from omnivec2_pipelines.training.params import check_contrastive
+from omnivec2_pipelines.training.params import check_contrastive, check_pairs_per_step
 from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
 
 
@@ -245,13 +245,17 @@ def task_loss(kind: str, out: Tensor, y: Tensor, label_smoothing: float = 0.0) -
 class Multitask(Objective):
     """Stage 3: one task from each of two different modalities per step; loss = sum of both.
 
+    With ``pairs_per_step`` P > 1 a step draws tasks of 2P different modalities, ``batch_size / 2P``
+    samples each; fused steps fuse them two by two (as drawn), and the loss is the sum over the tasks
+    divided by P (the scale of one pair's sum, so the learning rate keeps its meaning).
+
     With tasks of a single modality (e.g. ``multitask.tasks: {image: [classification]}``, or the
     study's ``single_task`` variant) every step draws one of its tasks for the whole batch and the
     network runs as one stream (no fusion), as at inference.
 
     Args:
         tasks: The (modality, task) pairs and their training rows.
-        batch_size: Samples per step (half from each of the two pairs).
+        batch_size: Samples per step (an equal share from each drawn (modality, task) pair).
         single_stream: Share of steps whose two halves run as two single streams (no fusion), the
             path evaluation and inference take; the other steps fuse them (the method's training).
         label_smoothing: Label smoothing of the classification and segmentation losses.
@@ -259,13 +263,14 @@ class Multitask(Objective):
             (temperature-scaled training-set size), see :mod:`.sampling`.
         temperature: Temperature of ``size`` sampling.
         lr_scales: ``{parameter name: factor}`` on the learning rate (0 freezes it); unlisted names: 1.
+        pairs_per_step: Pairs of modalities per step (each pair fused on fused steps).
     """
 
     name = "multitask"
 
     def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
                  label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0,
-                 lr_scales: Mapping[str, float] | None = None) -> None:
+                 lr_scales: Mapping[str, float] | None = None, pairs_per_step: int = 1) -> None:
         if not 0.0 <= single_stream <= 1.0:
             raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -278,12 +283,11 @@ class Multitask(Objective):
         if not by_mod:
             raise ValueError("multitask needs at least one (modality, task) pair")
         self.single = len(by_mod) == 1
-        if not self.single and batch_size < 2:
-            raise ValueError(f"multitask.batch_size must be >= 2 (half per task), got {batch_size}")
-        self.half = batch_size if self.single else batch_size // 2
+        self.pairs = 1 if self.single else check_pairs_per_step(pairs_per_step, batch_size, len(by_mod))
+        self.half = batch_size if self.single else batch_size // (2 * self.pairs)
         self.tasks = list(tasks)
         self.sampler = TaskSampler([SamplerItem(t.modality, f"{t.modality}.{t.task}", len(t.source)) for t in tasks],
-                                   1 if self.single else 2, sampling, temperature)
+                                   1 if self.single else 2 * self.pairs, sampling, temperature)
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return {f"{t.modality}.{t.task}": t.source for t in self.tasks}
@@ -303,5 +307,7 @@ class Multitask(Objective):
                                                       self.label_smoothing)
                   for t, s, (x, y) in zip(picked, streams, batches)}
         total = sum(t.weight * v for t, v in zip(picked, losses.values()))
+        if self.pairs > 1:
+            total = total / self.pairs
         return StepOutput(total, {k: v.detach() for k, v in losses.items()}, "+".join(losses),
                           sum(len(x) for x, _ in batches))

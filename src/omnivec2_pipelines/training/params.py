@@ -32,10 +32,27 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
         raise ValueError(f"{stage}.batch_size must be >= 2 (half of every batch comes from each of the two "
                          f"paired modalities), got {bs}")
     stage_sampling(stage, params)
+    if stage == "multitask":
+        check_pairs_per_step(params.get("pairs_per_step", 1), bs)
     if stage == "pretrain_unimodal":
         stage_contrastive(stage, params)
     if "body_lr_scale" in params:
         check_body_lr_scale(params["body_lr_scale"], f"{stage}.body_lr_scale")
+
+
+def check_pairs_per_step(value: Any, batch_size: int, modalities: int | None = None) -> int:
+    """``multitask.pairs_per_step``: a positive integer P; a step draws tasks of 2P different modalities,
+    ``batch_size / 2P`` samples each, so ``batch_size`` must be at least 2P (and ``modalities``, when given, too)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"multitask.pairs_per_step must be a positive integer (pairs of modalities per step), "
+                         f"got {value!r}")
+    if batch_size < 2 * value:
+        raise ValueError(f"multitask.batch_size ({batch_size}) must be at least 2 x multitask.pairs_per_step "
+                         f"({2 * value}): every drawn (modality, task) pair gets batch_size / (2 x pairs_per_step) samples")
+    if modalities is not None and modalities < 2 * value:
+        raise ValueError(f"multitask.pairs_per_step ({value}) needs {2 * value} different modalities with tasks, "
+                         f"got {modalities}")
+    return value
 
 
 def check_body_lr_scale(value: Any, key: str = "multitask.body_lr_scale") -> float:
@@ -340,6 +357,8 @@ def validate_stage_params(stage: str, stage_params: Mapping[str, Any], trainer_p
     _check_world(stage, stage_params, tcfg)
     if stage in ("pretrain_paired", "multitask") and len(modalities) < 2:
         raise ValueError(f"{stage} needs at least two enabled modalities ('modalities'), got {modalities}")
+    if stage == "multitask":
+        check_pairs_per_step(stage_params.get("pairs_per_step", 1), stage_params.get("batch_size", 64), len(modalities))
     if modality_params is not None:
         from omnivec2_pipelines.params_schema import STAGE_MODALITY_KEYS
 

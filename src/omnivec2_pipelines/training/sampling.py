@@ -1,7 +1,8 @@
 """Which modalities / (modality, task) pairs a training step draws, and how often.
 
 One sampler serves every stage: stage 1 draws one modality per step, stage 2 and multitask draw
-two items of *different* modalities per step (multitask: a task of each). Each item gets a weight:
+two items of *different* modalities per step (multitask: a task of each; ``multitask.pairs_per_step``
+P draws 2P). Each item gets a weight:
 
 * ``uniform``: every modality is equally likely, and the tasks of one modality share its weight
   equally (the method's default);
@@ -9,9 +10,9 @@ two items of *different* modalities per step (multitask: a task of each). Each i
   (temperature 1: proportional to data-set size; larger temperatures flatten it towards
   uniform), the temperature-scaled sampling of multilingual / multitask training.
 
-A step draws the first modality with probability proportional to its items' total weight, the
-second (when two are drawn) from the remaining modalities in proportion to theirs, and within a
-modality an item in proportion to its weight. :meth:`TaskSampler.inclusion` gives the exact
+A step draws the first modality with probability proportional to its items' total weight, each
+further one from the remaining modalities in proportion to theirs (successive sampling without
+replacement), and within a modality an item in proportion to its weight. :meth:`TaskSampler.inclusion` gives the exact
 probability that an item takes part in a step, which is what the study uses to give its
 ``single_task`` variant the samples a task sees in multitask training.
 """
@@ -49,7 +50,7 @@ class TaskSampler:
 
     Args:
         items: What can be drawn, each with its modality and training-set size.
-        per_step: Items of different modalities per step (1 or 2; 2 needs two modalities).
+        per_step: Items of different modalities per step (at most the number of modalities).
         sampling: ``uniform`` or ``size`` (see the module docstring).
         temperature: Flattening of ``size`` weights (ignored by ``uniform``).
     """
@@ -61,7 +62,7 @@ class TaskSampler:
         sampling, temperature = check_sampling("sampler", sampling, temperature)
         self.items = list(items)
         self.modalities = sorted({it.modality for it in self.items})
-        if per_step not in (1, 2) or per_step > len(self.modalities):
+        if isinstance(per_step, bool) or not isinstance(per_step, int) or not 1 <= per_step <= len(self.modalities):
             raise ValueError(f"task sampler: cannot draw {per_step} different modalities from {self.modalities}")
         self.per_step = per_step
         counts = {m: sum(it.modality == m for it in self.items) for m in self.modalities}
@@ -91,11 +92,7 @@ class TaskSampler:
 
     def inclusion(self) -> dict[str, float]:
         """``{item name: probability that it takes part in a step}`` (exact, not estimated)."""
-        p_mod = self.modality_mass.copy()
-        if self.per_step == 2:  # first draw, or second after any other modality was first
-            first = self.modality_mass
-            p_mod = first + np.array([sum(first[b] * first[a] / (1.0 - first[b])
-                                          for b in range(len(first)) if b != a) for a in range(len(first))])
+        p_mod = _successive_inclusion(tuple(float(v) for v in self.modality_mass), self.per_step)
         out = {}
         for k, m in enumerate(self.modalities):
             idx = self._of(m)
@@ -106,3 +103,31 @@ class TaskSampler:
     def describe(self) -> dict[str, float]:
         """Inclusion probabilities rounded for logs and checkpoint metadata."""
         return {k: round(v, 4) for k, v in self.inclusion().items()}
+
+
+def _successive_inclusion(mass: tuple[float, ...], draws: int) -> np.ndarray:
+    """P(each index is among ``draws`` successive draws without replacement, each in proportion to ``mass``).
+
+    Exact: a recursion over the set of indices drawn so far (at most 2^n states, memoised; n is the
+    number of modalities, so a few thousand at most).
+    """
+    n = len(mass)
+    memo: dict[int, np.ndarray] = {}
+
+    def rest(taken: int, left: int) -> np.ndarray:
+        # inclusion probabilities of the remaining `left` draws, given the indices in bitmask `taken`
+        if left == 0:
+            return np.zeros(n)
+        key = taken * (n + 1) + left
+        if key not in memo:
+            free = [i for i in range(n) if not taken >> i & 1 and mass[i] > 0]
+            total = sum(mass[i] for i in free)
+            out = np.zeros(n)
+            for i in free:
+                p = mass[i] / total
+                out[i] += p
+                out += p * rest(taken | 1 << i, left - 1)
+            memo[key] = out
+        return memo[key]
+
+    return rest(0, min(draws, sum(m > 0 for m in mass)))
