@@ -228,3 +228,4 @@ def test_single_task_gets_its_share_of_samples_under_pairs_per_step(tmp_path) ->
     assert two["g1.classification"]["steps"] == 100 and two["g1.classification"]["batch_size"] == 4
     assert two["s1.forecasting"]["steps"] == 50  # its modality every step, one of its two tasks
     assert one["g1.classification"]["batch_size"] == 8 and one["g1.classification"]["steps"] < 100
+    assert {q["pairs_per_step"] for q in two.values()} == {1}  # one stream per step in each single-task run

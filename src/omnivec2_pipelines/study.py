@@ -347,7 +347,7 @@ class StudyRunner:
         out = []
         for (m, t), it in zip(pairs, items):
             q = copy.deepcopy(p)
-            q["multitask"].update(tasks={m: [t]}, batch_size=max(1, batch),
+            q["multitask"].update(tasks={m: [t]}, batch_size=max(1, batch), pairs_per_step=1,
                                   steps=max(1, int(round(steps * share[it.name]))))
             out.append((f"{m}.{t}", q))
         return out

@@ -232,3 +232,5 @@ def test_bad_pairs_per_step_names_the_key() -> None:
         validate_stage_params("multitask", {"pairs_per_step": 2}, {}, ["a", "b", "c"])
     with pytest.raises(ValueError, match=r"multitask.pairs_per_step \(3\) needs 6 different modalities with tasks, got 4"):
         Multitask(tasks, 64, pairs_per_step=3)
+    with pytest.raises(ValueError, match=r"multitask.pairs_per_step \(2\) needs tasks of at least two modalities"):
+        Multitask(tasks[:1], 64, pairs_per_step=2)

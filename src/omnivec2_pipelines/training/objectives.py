@@ -283,6 +283,9 @@ class Multitask(Objective):
         if not by_mod:
             raise ValueError("multitask needs at least one (modality, task) pair")
         self.single = len(by_mod) == 1
+        if self.single and pairs_per_step != 1:
+            raise ValueError(f"multitask.pairs_per_step ({pairs_per_step}) needs tasks of at least two modalities; the "
+                             f"tasks are all {next(iter(by_mod))!r} (one stream per step: leave pairs_per_step at 1)")
         self.pairs = 1 if self.single else check_pairs_per_step(pairs_per_step, batch_size, len(by_mod))
         self.half = batch_size if self.single else batch_size // (2 * self.pairs)
         self.tasks = list(tasks)
