@@ -261,19 +261,3 @@ def test_docs_landsat_recipe_writes_the_standard_layout(tmp_path: Path) -> None:
     assert b.get("train", "x").shape[1:] == (5, 5, 5) and np.isfinite(b.get("train", "x")).all()
     row = t[(t["row"] == 6) & (t["col"] == 7)].iloc[0]
     np.testing.assert_allclose(np.asarray(row["patch"]).reshape(5, 5, 5)[:, 2, 2], stack[6, 7])
-
-
-@pytest.mark.parametrize("kind", ["spatial", "stratified"])
-def test_val_rows_follow_the_split_kind(tmp_path: Path, kind: str) -> None:
-    """Spatial: each class's val pixels lie right of (or below, in the cut column) all its train pixels."""
-    HS.make_sample_data(tmp_path / "a", {"size": 24, "bands": 12, "seed": 1})
-    t = HS.read({"format": "mat", "path": str(tmp_path / "a"), "patch": 3, "split": kind, "val_fraction": 0.25})
-    beyond = []
-    for _, g in t.groupby("label"):
-        train, val = g[g["split"] == "train"], g[g["split"] == "val"]
-        assert len(train) and len(val) == round(0.25 * (len(train) + len(val)))
-        key = lambda d: list(zip(d["col"], d["row"]))  # noqa: E731  (the spatial order: column, then row)
-        beyond.append(max(key(train)) < min(key(val)))
-    assert all(beyond) if kind == "spatial" else not all(beyond)
-    with pytest.raises(DataError, match=r"hyperspectral.source.val_fraction must be in \[0, 1\), got 1.5"):
-        HS.read({"format": "mat", "path": str(tmp_path / "a"), "patch": 3, "val_fraction": 1.5})

@@ -25,12 +25,6 @@ Split (``source.split``), deterministic with ``source.seed``:
 * ``stratified`` (the classic Indian Pines protocol): per class, a random ``train_fraction``
   of the pixels is train, the rest test (optimistic for spatial models, see above).
 
-Validation rows (``source.val_fraction``, default 0.1 of each class's train pixels) follow the same
-rule: with ``spatial``, the right-most part of each class's train area (by column, then row: the
-side that borders its test area), so val neighbourhoods do not overlap train ones either and the
-val score estimates the spatially disjoint test score, not an optimistic per-pixel one; with
-``stratified``, a random subset.
-
 ``source.max_per_class`` caps the pixels per class (a deterministic random subset, before
 splitting) to keep training small. Pixels whose neighbourhood holds NaN/inf are errors
 (``nan``) named ``<cube file>[row=r, col=c]``, or skipped with ``on_error: skip``.
@@ -215,25 +209,6 @@ def _split_pixels(rows: np.ndarray, cols: np.ndarray, kind: str, fraction: float
     return train
 
 
-def _spatial_val(table: pd.DataFrame, fraction: Any) -> pd.DataFrame:
-    """Move the right-most ``fraction`` of each class's train pixels (by column, then row) to ``val``.
-
-    The order is :func:`_split_pixels`' spatial order, so val sits between a class's train and
-    test areas and is spatially disjoint from the rest of train (only neighbourhoods along the cut
-    overlap). At least one train pixel stays per class.
-    """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
-        raise DataError(f"hyperspectral.source.val_fraction must be in [0, 1), got {fraction!r}")
-    table = table.copy()
-    for _, idx in table[table["split"] == "train"].groupby("label").groups.items():
-        part = table.loc[idx]
-        order = part.index[np.lexsort((part["row"].to_numpy(), part["col"].to_numpy()))]
-        n_val = int(round(len(order) * fraction))
-        if n_val and len(order) - n_val >= 1:
-            table.loc[order[-n_val:], "split"] = "val"
-    return table
-
-
 def _pixel_rows(cube: np.ndarray, patch: int, pixels: Any, cube_id: str, where: str) -> list[dict[str, Any]]:
     """Rows of :meth:`HyperspectralModality.read_inputs` for the ``pixels`` (None: all, row-major) of one cube.
 
@@ -362,9 +337,7 @@ class HyperspectralModality(Modality):
         table["label"] = table["label_name"].map({n: i for i, n in enumerate(present)})
         table = table.astype({"label": "int64", "bands": "int64", "patch_size": "int64",
                               "row": "int64", "col": "int64", "gt_value": "int64"})
-        val_fraction = source.get("val_fraction", 0.1)
-        table = (_spatial_val(table, val_fraction) if kind == "spatial"
-                 else assign_val_split(table, val_fraction, source.get("seed", 0)))
+        table = assign_val_split(table, source.get("val_fraction", 0.1), source.get("seed", 0))
         return policy.attach(table)
 
     def tokenize(self, table: pd.DataFrame, params: dict[str, Any]) -> ArrayBundle:
