@@ -169,3 +169,29 @@ def test_selection_counts_improvements_with_min_delta() -> None:
     assert not sel.update(1, 0.5, m)
     assert sel.update(2, 0.55, m)  # not an improvement of at least 0.1
     assert sel.best_step == 1 and sel.summary(2, 10)["stopped"].startswith("early stopping")
+
+
+def test_selection_window_compares_the_mean_of_the_last_evaluations() -> None:
+    """One spike on a noisy val curve wins alone with window 1, not with window 3."""
+    curve = [0.1, 0.9, 0.1, 0.5, 0.6, 0.7, 0.2]
+    m = torch.nn.Linear(1, 1, bias=False)
+
+    def feed(sel: Selection, start: int = 0, stop: int = len(curve)) -> Selection:
+        for i in range(start + 1, stop + 1):
+            with torch.no_grad():
+                m.weight.fill_(float(i))  # the weights after evaluation i
+            sel.update(10 * i, curve[i - 1], m)
+        return sel
+
+    one, three = feed(Selection(window=1)), feed(Selection(window=3))
+    assert one.best_step == 20 and one.best_score == pytest.approx(0.9)
+    assert three.best_step == 60 and three.best_score == pytest.approx((0.5 + 0.6 + 0.7) / 3)
+    assert float(three.best_state["weight"]) == 6.0  # the window's last evaluation's weights
+    # resumed halfway from its saved state (JSON, as in the resume file): the same choice
+    half = feed(Selection(window=3), stop=4)
+    again = Selection(window=3)
+    again.load_state_dict(json.loads(json.dumps(half.state_dict())), half.best_state)
+    resumed = feed(again, start=4)
+    assert (resumed.best_step, resumed.best_score) == (three.best_step, three.best_score)
+    with pytest.raises(ValueError, match="trainer.select_window=0 is out of range"):
+        TrainerConfig(select_window=0)

@@ -50,6 +50,8 @@ class TrainerConfig:
         eval_samples: Val rows per modality (pretraining) or per task (multitask) in each evaluation.
         select_best: Keep the weights of the best validation step, not the last step's.
         early_stopping: End the stage after this many evaluations without a val improvement (0: off).
+        select_window: The selection and early stopping compare the mean val score of the last N
+            evaluations (1: each evaluation's own score).
         ema_decay: Keep an exponential moving average of the trained weights with this decay per step
             (warmed up as ``min(decay, (1 + t) / (10 + t))``); validation, the model selection and the
             saved checkpoint use the average (0: off, the live weights).
@@ -86,6 +88,7 @@ class TrainerConfig:
     eval_samples: int = 256
     select_best: bool = True
     early_stopping: int = 0
+    select_window: int = 1
     ema_decay: float = 0.0
     track: str = "none"
     track_dir: str = "dvclive"
@@ -99,7 +102,7 @@ class TrainerConfig:
                   "nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1,
                   "rdzv_timeout": self.rdzv_timeout >= 1, "max_restarts": self.max_restarts >= 0,
                   "eval_every": self.eval_every >= 0, "eval_samples": self.eval_samples >= 1,
-                  "early_stopping": self.early_stopping >= 0, "ema_decay": 0.0 <= self.ema_decay < 1.0,
+                  "early_stopping": self.early_stopping >= 0, "select_window": self.select_window >= 1, "ema_decay": 0.0 <= self.ema_decay < 1.0,
                   "rdzv_backend": bool(self.rdzv_backend)}
         from omnivec2_pipelines.training.tracking import TRACKERS
 

@@ -212,7 +212,7 @@ class Trainer:
         # masking and augmentation noise is drawn on the device: no host-to-device copy in the step
         ctx = StepContext(0, np.random.default_rng(cfg.seed), torch.Generator(self.device).manual_seed(cfg.seed),
                           self.device, (rank, world), cfg.pin_memory and self.device.type == "cuda")
-        sel = Selection(cfg.early_stopping)
+        sel = Selection(cfg.early_stopping, window=cfg.select_window)
         validate = validator is not None and cfg.eval_every > 0
         state = self._load_resume(resume, stage) if resume else None
         first, rows = 0, []

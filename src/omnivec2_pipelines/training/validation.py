@@ -163,20 +163,31 @@ class Selection:
     Attributes:
         patience: Evaluations without improvement that end the stage (0: never stop early).
         min_delta: Smallest score gain that counts as an improvement.
+        window: Evaluations averaged into the score that is compared (1: each evaluation's own; N: the
+            mean of the last N, so one lucky evaluation on a small val set cannot win alone). The weights
+            kept are those of the window's last evaluation.
     """
 
     patience: int = 0
     min_delta: float = 0.0
+    window: int = 1
     best_score: float = -math.inf
     best_step: int = 0
     evaluations: int = 0
     since_best: int = 0
     stopped: str = ""
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    recent: list[float] = field(default_factory=list)
+
+    def smoothed(self, score: float) -> float:
+        """The compared score after recording ``score``: the mean of the last ``window`` evaluations."""
+        self.recent = (self.recent + [score])[-self.window:]
+        return float(np.mean(self.recent)) if all(math.isfinite(v) for v in self.recent) else -math.inf
 
     def update(self, step: int, score: float, model: torch.nn.Module) -> bool:
         """Record the score after ``step`` completed steps; returns whether training should stop."""
         self.evaluations += 1
+        score = self.smoothed(score)
         if math.isfinite(score) and better(score, self.best_score + self.min_delta, "max"):
             self.best_score, self.best_step, self.since_best = score, step, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -191,13 +202,15 @@ class Selection:
     def state_dict(self) -> dict[str, Any]:
         """JSON-able counters (the best weights travel separately, as tensors)."""
         return {"best_score": self.best_score if math.isfinite(self.best_score) else None,
-                "best_step": self.best_step, "evaluations": self.evaluations, "since_best": self.since_best}
+                "best_step": self.best_step, "evaluations": self.evaluations, "since_best": self.since_best,
+                "recent": [v if math.isfinite(v) else None for v in self.recent]}
 
     def load_state_dict(self, state: Mapping[str, Any], best_state: dict[str, torch.Tensor] | None) -> None:
         score = state.get("best_score")
         self.best_score = -math.inf if score is None else float(score)
         self.best_step, self.evaluations = int(state["best_step"]), int(state["evaluations"])
         self.since_best, self.best_state = int(state["since_best"]), best_state
+        self.recent = [-math.inf if v is None else float(v) for v in state.get("recent", [])]
 
     def summary(self, steps_run: int, steps: int) -> dict[str, Any]:
         """What the checkpoint records: the chosen step, its val score and why training stopped."""
