@@ -259,8 +259,9 @@ class StudyRunner:
         from omnivec2_pipelines.training.config import TrainerConfig
         from omnivec2_pipelines.training.stages import _NOT_IN_FINGERPRINT
 
-        # the resolved settings, defaults filled in: writing out a key at its default value (or a new option
-        # arriving in conf/base at its default) keeps the cached stages
+        # the resolved settings, defaults filled in: writing out a key at its default value keeps the cached
+        # stages, and a changed default retrains them. A new ModelConfig / TrainerConfig field changes every
+        # key once (safe: a stale stage is never reused)
         trainer = {k: v for k, v in asdict(TrainerConfig.from_params(p.get("trainer") or {})).items()
                    if k not in _NOT_IN_FINGERPRINT}
         model = ModelConfig.from_dict({k: v for k, v in (p.get("model") or {}).items()
