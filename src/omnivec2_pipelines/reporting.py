@@ -147,7 +147,9 @@ def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.Dat
                          f"{best} | {h['elapsed_s'].iloc[-1]:.0f} |")
     lines += ["", "Val score: pretraining, minus the mean masked-reconstruction loss on val rows; multitask, the mean "
               "normalised score of every task's main metric on val rows against its baseline (positive = better "
-              "than the baseline). Each stage keeps the weights of its best val step (`trainer.select_best`)."]
+              "than the baseline). Each stage keeps the weights of its best val step (`trainer.select_best`); with "
+              "`trainer.select_window` N > 1, of the step that ends the best mean of N evaluations, which can differ "
+              "from the single best score in the table (the checkpoint's `meta.training.chosen_step` says which)."]
     lines += ["", "Figures: `figures/loss/<stage>.png` (loss curves) and "
               "`figures/confusion/<modality>.<task>.png` (confusion matrices).", ""]
     return "\n".join(lines)
