@@ -179,7 +179,7 @@ class Selection:
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     recent: list[float] = field(default_factory=list)
 
-    def smoothed(self, score: float) -> float:
+    def _record(self, score: float) -> float:
         """The compared score after recording ``score``: the mean of the last ``window`` evaluations."""
         self.recent = (self.recent + [score])[-self.window:]
         return float(np.mean(self.recent)) if all(math.isfinite(v) for v in self.recent) else -math.inf
@@ -187,7 +187,7 @@ class Selection:
     def update(self, step: int, score: float, model: torch.nn.Module) -> bool:
         """Record the score after ``step`` completed steps; returns whether training should stop."""
         self.evaluations += 1
-        score = self.smoothed(score)
+        score = self._record(score)
         if math.isfinite(score) and better(score, self.best_score + self.min_delta, "max"):
             self.best_score, self.best_step, self.since_best = score, step, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
