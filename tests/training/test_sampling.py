@@ -137,3 +137,37 @@ def test_size_sampling_in_the_multitask_stage(bundles, tiny_model_params, caplog
     assert "probability that each task takes part in a step" in caplog.text
     with pytest.raises(ValueError, match="multitask.sampling must be one of"):
         stages.multitask(init, bundles, {**params, "sampling": "bogus"}, trainer)
+
+
+def test_reweight_multiplies_the_weights_and_the_draws_follow() -> None:
+    sampler = TaskSampler(ITEMS, 2, "size", 2.0)
+    before = sampler.inclusion()
+    sampler.reweight({"d.x": 8.0, "a.x": 0.5})
+    after = sampler.inclusion()
+    assert after["d.x"] > 2 * before["d.x"] and after["a.x"] < before["a.x"]
+    base = np.array([float(it.size) ** 0.5 for it in ITEMS]) * np.array([0.5, 1, 1, 1, 8.0])
+    assert sampler.weights == pytest.approx(base / base.sum())
+    observed = _frequencies(sampler)
+    for name, p in after.items():
+        assert observed[name] == pytest.approx(p, abs=0.01), name
+    sampler.reweight({})  # back to the sampling's own weights
+    assert sampler.inclusion() == pytest.approx(before)
+    with pytest.raises(ValueError, match="factors must be finite numbers > 0"):
+        sampler.reweight({"nope": 1.0})
+    with pytest.raises(ValueError, match="factors must be finite numbers > 0"):
+        sampler.reweight({"a.x": 0.0})
+
+
+def test_focus_factors_favour_the_tasks_behind() -> None:
+    from omnivec2_pipelines.training.sampling import check_focus, focus_factors
+
+    f = focus_factors({"behind": -0.5, "level": 0.0, "ahead": 3.0, "broken": float("nan")}, 2.0)
+    assert f == pytest.approx({"behind": np.e, "level": 1.0, "ahead": np.exp(-2.0), "broken": np.exp(2.0)})
+    assert focus_factors({"x": -0.3}, 0.0) == {"x": 1.0}
+    for bad in (-1, True, "1", 11):
+        with pytest.raises(ValueError, match="multitask.sampling_focus must be a number in"):
+            check_focus("multitask", bad)
+    from omnivec2_pipelines.training.params import _check_stage_params
+
+    with pytest.raises(ValueError, match="multitask.sampling_focus"):
+        _check_stage_params("multitask", {"sampling_focus": -0.5})

@@ -89,7 +89,8 @@ def test_task_validator_scores_only_val_rows(model, bundles) -> None:
     seen = []
     model.tokenizers["grid"].register_forward_hook(lambda mod, args, out: seen.append(args[0].clone()))
     score, metrics = validator(model, torch.device("cpu"))
-    assert np.isfinite(score) and set(metrics) == {"val.grid.classification.accuracy"}
+    assert np.isfinite(score) and set(metrics) == {"val.grid.classification.accuracy",
+                                                   "val.score.grid.classification"}
     rows = torch.cat(seen)
     assert torch.equal(rows, torch.from_numpy(b.get("val", "x")[:5]))
     # the score is the normalised score against the baseline on the same val rows
@@ -97,6 +98,7 @@ def test_task_validator_scores_only_val_rows(model, bundles) -> None:
     from omnivec2_pipelines.training.scores import normalised_score
 
     assert score == pytest.approx(normalised_score(metrics["val.grid.classification.accuracy"], vt.baseline, "max"))
+    assert metrics["val.score.grid.classification"] == score  # one task: its own score is the mean
 
 
 def test_reconstruction_validator_is_deterministic(model, bundles) -> None:
@@ -131,6 +133,19 @@ def test_bundle_without_val_rows_is_named(bundles, tiny_model_params, caplog) ->
     assert "val.loss.grid" in hist.columns
 
 
+def _fit_killed_at(trainer, model, objective, resume_dir, validator, kill_at=None):
+    """``trainer.fit`` with crash-resume state in ``resume_dir`` (every 2 steps), interrupted after step ``kill_at``."""
+    def kill(stage, step, loss):
+        if step == kill_at:
+            raise KeyboardInterrupt
+
+    STEP_CALLBACKS.append(kill)
+    try:
+        return trainer.fit(model, objective, "multitask", ResumeConfig(resume_dir, 2, "fp"), validator=validator)
+    finally:
+        STEP_CALLBACKS.remove(kill)
+
+
 def test_resume_after_a_kill_keeps_the_chosen_step_and_weights(bundles, tiny_model_params, tmp_path) -> None:
     """Killed after the best evaluation: the resumed stage ends with the same chosen step and weights."""
     def run(resume_dir, kill_at=None):
@@ -139,18 +154,8 @@ def test_resume_after_a_kill_keeps_the_chosen_step_and_weights(bundles, tiny_mod
         objective = _multitask(bundles, model)
         validator = TaskValidator.from_bundles([("grid", "classification")], bundles, limit=12)
         cfg = TrainerConfig(steps=16, lr=3e-3, eval_every=4, checkpoint_every=2, progress=False, device="cpu")
-        resume = ResumeConfig(resume_dir, 2, "fp")
         trainer = Trainer(cfg)
-
-        def kill(stage, step, loss):
-            if step == kill_at:
-                raise KeyboardInterrupt
-
-        STEP_CALLBACKS.append(kill)
-        try:
-            trainer.fit(model, objective, "multitask", resume, validator=validator)
-        finally:
-            STEP_CALLBACKS.remove(kill)
+        _fit_killed_at(trainer, model, objective, resume_dir, validator, kill_at)
         return trainer.selection, model.state_dict()
 
     straight_sel, straight_w = run(tmp_path / "a")
@@ -195,3 +200,65 @@ def test_selection_window_compares_the_mean_of_the_last_evaluations() -> None:
     assert (resumed.best_step, resumed.best_score) == (three.best_step, three.best_score)
     with pytest.raises(ValueError, match="trainer.select_window=0 is out of range"):
         TrainerConfig(select_window=0)
+
+
+class _TaskScores:
+    """A validator that puts fixed per-task normalised scores (``val.score.<task>``) in its metrics."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def __call__(self, model, device):
+        return float(np.mean(list(self.scores.values()))), {f"val.score.{k}": v for k, v in self.scores.items()}
+
+
+def _three_modalities(focus: float):
+    from tests.conftest import TINY_MODEL, classification_tasks, grid_bundle, series_bundle
+
+    three = {"g1": grid_bundle("g1"), "g2": grid_bundle("g2", seed=2), "s1": series_bundle("s1")}
+    torch.manual_seed(0)
+    model = stages.build_model(dict(TINY_MODEL), three)
+    return model, Multitask(classification_tasks(three, model), 8, sampling="size", temperature=2.0, focus=focus)
+
+
+def test_sampling_focus_draws_the_tasks_behind_val_more_often(tmp_path) -> None:
+    from omnivec2_pipelines.training.sampling import focus_factors
+
+    scores = {"g1.classification": -0.8, "g2.classification": 0.0, "s1.classification": 0.6}
+    model, objective = _three_modalities(focus=1.5)
+    before = objective.sampler.inclusion()
+    cfg = TrainerConfig(steps=8, eval_every=4, progress=False, device="cpu")
+    hist = Trainer(cfg).fit(model, objective, "multitask", validator=_TaskScores(scores))
+    after = objective.sampler.inclusion()
+    assert after["g1.classification"] > before["g1.classification"]
+    assert after["s1.classification"] < before["s1.classification"]
+    assert objective.sampler.factors == pytest.approx(focus_factors(scores, 1.5))
+    row = hist.dropna(subset=["val.score"]).iloc[0]  # the shares from then on are in the history
+    assert {k: row[f"sampling.{k}"] for k in after} == pytest.approx(after)
+    # off: the same validation changes nothing, and the history has no sampling columns
+    model, objective = _three_modalities(focus=0.0)
+    hist = Trainer(cfg).fit(model, objective, "multitask", validator=_TaskScores(scores))
+    assert objective.sampler.inclusion() == pytest.approx(before)
+    assert not [c for c in hist.columns if c.startswith("sampling.")]
+
+
+def test_sampling_focus_survives_a_kill_and_resume(tmp_path) -> None:
+    """The focus factors are part of the resume state: a killed stage draws the same tasks afterwards."""
+    def run(resume_dir, kill_at=None):
+        model, objective = _three_modalities(focus=2.0)
+
+        def validator(m, device):  # scores that change with the weights, as a real validator's do
+            w = float(sum(p.detach().double().abs().sum() for p in m.heads.parameters()))
+            s = {"g1.classification": -(w * 7.31 % 1.0), "g2.classification": w * 3.17 % 1.0, "s1.classification": 0.1}
+            return float(np.mean(list(s.values()))), {f"val.score.{k}": v for k, v in s.items()}
+
+        cfg = TrainerConfig(steps=24, eval_every=4, checkpoint_every=2, progress=False, device="cpu")
+        hist = _fit_killed_at(Trainer(cfg), model, objective, resume_dir, validator, kill_at)
+        return hist, objective.sampler.factors
+
+    straight, factors = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", kill_at=13)
+    resumed, resumed_factors = run(tmp_path / "b")
+    assert resumed["what"].tolist() == straight["what"].tolist()
+    assert resumed_factors == factors and len(set(factors.values())) == 3

@@ -20,7 +20,8 @@ from omnivec2_pipelines.tasks import get_task_kind
 from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
 from omnivec2_pipelines.training.params import check_contrastive, check_pairs_per_step
-from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler
+from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler, check_focus, focus_factors
+from omnivec2_pipelines.training.scores import SCORE_PREFIX
 
 
 @dataclass
@@ -82,6 +83,13 @@ class Objective(abc.ABC):
     def lr_scale(self, name: str) -> float:
         """Factor on the learning rate of the parameter ``name`` (0: frozen); 1 for every parameter here."""
         return 1.0
+
+    def on_validation(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Told each validation's metrics (the same on every rank); returns extra history columns.
+
+        Nothing here; the multitask objective's ``sampling_focus`` reweights its tasks from them.
+        """
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {name: src.state_dict() for name, src in sorted(self.batch_sources().items())}
@@ -264,13 +272,16 @@ class Multitask(Objective):
         temperature: Temperature of ``size`` sampling.
         lr_scales: ``{parameter name: factor}`` on the learning rate (0 freezes it); unlisted names: 1.
         pairs_per_step: Pairs of modalities per step (each pair fused on fused steps).
+        focus: ``sampling_focus``: after every validation, each task's weight times
+            ``exp(-focus * its val normalised score)`` (0: off), see :mod:`.sampling`.
     """
 
     name = "multitask"
+    _SAMPLER = "_sampler"  # the key of the focus factors in the resume state (beside the sources)
 
     def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
                  label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0,
-                 lr_scales: Mapping[str, float] | None = None, pairs_per_step: int = 1) -> None:
+                 lr_scales: Mapping[str, float] | None = None, pairs_per_step: int = 1, focus: float = 0.0) -> None:
         if not 0.0 <= single_stream <= 1.0:
             raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -291,9 +302,34 @@ class Multitask(Objective):
         self.tasks = list(tasks)
         self.sampler = TaskSampler([SamplerItem(t.modality, f"{t.modality}.{t.task}", len(t.source)) for t in tasks],
                                    1 if self.single else 2 * self.pairs, sampling, temperature)
+        self.focus = check_focus("multitask", focus)
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return {f"{t.modality}.{t.task}": t.source for t in self.tasks}
+
+    def on_validation(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """With ``focus``: reweight the tasks by their val normalised scores (a task without one keeps
+        its weight); returns each task's probability of taking part in a step from now on
+        (``sampling.<modality>.<task>`` history columns)."""
+        if not self.focus:
+            return {}
+        scores = {it.name: float(metrics[SCORE_PREFIX + it.name]) for it in self.sampler.items
+                  if SCORE_PREFIX + it.name in metrics}
+        self.sampler.reweight(focus_factors(scores, self.focus))
+        return {f"sampling.{k}": v for k, v in self.sampler.inclusion().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.focus:
+            state[self._SAMPLER] = dict(self.sampler.factors)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        factors = state.pop(self._SAMPLER, None)
+        if self.focus and factors is not None:
+            self.sampler.reweight(factors)
+        super().load_state_dict(state)
 
     def lr_scale(self, name: str) -> float:
         return self.lr_scales.get(name, 1.0)

@@ -12,9 +12,17 @@ P draws 2P). Each item gets a weight:
 
 A step draws the first modality with probability proportional to its items' total weight, each
 further one from the remaining modalities in proportion to theirs (successive sampling without
-replacement), and within a modality an item in proportion to its weight. :meth:`TaskSampler.inclusion` gives the exact
-probability that an item takes part in a step, which is what the study uses to give its
-``single_task`` variant the samples a task sees in multitask training.
+replacement), and within a modality an item in proportion to its weight. :meth:`TaskSampler.inclusion`
+gives the exact probability that an item takes part in a step, which is what the study uses to give
+its ``single_task`` variant the samples a task sees in multitask training (before any focus below).
+
+**Focus on the tasks behind** (``multitask.sampling_focus`` F > 0): after every validation, each
+task's weight becomes its ``uniform``/``size`` weight times ``exp(-F * s)``, where ``s`` is the
+task's val normalised score against its classical baseline (clipped to [-1, 1]; 0 = level with
+it, the score the model selection uses). A task behind its baseline is drawn more often, one far
+ahead less often, but never not at all: with F = 1 the factors span e^-1 .. e^1. This is dynamic task
+prioritisation (Guo et al., ECCV 2018) on the score the project is judged by, not on a training
+loss whose scale differs between kinds.
 """
 
 from __future__ import annotations
@@ -34,6 +42,20 @@ class SamplerItem:
     modality: str
     name: str
     size: int
+
+
+def check_focus(where: str, focus: Any) -> float:
+    """Validate ``<stage>.sampling_focus``: a number >= 0 (0: off)."""
+    if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not 0 <= focus <= 10:
+        raise ValueError(f"{where}.sampling_focus must be a number in [0, 10] (0: off; the strength with which "
+                         f"tasks behind their baseline on val are drawn more often), got {focus!r}")
+    return float(focus)
+
+
+def focus_factors(scores: dict[str, float], focus: float) -> dict[str, float]:
+    """``{item: exp(-focus * clip(score, -1, 1))}``; a non-finite score counts as -1 (the worst)."""
+    return {k: float(np.exp(-focus * (float(np.clip(v, -1.0, 1.0)) if np.isfinite(v) else -1.0)))
+            for k, v in scores.items()}
 
 
 def check_sampling(where: str, sampling: Any, temperature: Any) -> tuple[str, float]:
@@ -72,8 +94,27 @@ class TaskSampler:
             if any(it.size <= 0 for it in self.items):
                 raise ValueError(f"task sampler: sizes must be > 0, got {[(it.name, it.size) for it in self.items]}")
             w = np.array([float(it.size) ** (1.0 / temperature) for it in self.items])
+        self.base = w / w.sum()
+        self.factors: dict[str, float] = {}
+        self._set(self.base)
+
+    def _set(self, w: np.ndarray) -> None:
         self.weights = w / w.sum()
         self.modality_mass = np.array([self.weights[self._of(m)].sum() for m in self.modalities])
+
+    def reweight(self, factors: dict[str, float]) -> None:
+        """Weights = the sampling's own weights times ``factors[item name]`` (unnamed items: 1).
+
+        Raises:
+            ValueError: an unknown item name, or a factor that is not a finite number > 0.
+        """
+        names = {it.name for it in self.items}
+        bad = {k: v for k, v in factors.items() if k not in names or not (np.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"task sampler: factors must be finite numbers > 0 for items of {sorted(names)}, got "
+                             f"{bad}")
+        self.factors = {k: float(v) for k, v in sorted(factors.items())}
+        self._set(self.base * np.array([self.factors.get(it.name, 1.0) for it in self.items]))
 
     def _of(self, modality: str) -> np.ndarray:
         return np.array([i for i, it in enumerate(self.items) if it.modality == modality])

@@ -10,6 +10,8 @@ from omnivec2_pipelines.tasks import task_kinds
 #: The metric that ranks models per task kind, and whether higher (``max``) or lower (``min``) is better
 #: (each kind's ``main_metric`` and ``direction``, :mod:`omnivec2_pipelines.tasks`).
 MAIN_METRIC = {name: (k.main_metric, k.direction) for name, k in task_kinds().items()}
+#: Prefix of a task's val normalised score in the multitask validation's metrics (``val.score.<modality>.<task>``).
+SCORE_PREFIX = "val.score."
 
 
 def normalised_score(metric: float, baseline: float, direction: str) -> float:

@@ -273,6 +273,7 @@ class Trainer:
             if validating:
                 with ema.applied() if ema is not None else contextlib.nullcontext():
                     stop = self._validate(validator, model, sel, step, rows[-1], stage, rank)
+                rows[-1].update(objective.on_validation(rows[-1]))
                 for cb in callbacks:
                     cb.on_eval(stage, step, rows[-1])
             if saving and rank == 0 and not stop:

@@ -7,7 +7,7 @@ the model selection (best step, early stopping) that the trainer runs on it.
 * Multitask: every task's main metric on at most ``trainer.eval_samples`` val rows, through the
   single-stream path that evaluation and inference take; score = mean normalised score over tasks
   (:func:`~omnivec2_pipelines.training.scores.normalised_score`, against the classical baseline
-  fitted on train and predicting the same val rows).
+  fitted on train and predicting the same val rows), each task's own as ``val.score.<modality>.<task>``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from omnivec2_pipelines.modalities.base import ArrayBundle, TaskSpec
 from omnivec2_pipelines.models import OmniVec2
 from omnivec2_pipelines.training.objectives import masked_reconstruction_loss
-from omnivec2_pipelines.training.scores import MAIN_METRIC, better, normalised_score
+from omnivec2_pipelines.training.scores import MAIN_METRIC, SCORE_PREFIX, better, normalised_score
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class TaskValidator:
             value = task_metrics(vt.spec, vt.y, pred, vt.scale)[name]
             metrics[f"val.{vt.modality}.{vt.task}.{name}"] = value
             scores.append(normalised_score(value, vt.baseline, direction) if math.isfinite(value) else -1.0)
+            metrics[f"{SCORE_PREFIX}{vt.modality}.{vt.task}"] = scores[-1]
         return float(np.mean(scores)), metrics
 
 
