@@ -246,3 +246,61 @@ def test_model_pool_applies_to_classification_heads_only() -> None:
     assert type(mean.heads["img__cls"].pool).__name__ == "MeanPool"
     # mean pooling has no weights: checkpoints written before the option load unchanged
     assert not any(".pool." in n for n in mean.state_dict())
+
+
+def test_sincos_positions_are_distinct_bounded_and_per_axis() -> None:
+    from omnivec2_pipelines.models.layers import sincos_positions
+
+    pos = sincos_positions((3, 4), 16)  # 2D: 8 channels per axis, 4 sin + 4 cos
+    assert pos.shape == (12, 16) and pos.abs().max() <= 1.0
+    assert len({tuple(r.tolist()) for r in pos}) == 12  # every place of the grid differs
+    grid = pos.reshape(3, 4, 16)
+    assert torch.equal(grid[0, :, :8], grid[2, :, :8]) is False  # the first half follows the rows...
+    assert torch.allclose(grid[:, 0, :8], grid[:, 3, :8])  # ...and not the columns
+    assert torch.allclose(grid[0, :, 8:], grid[2, :, 8:])  # the second half follows the columns
+    assert torch.allclose(pos[0], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4))  # place (0, 0)
+    one_d = sincos_positions((5,), 6)
+    assert one_d.shape == (5, 6) and torch.allclose(one_d[1, 0], torch.sin(torch.tensor(1.0)).double().float())
+    with pytest.raises(ValueError, match="need width >= 6"):
+        sincos_positions((2, 2, 2), 4)
+
+
+def test_pos_init_sincos_sets_the_position_tables_and_nothing_else() -> None:
+    from omnivec2_pipelines.models.layers import sincos_positions
+
+    normal, sincos = make_model(), make_model(pos_init="sincos")
+    img = sincos.tokenizers["img"]
+    assert torch.allclose(img.pos[0], sincos_positions(img.grid, 32))
+    ts = sincos.tokenizers["ts"]  # time patches: one position per patch, shared by the channels
+    assert torch.allclose(ts.pos.reshape(-1, 32), sincos_positions((ts.n_patches,), 32))
+    assert normal.tokenizers["img"].pos.std() < 0.05  # truncated normal, std 0.02
+    ns, ss = normal.state_dict(), sincos.state_dict()
+    assert {k for k in ns if not torch.equal(ns[k], ss[k])} == {f"tokenizers.{m}.pos" for m in TOKENIZERS}
+    assert sincos.tokenizers["img"].pos.requires_grad  # still learned
+    assert ModelConfig.from_dict(sincos.cfg.to_dict()).pos_init == "sincos"
+    assert ModelConfig.from_dict({}).pos_init == "normal"  # configs written before the option load as built
+    with pytest.raises(ValueError, match=r"model.pos_init must be one of \['normal', 'sincos'\], got 'fixed'"):
+        ModelConfig.from_dict({"pos_init": "fixed"})
+
+
+def test_every_position_table_of_the_thirteen_modalities_takes_sincos(tiny_bundles, tiny_model_params) -> None:
+    """A tokenizer with a learned position table names its grid; one without (coordinates, columns) does not."""
+    from omnivec2_pipelines.models.layers import sincos_positions
+    from omnivec2_pipelines.training import stages
+
+    model = stages.build_model({**tiny_model_params, "pos_init": "sincos"}, tiny_bundles)
+    with_table = set()
+    for m, tok in model.tokenizers.items():
+        pos = getattr(tok, "pos", None)
+        if isinstance(pos, torch.nn.Parameter):
+            with_table.add(m)
+            want = sincos_positions(tok.position_grid(), pos.shape[-1]) * tok.position_scale()
+            assert torch.allclose(pos.reshape(-1, pos.shape[-1]), want), m
+        else:
+            assert tok.position_grid() is None, m
+    assert {"image", "video", "audio", "text", "hyperspectral", "time_series"} <= with_table
+    # text: the table at the scale of its token embeddings (std 0.02), not of a patch projection's outputs
+    text = model.tokenizers["text"]
+    assert text.position_scale() == pytest.approx(0.02 * 2 ** 0.5, rel=0.1)
+    assert float(text.pos.abs().max()) <= text.position_scale() * (1 + 1e-6) < 0.1 * float(model.tokenizers["image"].pos.abs().max())
+    assert model.tokenizers["image"].position_scale() == 1.0

@@ -63,6 +63,8 @@ def head_key(modality: str, task: str) -> str:
 
 #: ``model.pool`` values: how the heads that pool their tokens into one vector (classification) do it.
 POOLS = ("mean", "attention")
+#: ``model.pos_init`` values: how the learned position tables of the tokenizers start.
+POS_INITS = ("normal", "sincos")
 
 
 @dataclass
@@ -85,6 +87,10 @@ class ModelConfig:
             that checkpoints written before the option existed load as they were built.
         pool: How classification heads pool the tokens: ``mean`` over real tokens, or ``attention`` (one
             learned query per head, multi-head attention pooling with ``heads_g`` heads).
+        pos_init: How the tokenizers' learned position tables start: ``normal`` (truncated normal, std
+            0.02) or ``sincos`` (fixed sine-cosine values of each token's place on the tokenizer's grid, as
+            MAE's, per axis for 2D / 3D grids; still learned after that). Tokenizers without a position
+            table (point groups, graph nodes, table columns) are left as they are.
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -102,6 +108,7 @@ class ModelConfig:
     drop_path: float = 0.0
     qk_norm: bool = False
     pool: str = "mean"
+    pos_init: str = "normal"
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
@@ -118,6 +125,8 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.pool not in POOLS:
             raise ValueError(f"model.pool must be one of {list(POOLS)}, got {self.pool!r}")
+        if self.pos_init not in POS_INITS:
+            raise ValueError(f"model.pos_init must be one of {list(POS_INITS)}, got {self.pos_init!r}")
         self.tokenizers = {m: TokenizerConfig.from_dict(t) for m, t in self.tokenizers.items()}
         self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -162,3 +164,24 @@ def trunc_normal_param(*shape: int) -> nn.Parameter:
     p = nn.Parameter(torch.zeros(*shape))
     nn.init.trunc_normal_(p, std=0.02)
     return p
+
+
+def sincos_positions(grid: tuple[int, ...], width: int) -> torch.Tensor:
+    """Sine-cosine position values of every place of a 1D/2D/3D ``grid``, ``(prod(grid), width)``.
+
+    The channels are split evenly between the axes (any remainder stays 0); each axis uses half of its
+    channels for ``sin`` and half for ``cos`` of the coordinate times frequencies ``1 / 10000^(k / n)``
+    (MAE's 2D sin-cos table; row-major order, as the tokenizers flatten their grids).
+    """
+    per_axis = (width // len(grid)) // 2 * 2
+    if per_axis < 2:
+        raise ValueError(f"sin-cos positions of a {len(grid)}D grid need width >= {2 * len(grid)}, got {width}")
+    coords = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in grid], indexing="ij")
+    half = per_axis // 2
+    freqs = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)
+    out = torch.zeros(math.prod(grid), width, dtype=torch.float64)
+    for a, c in enumerate(coords):
+        angles = c.reshape(-1, 1) * freqs  # (N, half)
+        out[:, a * per_axis:a * per_axis + half] = angles.sin()
+        out[:, a * per_axis + half:(a + 1) * per_axis] = angles.cos()
+    return out.float()

@@ -72,6 +72,9 @@ class BandGroupTokenizer(Tokenizer):
     def dense(self, x: Tensor) -> bool:
         return x.ndim == 4 and math.ceil(x.shape[1] / self.group_size) == self.n_groups  # no padded group
 
+    def position_grid(self) -> tuple[int, ...]:
+        return (self.n_groups,)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         groups, valid = self._groups(x)
         tokens = self.proj(groups) + self.pos  # (B, n_groups, D)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import abc
 
+import torch
 from torch import Tensor, nn
+
+from omnivec2_pipelines.models.layers import sincos_positions
 
 
 class Tokenizer(nn.Module, abc.ABC):
@@ -37,6 +40,27 @@ class Tokenizer(nn.Module, abc.ABC):
         """Tokens (B, N, D), valid mask (B, N) and the tokenizer's ``aux`` for this batch (None here)."""
         tokens, valid = self(x)
         return tokens, valid, None
+
+    def position_grid(self) -> tuple[int, ...] | None:
+        """The grid of places behind the learned position table ``self.pos`` (row-major), or None when the
+        tokenizer has no such table (positions from coordinates, column embeddings, none)."""
+        return None
+
+    def position_scale(self) -> float:
+        """Factor on the sine-cosine table (values in [-1, 1], std about 0.7): 1, as MAE's beside a patch
+        projection whose outputs are of that size at initialisation."""
+        return 1.0
+
+    def init_positions_sincos(self) -> bool:
+        """Set ``self.pos`` to the sine-cosine values of :meth:`position_grid` times :meth:`position_scale`
+        (``model.pos_init: sincos``); returns whether there was a table to set."""
+        grid = self.position_grid()
+        if grid is None:
+            return False
+        with torch.no_grad():
+            table = sincos_positions(grid, self.pos.shape[-1]) * self.position_scale()
+            self.pos.copy_(table.reshape(self.pos.shape))
+        return True
 
     def dense(self, x: Tensor) -> bool:
         """Whether every token of ``x`` is real, known from its shape alone (no read of device values).

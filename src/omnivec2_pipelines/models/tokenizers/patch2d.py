@@ -42,6 +42,9 @@ class Patch2DTokenizer(Tokenizer):
     def dense(self, x: Tensor) -> bool:
         return True  # every token is real
 
+    def position_grid(self) -> tuple[int, ...]:
+        return self.grid
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
         tokens = self.proj(x).flatten(2).transpose(1, 2) + self.pos  # (B, D, gh, gw) → (B, N, D)

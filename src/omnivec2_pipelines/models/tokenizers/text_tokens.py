@@ -59,6 +59,14 @@ class TextTokensTokenizer(Tokenizer):
                              f"[{int(x.min())}, {int(x.max())}]")
         return x.long()
 
+    def position_grid(self) -> tuple[int, ...]:
+        return (self.max_len,)
+
+    def position_scale(self) -> float:
+        """The table at the size of the token embeddings (std 0.02 at initialisation), which a table of
+        std 0.7 would drown: each channel's std then equals the embeddings'."""
+        return float(self.embed.weight.detach()[1:].std()) * 2 ** 0.5
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self._check(x)
         tokens = self.embed(x) + self.pos[:, : x.shape[1]]  # (B, L) -> (B, L, D)

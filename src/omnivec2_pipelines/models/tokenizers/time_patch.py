@@ -53,6 +53,9 @@ class TimePatchTokenizer(Tokenizer):
     def dense(self, x: Tensor) -> bool:
         return True  # every token is real
 
+    def position_grid(self) -> tuple[int, ...]:
+        return (self.n_patches,)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         patches, valid = self._patches(x)
         b, c, n_p, _ = patches.shape

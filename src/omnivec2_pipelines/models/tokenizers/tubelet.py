@@ -69,6 +69,9 @@ class TubeletTokenizer(Tokenizer):
     def dense(self, x: Tensor) -> bool:
         return x.ndim == 5 and math.ceil(x.shape[2] / self.tubelet[0]) == self.grid[0]  # no padded tubelet
 
+    def position_grid(self) -> tuple[int, ...]:
+        return self.grid
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x, valid = self._pad(x)
         tokens = self.proj(x).flatten(2).transpose(1, 2) + self.pos  # (B, D, gt, gh, gw) → (B, N, D)
