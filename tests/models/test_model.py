@@ -279,7 +279,10 @@ def test_pos_init_sincos_sets_the_position_tables_and_nothing_else() -> None:
     assert sincos.tokenizers["img"].pos.requires_grad  # still learned
     assert ModelConfig.from_dict(sincos.cfg.to_dict()).pos_init == "sincos"
     assert ModelConfig.from_dict({}).pos_init == "normal"  # configs written before the option load as built
-    with pytest.raises(ValueError, match=r"model.pos_init must be one of \['normal', 'sincos'\], got 'fixed'"):
+    grids = make_model(pos_init="sincos_2d")  # 2D / 3D grids only: the image patches, not the time patches
+    assert torch.equal(grids.tokenizers["img"].pos, img.pos)
+    assert torch.equal(grids.tokenizers["ts"].pos, normal.tokenizers["ts"].pos)
+    with pytest.raises(ValueError, match=r"model.pos_init must be one of \['normal', 'sincos', 'sincos_2d'\], got 'fixed'"):
         ModelConfig.from_dict({"pos_init": "fixed"})
 
 

@@ -64,7 +64,7 @@ def head_key(modality: str, task: str) -> str:
 #: ``model.pool`` values: how the heads that pool their tokens into one vector (classification) do it.
 POOLS = ("mean", "attention")
 #: ``model.pos_init`` values: how the learned position tables of the tokenizers start.
-POS_INITS = ("normal", "sincos")
+POS_INITS = ("normal", "sincos", "sincos_2d")
 
 
 @dataclass
@@ -89,8 +89,9 @@ class ModelConfig:
             learned query per head, multi-head attention pooling with ``heads_g`` heads).
         pos_init: How the tokenizers' learned position tables start: ``normal`` (truncated normal, std
             0.02) or ``sincos`` (fixed sine-cosine values of each token's place on the tokenizer's grid, as
-            MAE's, per axis for 2D / 3D grids; still learned after that). Tokenizers without a position
-            table (point groups, graph nodes, table columns) are left as they are.
+            MAE's, per axis for 2D / 3D grids; still learned after that) or ``sincos_2d`` (sine-cosine on
+            2D / 3D grids only: image patches, tubelets; 1D tables stay normal). Tokenizers without a
+            position table (point groups, graph nodes, table columns) are left as they are.
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """

@@ -108,7 +108,8 @@ class OmniVec2(nn.Module):
         if modality in self.tokenizers:
             raise ValueError(f"modality {modality!r} already exists")
         tok = build_tokenizer(tcfg, self.cfg.width)
-        if self.cfg.pos_init == "sincos":
+        grid = tok.position_grid()
+        if grid is not None and (self.cfg.pos_init == "sincos" or self.cfg.pos_init == "sincos_2d" and len(grid) > 1):
             tok.init_positions_sincos()
         dec = MaskedDecoder(self.cfg.reduced_width, tok.max_tokens, tok.patch_dim,
                             self.cfg.decoder_depth, self.cfg.heads_g, self.cfg.qk_norm)
