@@ -45,7 +45,7 @@ class SamplerItem:
 
 
 def check_focus(where: str, focus: Any) -> float:
-    """Validate ``<stage>.sampling_focus``: a number >= 0 (0: off)."""
+    """Validate ``<stage>.sampling_focus``: a number in [0, 10] (0: off)."""
     if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not 0 <= focus <= 10:
         raise ValueError(f"{where}.sampling_focus must be a number in [0, 10] (0: off; the strength with which "
                          f"tasks behind their baseline on val are drawn more often), got {focus!r}")
