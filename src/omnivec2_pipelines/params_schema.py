@@ -56,7 +56,8 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
                           "contrastive_weight", "contrastive_temperature"),
     "pretrain_paired": ("init", "batch_size", "mask_ratio", "norm_target", "sampling", "sampling_temperature"),
     "multitask": ("init", "batch_size", "tasks", "single_stream", "label_smoothing", "augment", "sampling",
-                  "sampling_temperature", "loss_weights", "body_lr_scale", "pairs_per_step", "sampling_focus"),
+                  "sampling_temperature", "loss_weights", "body_lr_scale", "pairs_per_step", "sampling_focus",
+                  "sampling_patience", "sampling_patience_factor"),
 }
 #: The training stages, in the order they run (each starts from the previous stage's checkpoint).
 STAGES: tuple[str, ...] = tuple(STAGE_KEYS)

@@ -171,3 +171,35 @@ def test_focus_factors_favour_the_tasks_behind() -> None:
 
     with pytest.raises(ValueError, match="multitask.sampling_focus"):
         _check_stage_params("multitask", {"sampling_focus": -0.5})
+
+
+def test_plateau_factors_mark_the_tasks_that_stopped_improving() -> None:
+    from omnivec2_pipelines.training.sampling import PlateauFactors
+
+    plateau = PlateauFactors({"acc": "max", "mse": "min"}, patience=2, factor=0.25)
+    assert plateau.update({"acc": 0.5, "mse": 1.0}) == {"acc": 1.0, "mse": 1.0}  # first values: best so far
+    assert plateau.update({"acc": 0.5, "mse": 0.8}) == {"acc": 1.0, "mse": 1.0}  # a tie is no improvement
+    assert plateau.update({"acc": 0.4, "mse": 0.7}) == {"acc": 0.25, "mse": 1.0}  # acc: 2 without improving
+    assert plateau.update({"acc": float("nan"), "mse": 0.9}) == {"acc": 0.25, "mse": 1.0}  # nan never improves
+    assert plateau.update({"acc": 0.6, "mse": 0.95}) == {"acc": 1.0, "mse": 0.25}  # acc improved: back to 1
+    assert plateau.best == {"acc": 0.6, "mse": 0.7} and plateau.stale == {"acc": 0, "mse": 2}
+    # a task without a value this time keeps its count
+    assert plateau.update({"mse": 0.5}) == {"acc": 1.0, "mse": 1.0}
+    again = PlateauFactors({"acc": "max", "mse": "min"}, patience=2, factor=0.25)
+    again.load_state_dict(plateau.state_dict())
+    assert again.update({"acc": 0.1, "mse": 0.6}) == plateau.update({"acc": 0.1, "mse": 0.6})
+
+
+def test_check_patience_names_the_key() -> None:
+    from omnivec2_pipelines.training.params import _check_stage_params
+    from omnivec2_pipelines.training.sampling import check_patience
+
+    assert check_patience("multitask", 3, 0.5) == (3, 0.5)
+    for bad in (-1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="multitask.sampling_patience must be an integer >= 0"):
+            check_patience("multitask", bad, 0.25)
+    for bad in (0, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="multitask.sampling_patience_factor must be a number in"):
+            check_patience("multitask", 2, bad)
+    with pytest.raises(ValueError, match="multitask.sampling_patience_factor"):
+        _check_stage_params("multitask", {"sampling_patience": 2, "sampling_patience_factor": 2})

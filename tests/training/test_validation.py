@@ -212,13 +212,14 @@ class _TaskScores:
         return float(np.mean(list(self.scores.values()))), {f"val.score.{k}": v for k, v in self.scores.items()}
 
 
-def _three_modalities(focus: float):
+def _three_modalities(focus: float, patience: int = 0):
     from tests.conftest import TINY_MODEL, classification_tasks, grid_bundle, series_bundle
 
     three = {"g1": grid_bundle("g1"), "g2": grid_bundle("g2", seed=2), "s1": series_bundle("s1")}
     torch.manual_seed(0)
     model = stages.build_model(dict(TINY_MODEL), three)
-    return model, Multitask(classification_tasks(three, model), 8, sampling="size", temperature=2.0, focus=focus)
+    return model, Multitask(classification_tasks(three, model), 8, sampling="size", temperature=2.0, focus=focus,
+                            patience=patience, patience_factor=0.25)
 
 
 def test_sampling_focus_draws_the_tasks_behind_val_more_often(tmp_path) -> None:
@@ -262,3 +263,58 @@ def test_sampling_focus_survives_a_kill_and_resume(tmp_path) -> None:
     resumed, resumed_factors = run(tmp_path / "b")
     assert resumed["what"].tolist() == straight["what"].tolist()
     assert resumed_factors == factors and len(set(factors.values())) == 3
+
+
+class _AccuracyCurves:
+    """A validator whose val accuracies follow fixed curves, one value per evaluation."""
+
+    def __init__(self, curves: dict[str, list[float]]) -> None:
+        self.curves, self.calls = curves, 0
+
+    def __call__(self, model, device):
+        values = {k: v[min(self.calls, len(v) - 1)] for k, v in self.curves.items()}
+        self.calls += 1
+        return float(np.mean(list(values.values()))), {f"val.{k}.accuracy": v for k, v in values.items()}
+
+
+def test_sampling_patience_draws_a_stale_task_less_often_until_it_improves() -> None:
+    curves = {"g1.classification": [0.5, 0.6, 0.7, 0.8, 0.9],   # keeps improving
+              "g2.classification": [0.9, 0.8, 0.8, 0.95, 0.9],  # stale for 2 evaluations, then better
+              "s1.classification": [0.7, 0.7, 0.6, 0.6, 0.6]}   # peaks at once
+    model, objective = _three_modalities(focus=0.0, patience=2)
+    before = objective.sampler.inclusion()
+    cfg = TrainerConfig(steps=20, eval_every=4, progress=False, device="cpu")
+    hist = Trainer(cfg).fit(model, objective, "multitask", validator=_AccuracyCurves(curves))
+    rows = hist.dropna(subset=["val.score"])
+    share = {k: rows[f"sampling.{k}"].tolist() for k in curves}
+    # evaluation 3 (index 2): g2 and s1 are stale; evaluation 4: g2 improved, s1 still stale
+    assert share["s1.classification"][2] < before["s1.classification"] and share["g2.classification"][2] < before[
+        "g2.classification"]
+    assert share["g2.classification"][3] == pytest.approx(before["g2.classification"], rel=0.3)
+    assert share["s1.classification"][4] < share["s1.classification"][1]
+    assert objective.sampler.factors == {"g1.classification": 1.0, "g2.classification": 1.0,
+                                         "s1.classification": 0.25}
+    assert objective.plateau.stale == {"g1.classification": 0, "g2.classification": 1, "s1.classification": 4}
+
+
+def test_sampling_patience_survives_a_kill_and_resume(tmp_path) -> None:
+    """The tasks' best val values and staleness are part of the resume state: the same draws afterwards."""
+    def run(resume_dir, kill_at=None):
+        model, objective = _three_modalities(focus=0.0, patience=1)
+
+        def validator(m, device):  # values that change with the weights, as a real validator's do
+            w = float(sum(p.detach().double().abs().sum() for p in m.heads.parameters()))
+            s = {"g1.classification": w * 7.31 % 1.0, "g2.classification": w * 3.17 % 1.0, "s1.classification": 0.1}
+            return float(np.mean(list(s.values()))), {f"val.{k}.accuracy": v for k, v in s.items()}
+
+        cfg = TrainerConfig(steps=24, eval_every=4, checkpoint_every=2, progress=False, device="cpu")
+        hist = _fit_killed_at(Trainer(cfg), model, objective, resume_dir, validator, kill_at)
+        return hist, objective.sampler.factors, objective.plateau.state_dict()
+
+    straight, factors, plateau = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", kill_at=13)
+    resumed, resumed_factors, resumed_plateau = run(tmp_path / "b")
+    assert resumed["what"].tolist() == straight["what"].tolist()
+    assert resumed_factors == factors and resumed_plateau == plateau
+    assert plateau["stale"]["s1.classification"] == 5  # never improved after the first evaluation

@@ -20,8 +20,9 @@ from omnivec2_pipelines.tasks import get_task_kind
 from omnivec2_pipelines.training import augment
 from omnivec2_pipelines.training.data import BatchSource
 from omnivec2_pipelines.training.params import check_contrastive, check_pairs_per_step
-from omnivec2_pipelines.training.sampling import SamplerItem, TaskSampler, check_focus, focus_factors
-from omnivec2_pipelines.training.scores import SCORE_PREFIX
+from omnivec2_pipelines.training.sampling import (PlateauFactors, SamplerItem, TaskSampler, check_focus,
+                                                   check_patience, focus_factors)
+from omnivec2_pipelines.training.scores import MAIN_METRIC, SCORE_PREFIX
 
 
 @dataclass
@@ -274,14 +275,19 @@ class Multitask(Objective):
         pairs_per_step: Pairs of modalities per step (each pair fused on fused steps).
         focus: ``sampling_focus``: after every validation, each task's weight times
             ``exp(-focus * its val normalised score)`` (0: off), see :mod:`.sampling`.
+        patience: ``sampling_patience``: a task whose val main metric has not improved for this many
+            evaluations is drawn ``patience_factor`` times as often until it does (0: off), see :mod:`.sampling`.
+        patience_factor: ``sampling_patience_factor``, in (0, 1].
     """
 
     name = "multitask"
     _SAMPLER = "_sampler"  # the key of the focus factors in the resume state (beside the sources)
+    _PLATEAU = "_plateau"  # the key of the tasks' best val metrics and staleness in the resume state
 
     def __init__(self, tasks: list[TaskData], batch_size: int, single_stream: float = 0.0,
                  label_smoothing: float = 0.0, sampling: str = "uniform", temperature: float = 1.0,
-                 lr_scales: Mapping[str, float] | None = None, pairs_per_step: int = 1, focus: float = 0.0) -> None:
+                 lr_scales: Mapping[str, float] | None = None, pairs_per_step: int = 1, focus: float = 0.0,
+                 patience: int = 0, patience_factor: float = 0.25) -> None:
         if not 0.0 <= single_stream <= 1.0:
             raise ValueError(f"multitask.single_stream must be in [0, 1], got {single_stream}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -303,32 +309,47 @@ class Multitask(Objective):
         self.sampler = TaskSampler([SamplerItem(t.modality, f"{t.modality}.{t.task}", len(t.source)) for t in tasks],
                                    1 if self.single else 2 * self.pairs, sampling, temperature)
         self.focus = check_focus("multitask", focus)
+        patience, patience_factor = check_patience("multitask", patience, patience_factor)
+        self.plateau = PlateauFactors({f"{t.modality}.{t.task}": MAIN_METRIC[t.kind][1] for t in tasks}, patience,
+                                      patience_factor) if patience else None
 
     def batch_sources(self) -> dict[str, BatchSource]:
         return {f"{t.modality}.{t.task}": t.source for t in self.tasks}
 
     def on_validation(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """With ``focus``: reweight the tasks by their val normalised scores (a task without one keeps
-        its weight); returns each task's probability of taking part in a step from now on
-        (``sampling.<modality>.<task>`` history columns)."""
-        if not self.focus:
+        """With ``focus`` and/or ``patience``: reweight the tasks by their val normalised scores / by how
+        long their val main metric has not improved (a task without a val value keeps its weight);
+        returns each task's probability of taking part in a step from now on (``sampling.<modality>.<task>``
+        history columns)."""
+        if not self.focus and self.plateau is None:
             return {}
-        scores = {it.name: float(metrics[SCORE_PREFIX + it.name]) for it in self.sampler.items
-                  if SCORE_PREFIX + it.name in metrics}
-        self.sampler.reweight(focus_factors(scores, self.focus))
+        factors: dict[str, float] = {}
+        if self.focus:
+            factors = focus_factors({it.name: float(metrics[SCORE_PREFIX + it.name]) for it in self.sampler.items
+                                     if SCORE_PREFIX + it.name in metrics}, self.focus)
+        if self.plateau is not None:
+            keys = {f"{t.modality}.{t.task}": f"val.{t.modality}.{t.task}.{MAIN_METRIC[t.kind][0]}"
+                    for t in self.tasks}  # the validator's raw main metric of each task
+            stale = self.plateau.update({k: float(metrics[v]) for k, v in keys.items() if v in metrics})
+            factors = {k: factors.get(k, 1.0) * stale.get(k, 1.0) for k in set(factors) | set(stale)}
+        self.sampler.reweight(factors)
         return {f"sampling.{k}": v for k, v in self.sampler.inclusion().items()}
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        if self.focus:
+        if self.focus or self.plateau is not None:
             state[self._SAMPLER] = dict(self.sampler.factors)
+        if self.plateau is not None:
+            state[self._PLATEAU] = self.plateau.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        factors = state.pop(self._SAMPLER, None)
-        if self.focus and factors is not None:
+        factors, plateau = state.pop(self._SAMPLER, None), state.pop(self._PLATEAU, None)
+        if (self.focus or self.plateau is not None) and factors is not None:
             self.sampler.reweight(factors)
+        if self.plateau is not None and plateau is not None:
+            self.plateau.load_state_dict(plateau)
         super().load_state_dict(state)
 
     def lr_scale(self, name: str) -> float:

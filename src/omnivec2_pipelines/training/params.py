@@ -19,7 +19,7 @@ from omnivec2_pipelines.params_schema import (  # noqa: F401  (AUGMENT_OPS: re-e
     stage_schema,
 )
 from omnivec2_pipelines.training.config import TrainerConfig
-from omnivec2_pipelines.training.sampling import check_focus, check_sampling
+from omnivec2_pipelines.training.sampling import check_focus, check_patience, check_sampling
 
 
 def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Collection[str] | None = None) -> None:
@@ -35,6 +35,7 @@ def _check_stage_params(stage: str, params: Mapping[str, Any], modalities: Colle
     if stage == "multitask":
         check_pairs_per_step(params.get("pairs_per_step", 1), bs)
         check_focus(stage, params.get("sampling_focus", 0.0))
+        check_patience(stage, params.get("sampling_patience", 0), params.get("sampling_patience_factor", 0.25))
     if stage == "pretrain_unimodal":
         stage_contrastive(stage, params)
     if "body_lr_scale" in params:

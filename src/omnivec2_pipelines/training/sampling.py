@@ -23,6 +23,15 @@ it, the score the model selection uses). A task behind its baseline is drawn mor
 ahead less often, but never not at all: with F = 1 the factors span e^-1 .. e^1. This is dynamic task
 prioritisation (Guo et al., ECCV 2018) on the score the project is judged by, not on a training
 loss whose scale differs between kinds.
+
+**Task-wise early stopping of the draws** (``multitask.sampling_patience`` P > 0): a task whose val
+main metric (the raw metric, not the clipped score) has not improved on its best for P evaluations in
+a row is drawn ``multitask.sampling_patience_factor`` times as often (e.g. 0.25) until it improves
+again. Small data sets reach their best val metric early and then over-fit while large ones are
+still learning; their steps go to the tasks that still gain. A stale task keeps a share of the steps
+(its head and the body stay fitted to it: the factor is > 0). This is the task-wise early stopping
+of Zhang et al. (ECCV 2014) with the task kept in the mix at a lower rate. With focus as well, the
+two factors multiply.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from omnivec2_pipelines.training.scores import better
 
 SAMPLING = ("uniform", "size")
 
@@ -56,6 +67,52 @@ def focus_factors(scores: dict[str, float], focus: float) -> dict[str, float]:
     """``{item: exp(-focus * clip(score, -1, 1))}``; a non-finite score counts as -1 (the worst)."""
     return {k: float(np.exp(-focus * (float(np.clip(v, -1.0, 1.0)) if np.isfinite(v) else -1.0)))
             for k, v in scores.items()}
+
+
+def check_patience(where: str, patience: Any, factor: Any) -> tuple[int, float]:
+    """Validate ``<stage>.sampling_patience`` (an integer >= 0, 0: off) and ``<stage>.sampling_patience_factor``
+    (a number in (0, 1])."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"{where}.sampling_patience must be an integer >= 0 (evaluations without val improvement "
+                         f"after which a task is drawn less often; 0: off), got {patience!r}")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise ValueError(f"{where}.sampling_patience_factor must be a number in (0, 1] (the factor on a stale "
+                         f"task's sampling weight), got {factor!r}")
+    return patience, float(factor)
+
+
+class PlateauFactors:
+    """Per task: its best val metric so far and the evaluations since it last improved.
+
+    Args:
+        directions: ``{item name: "max" | "min"}``, each task's main metric direction.
+        patience: Evaluations without improvement after which a task is stale.
+        factor: The sampling factor of a stale task (others: 1).
+    """
+
+    def __init__(self, directions: dict[str, str], patience: int, factor: float) -> None:
+        self.directions, self.patience, self.factor = dict(directions), patience, factor
+        self.best: dict[str, float] = {}
+        self.stale: dict[str, int] = {}
+
+    def update(self, values: dict[str, float]) -> dict[str, float]:
+        """Record one evaluation's ``{item name: val main metric}`` (a non-finite value never improves);
+        returns ``{item name: factor}`` for every task seen so far."""
+        for name, value in values.items():
+            improved = np.isfinite(value) and (name not in self.best or better(value, self.best[name],
+                                                                               self.directions[name]))
+            if improved:
+                self.best[name], self.stale[name] = float(value), 0
+            else:
+                self.stale[name] = self.stale.get(name, 0) + 1
+        return {k: self.factor if n >= self.patience else 1.0 for k, n in sorted(self.stale.items())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.best), "stale": dict(self.stale)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = {k: float(v) for k, v in state["best"].items()}
+        self.stale = {k: int(v) for k, v in state["stale"].items()}
 
 
 def check_sampling(where: str, sampling: Any, temperature: Any) -> tuple[str, float]:

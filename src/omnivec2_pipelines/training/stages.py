@@ -449,7 +449,9 @@ def multitask(previous: Checkpoint | None, bundles: Mapping[str, ArrayBundle], s
                     stage_params.get("label_smoothing", 0.0), *stage_sampling("multitask", stage_params),
                     lr_scales=body_lr_scales(model, check_body_lr_scale(stage_params.get("body_lr_scale", 1.0))),
                     pairs_per_step=stage_params.get("pairs_per_step", 1),
-                    focus=stage_params.get("sampling_focus", 0.0))
+                    focus=stage_params.get("sampling_focus", 0.0),
+                    patience=stage_params.get("sampling_patience", 0),
+                    patience_factor=stage_params.get("sampling_patience_factor", 0.25))
     log.info("multitask: probability that each task takes part in a step %s", obj.sampler.describe())
     validator = TaskValidator.from_bundles(pairs, bundles, tcfg.eval_samples, tcfg.seed) if tcfg.eval_every else None
     return _run("multitask", start, obj, tcfg, bundles, _fingerprinted(stage_params, modality_params), validator)
