@@ -98,3 +98,19 @@ def test_tokenizers_with_value_checks_export_too(tmp_path, modality, task) -> No
         bad = np.asarray(bundle.get("test", spec.input_key)[:2]).copy()
         bad[:, -1] = 10 ** 6
         model(modality, torch.from_numpy(bad), task)
+
+
+def test_task_towers_go_into_the_exported_program() -> None:
+    """With ``model.head_depth`` the pruned single-task network keeps that task's tower (and no other), and the
+    exported program computes what the eager model does."""
+    from tests.models.test_model import make_model, x_of
+
+    model = make_model(head_depth=1).eval()
+    x = x_of("img")
+    module = SingleStream(model, "img", "cls")
+    assert sorted(module.model.towers) == ["img__cls"]
+    program = torch.export.export(module, (x,))
+    assert torch.allclose(program.module()(x), model("img", x, "cls"), rtol=0, atol=1e-6)
+    plain = make_model().eval()  # the same weights without the towers: the tower changes the outputs
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("towers.")})
+    assert not torch.allclose(program.module()(x), plain("img", x, "cls"), rtol=0, atol=1e-6)

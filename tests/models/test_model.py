@@ -307,3 +307,40 @@ def test_every_position_table_of_the_thirteen_modalities_takes_sincos(tiny_bundl
     assert text.position_scale() == pytest.approx(0.02 * 2 ** 0.5, rel=0.1)
     assert float(text.pos.abs().max()) <= text.position_scale() * (1 + 1e-6) < 0.1 * float(model.tokenizers["image"].pos.abs().max())
     assert model.tokenizers["image"].position_scale() == 1.0
+
+
+def test_head_depth_gives_every_task_its_own_tower_and_zero_adds_nothing() -> None:
+    from omnivec2_pipelines.models.omnivec2 import Stream
+
+    plain = make_model()
+    assert not any(n.startswith("towers.") for n in plain.state_dict())  # checkpoints load as before
+    model = make_model(head_depth=2)
+    assert sorted(model.towers) == sorted(model.heads) and all(len(t.blocks) == 2 for t in model.towers.values())
+    # the same weights elsewhere as the plain model: only the towers are new
+    shared = {k: v for k, v in model.state_dict().items() if not k.startswith("towers.")}
+    assert shared.keys() == plain.state_dict().keys()
+    model.load_state_dict({**model.state_dict(), **plain.state_dict()})
+    x = x_of("img")
+    assert not torch.allclose(model("img", x, "cls"), plain("img", x, "cls"))
+    model("img", x, "cls").sum().backward()
+    assert model.towers["img__cls"].blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.towers["spec__cls"].blocks[0].attn.qkv.weight.grad is None  # another task's tower: untouched
+    # padding tokens do not reach the real ones through the tower's attention
+    model.eval()
+    tokens, valid = torch.randn(2, 6, 16), torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    out = model.forward_head(Stream("img", tokens, valid, valid), "cls")
+    noisy = tokens.clone()
+    noisy[1, 4:] = 1e3
+    assert torch.allclose(model.forward_head(Stream("img", noisy, valid, valid), "cls"), out, atol=1e-5)
+    # rebuilt from its config (a checkpoint), the towers are there again and take the weights
+    again = OmniVec2(ModelConfig.from_dict(model.cfg.to_dict()))
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    assert torch.allclose(again("img", x, "cls"), model("img", x, "cls"))
+    # a head re-created for other classes (fine-tuning) keeps the task's tower and its weights
+    tower = model.towers["img__cls"]
+    del model.heads["img__cls"], model.cfg.heads["img__cls"]
+    model.add_head(HeadConfig("img", "cls", "classification", 3))
+    assert model.towers["img__cls"] is tower and model("img", x, "cls").shape == (3, 3)
+    with pytest.raises(ValueError, match="model.head_depth must be >= 0"):
+        make_model(head_depth=-1)

@@ -92,6 +92,9 @@ class ModelConfig:
             MAE's, per axis for 2D / 3D grids; still learned after that) or ``sincos_2d`` (sine-cosine on
             2D / 3D grids only: image patches, tubelets; 1D tables stay normal). Tokenizers without a
             position table (point groups, graph nodes, table columns) are left as they are.
+        head_depth: Transformer blocks of its own (width ``reduced_width``, ``heads_g`` heads, then a
+            LayerNorm) in front of every task head: a task-specific tower over the shared g's tokens, on
+            every path (fused or not); 0: the heads read g's tokens directly (the method's heads).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -110,6 +113,7 @@ class ModelConfig:
     qk_norm: bool = False
     pool: str = "mean"
     pos_init: str = "normal"
+    head_depth: int = 0
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
@@ -118,7 +122,7 @@ class ModelConfig:
                            ("reduced_width", self.reduced_width, self.heads_g)):
             if w <= 0 or h <= 0 or w % h:
                 raise ValueError(f"model.{name}={w} must be a positive multiple of its head count {h}")
-        for name in ("depth_f", "depth_g", "fusion_depth", "decoder_depth"):
+        for name in ("depth_f", "depth_g", "fusion_depth", "decoder_depth", "head_depth"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("dropout", "drop_path"):

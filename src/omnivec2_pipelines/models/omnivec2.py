@@ -86,6 +86,7 @@ class OmniVec2(nn.Module):
         self.tokenizers = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
+        self.towers = nn.ModuleDict()  # head_key -> the task's own blocks in front of its head (model.head_depth)
         self.modality_embed = nn.ParameterDict()
         self.f = Encoder(cfg.width, cfg.depth_f, cfg.heads_f, cfg.mlp_ratio, cfg.dropout, cfg.drop_path, cfg.qk_norm)
         self.reduce = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.GELU(),
@@ -119,11 +120,17 @@ class OmniVec2(nn.Module):
         self.cfg.tokenizers[modality] = tcfg
 
     def add_head(self, hcfg: HeadConfig) -> None:
-        """Attach a task head for (``hcfg.modality``, ``hcfg.task``)."""
+        """Attach a task head for (``hcfg.modality``, ``hcfg.task``), and with ``model.head_depth`` its tower
+        (kept when the head is re-created, e.g. for other classes: it maps g's tokens, not to the outputs)."""
         if hcfg.modality not in self.tokenizers:
             raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
         head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality], self.cfg.pool,
                           self.cfg.heads_g)
+        if self.cfg.head_depth and hcfg.key not in self.towers:
+            tower = Encoder(self.cfg.reduced_width, self.cfg.head_depth, self.cfg.heads_g, self.cfg.mlp_ratio,
+                            self.cfg.dropout, qk_norm=self.cfg.qk_norm)
+            tower.apply(init_weights)
+            self.towers[hcfg.key] = tower
         self.heads[hcfg.key] = head
         self.cfg.heads[hcfg.key] = hcfg
 
@@ -201,7 +208,8 @@ class OmniVec2(nn.Module):
         key = head_key(stream.modality, task)
         if key not in self.heads:
             raise KeyError(f"model has no head for {stream.modality}.{task}; has {sorted(self.heads)}")
-        return self.heads[key](stream.tokens, stream.valid, x, self.tokenizers[stream.modality], stream.aux)
+        tokens = self.towers[key](stream.tokens, stream.key_valid) if key in self.towers else stream.tokens
+        return self.heads[key](tokens, stream.valid, x, self.tokenizers[stream.modality], stream.aux)
 
     def reconstruct(self, stream: Stream) -> Tensor:
         """Predict every token's target (B, N, patch_dim) from a masked stream."""
