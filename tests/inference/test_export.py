@@ -114,3 +114,19 @@ def test_task_towers_go_into_the_exported_program() -> None:
     plain = make_model().eval()  # the same weights without the towers: the tower changes the outputs
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("towers.")})
     assert not torch.allclose(program.module()(x), plain("img", x, "cls"), rtol=0, atol=1e-6)
+
+
+def test_flat_head_goes_into_the_exported_program() -> None:
+    """With ``model.flat_head`` the exported program (torch.export) keeps the place-wise readout and computes
+    what the eager model does."""
+    from tests.models.test_model import make_model, x_of
+
+    model = make_model(flat_head=True).eval()
+    torch.nn.init.normal_(model.heads["img__cls"].flat.weight, std=0.1)  # a trained, non-zero readout
+    x = x_of("img")
+    program = torch.export.export(SingleStream(model, "img", "cls"), (x,))
+    assert torch.allclose(program.module()(x), model("img", x, "cls"), rtol=0, atol=1e-5)
+    plain = make_model().eval()  # the same weights without the flat term: the term changes the outputs
+    keep = plain.state_dict().keys()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k in keep})
+    assert not torch.allclose(program.module()(x), plain("img", x, "cls"), rtol=0, atol=1e-3)

@@ -107,7 +107,7 @@ def test_tokenize_shapes_normalisation_meta(tmp_path: Path) -> None:
     assert y.dtype == np.int64 and sorted(y.tolist()) == [0, 1, 2]
     m = b.meta
     assert m["tokenizer"] == {"kind": "patch2d", "in_channels": 1, "input_size": [16, 32],
-                              "patch_size": [4, 8]}
+                              "patch_size": [4, 8], "aligned": False}  # time axis: no place-wise readout
     assert m["sample_rate"] == 8000 and m["splits"] == {"train": 6, "val": 3, "test": 3}
     assert b.tasks["classification"].class_names == ("rain", "dog", "wind")
     assert set(m["normalization"]) >= {"mean", "std"}

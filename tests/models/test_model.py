@@ -344,3 +344,61 @@ def test_head_depth_gives_every_task_its_own_tower_and_zero_adds_nothing() -> No
     assert model.towers["img__cls"] is tower and model("img", x, "cls").shape == (3, 3)
     with pytest.raises(ValueError, match="model.head_depth must be >= 0"):
         make_model(head_depth=-1)
+
+
+def test_flat_head_weighs_each_position_starts_as_the_pooled_readout_and_skips_unordered_tokens() -> None:
+    from omnivec2_pipelines.models.heads import ClassificationHead
+    from omnivec2_pipelines.models.omnivec2 import Stream
+    from omnivec2_pipelines.models.tokenizers import build_tokenizer
+    from omnivec2_pipelines.models.config import TokenizerConfig
+
+    plain = make_model()
+    assert not any(".flat." in n for n in plain.state_dict() if n.startswith("heads.img__cls"))  # loads as before
+    model = make_model(flat_head=True)
+    head = model.heads["img__cls"]
+    tok = model.tokenizers["img"]
+    assert head.flat.in_features == tok.max_tokens * 16 and head.flat.out_features == 5
+    assert model.heads["spec__cls"].flat.in_features == model.tokenizers["spec"].max_tokens * 16
+    assert model.heads["ts__cls"].flat is None  # a sequence: the pooled readout alone
+    # zero at the start: the same logits as the plain model with the same other weights
+    model.load_state_dict({**model.state_dict(), **plain.state_dict()})
+    model.eval(), plain.eval()
+    x = x_of("img")
+    assert torch.allclose(model("img", x, "cls"), plain("img", x, "cls"), atol=1e-6)
+    model.train()
+    model("img", x, "cls").sum().backward()
+    assert head.flat.weight.grad.abs().sum() > 0
+    # once trained, the readout depends on where a token is: swapping two places changes the logits,
+    # which a mean over the tokens cannot see
+    model.eval()
+    torch.nn.init.normal_(head.flat.weight)
+    tokens = torch.randn(2, tok.max_tokens, 16)
+    valid = torch.ones(2, tok.max_tokens, dtype=torch.bool)
+    swapped = tokens[:, [1, 0, *range(2, tok.max_tokens)]]
+    assert torch.allclose(plain.heads["img__cls"](swapped, valid), plain.heads["img__cls"](tokens, valid), atol=1e-5)
+    assert not torch.allclose(head(swapped, valid), head(tokens, valid), atol=1e-3)
+    # padding positions add nothing
+    valid[1, -3:] = False
+    noisy = tokens.clone()
+    noisy[1, -3:] = 1e3
+    out = model.forward_head(Stream("img", tokens, valid, valid), "cls")
+    assert torch.allclose(model.forward_head(Stream("img", noisy, valid, valid), "cls"), out, atol=1e-5)
+    # rebuilt from its config (a checkpoint), the flat term is there again and takes the weights
+    again = OmniVec2(ModelConfig.from_dict(model.cfg.to_dict()))
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    assert torch.allclose(again("img", x, "cls"), model("img", x, "cls"))
+    # sequences and sets (text, point groups, graph nodes) keep the pooled readout alone
+    for cfg in ({"kind": "point_groups", "n_points": 64, "n_groups": 8, "group_size": 16},
+                {"kind": "graph_nodes", "n_features": 5, "max_nodes": 7},
+                {"kind": "text_tokens", "vocab_size": 20, "max_len": 6},
+                {**TOKENIZERS["spec"], "aligned": False}):  # a spectrogram: its time axis is not aligned
+        unaligned = build_tokenizer(TokenizerConfig.from_dict(cfg), 32)
+        assert not unaligned.aligned
+        cls_head = ClassificationHead(16, 3, flat=True)
+        cls_head.build(unaligned)
+        assert cls_head.flat is None
+    with pytest.raises(TypeError, match="model.flat_head must be true or false"):
+        ModelConfig.from_dict({"flat_head": "yes"})
+    with pytest.raises(ValueError, match="patch2d tokenizer: aligned must be true or false, got .no."):
+        build_tokenizer(TokenizerConfig.from_dict({**TOKENIZERS["spec"], "aligned": "no"}), 32)

@@ -328,8 +328,9 @@ class AudioModality(Modality):
         task = classification_task(class_names)
         meta = {
             "modality": self.name,
+            # aligned: false — a spectrogram's time axis: the same sound can come at any time
             "tokenizer": {"kind": "patch2d", "in_channels": 1, "input_size": [n_mels, t_keep],
-                          "patch_size": [pf, pt]},
+                          "patch_size": [pf, pt], "aligned": False},
             "pretrain_input_key": "x",
             "tasks": {task.name: task.to_dict()},
             "splits": {s: int(len(x)) for s, x in feats.items()},

@@ -95,6 +95,10 @@ class ModelConfig:
         head_depth: Transformer blocks of its own (width ``reduced_width``, ``heads_g`` heads, then a
             LayerNorm) in front of every task head: a task-specific tower over the shared g's tokens, on
             every path (fused or not); 0: the heads read g's tokens directly (the method's heads).
+        flat_head: Classification heads add a linear map of all token positions (zero at the start) to
+            their pooled readout, for tokenizers whose token ``i`` holds the same content in every sample
+            (``Tokenizer.aligned``: image grids, band groups, table columns); False: the pooled readout
+            alone (the method's heads).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -114,6 +118,7 @@ class ModelConfig:
     pool: str = "mean"
     pos_init: str = "normal"
     head_depth: int = 0
+    flat_head: bool = False
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 

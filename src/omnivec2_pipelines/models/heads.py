@@ -53,19 +53,52 @@ def make_pool(kind: str, dim: int, heads: int) -> nn.Module:
     raise ValueError(f"model.pool must be one of {list(POOLS)}, got {kind!r}")
 
 
+def flatten_tokens(t: Tensor, valid: Tensor, max_tokens: int) -> Tensor:
+    """(B, N, D) tokens → (B, max_tokens * D), padding positions (and positions past N) as zeros."""
+    b, n, d = t.shape
+    return F.pad(t * valid.unsqueeze(-1).to(t.dtype), (0, 0, 0, max_tokens - n)).reshape(b, -1)
+
+
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear map that starts at zero (weights and bias): a term added to a head's output that begins
+    as no change."""
+    lin = nn.Linear(in_features, out_features)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
 class ClassificationHead(Head):
     """LayerNorm → pool over real tokens (``pool``: mean by default) → linear logits (trained with
-    cross-entropy)."""
+    cross-entropy).
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    With ``flat`` (``model.flat_head``) and a tokenizer whose token ``i`` holds the same content in every
+    sample (:attr:`Tokenizer.aligned`: image patches, tubelets, band groups, table columns), a linear map
+    of all token positions is added to the logits (the flatten-and-linear readout of LeNet / VGG and
+    PatchTST, zero at the start): the readout can weigh each place on its own, which a mean over the
+    tokens cannot (a mean of linear patch embeddings is the same linear map at every place). Sequences
+    and sets (time patches, text, point groups, graph nodes) keep the pooled readout alone.
+    """
+
+    def __init__(self, dim: int, out_dim: int, flat: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.pool: nn.Module = MeanPool()
         self.fc = nn.Linear(dim, out_dim)
+        self.dim, self.out_dim, self.use_flat = dim, out_dim, flat
+        self.flat: nn.Linear | None = None
+
+    def build(self, tokenizer: Tokenizer) -> None:
+        if self.use_flat and tokenizer.aligned:
+            self.flat = zero_linear(tokenizer.max_tokens * self.dim, self.out_dim)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
                 tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
-        return self.fc(self.pool(self.norm(tokens), valid))  # (B, out_dim)
+        t = self.norm(tokens)
+        logits = self.fc(self.pool(t, valid))  # (B, out_dim)
+        if self.flat is not None:
+            logits = logits + self.flat(flatten_tokens(t, valid, self.flat.in_features // self.dim))
+        return logits
 
 
 class RegressionHead(Head):
@@ -80,18 +113,15 @@ class RegressionHead(Head):
         self.flat: nn.Linear | None = None
 
     def build(self, tokenizer: Tokenizer) -> None:
-        self.flat = nn.Linear(tokenizer.max_tokens * self.dim, self.out_dim)
-        nn.init.zeros_(self.flat.weight)
-        nn.init.zeros_(self.flat.bias)
+        self.flat = zero_linear(tokenizer.max_tokens * self.dim, self.out_dim)
 
     def forward(self, tokens: Tensor, valid: Tensor, x: Tensor | None = None,
                 tokenizer: Tokenizer | None = None, aux: object = None) -> Tensor:
         t = self.norm(tokens)
         last = valid.long().cumsum(1).argmax(1)  # index of the last real token
         pooled = torch.cat([masked_mean(t, valid), t[torch.arange(t.shape[0]), last]], dim=-1)
-        b, n, d = t.shape
-        flat = F.pad(t * valid.unsqueeze(-1).to(t.dtype), (0, 0, 0, self.flat.in_features // d - n))
-        return self.mlp(pooled) + self.flat(flat.reshape(b, -1))  # (B, out_dim)
+        flat = flatten_tokens(t, valid, self.flat.in_features // self.dim)
+        return self.mlp(pooled) + self.flat(flat)  # (B, out_dim)
 
 
 class DenseHead(Head):
@@ -148,10 +178,12 @@ class PointSegmentationHead(Head):
         return self.mlp(torch.cat([point_feats, xyz.to(point_feats.dtype)], -1))  # (B, P, K)
 
 
-def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer, pool: str = "mean", heads: int = 1) -> Head:
+def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer, pool: str = "mean", heads: int = 1,
+               flat: bool = False) -> Head:
     """Instantiate the head of task kind ``cfg.kind`` (its factory in :mod:`omnivec2_pipelines.tasks`)
     on top of ``tokenizer``'s tokens; a head that pools (has a ``pool`` module) pools as ``pool`` says
-    (:func:`make_pool`, ``heads`` attention heads)."""
+    (:func:`make_pool`, ``heads`` attention heads); ``flat`` (``model.flat_head``) gives a head that
+    has the option (``use_flat``: classification) its flatten term."""
     from omnivec2_pipelines.tasks import get_task_kind, task_kinds
 
     if cfg.kind not in task_kinds():
@@ -163,6 +195,8 @@ def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer, pool: str = "mea
     head = kind.head(dim, cfg.out_dim)
     if isinstance(getattr(head, "pool", None), nn.Module):
         head.pool = make_pool(pool, dim, heads)
+    if hasattr(head, "use_flat"):
+        head.use_flat = flat
     head.apply(init_weights)
     if hasattr(head, "build"):
         head.build(tokenizer)

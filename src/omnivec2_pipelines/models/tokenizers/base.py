@@ -20,6 +20,11 @@ class Tokenizer(nn.Module, abc.ABC):
         kind: Registered kind (set by the decorator).
         max_tokens: Upper bound on the number of tokens per sample.
         patch_dim: Size of the decoder's prediction per token (see :meth:`reconstruction_loss`).
+        aligned: Whether token ``i`` holds the same content in every sample: a cell of an image grid
+            (registered or centred acquisitions: radiographs, digits, a pixel's neighbourhood), a spectrum's
+            band group, a table's column: True here. False for sequences, where the same event or word can
+            come at any place (time patches, text), and for sets (point groups, graph nodes). Heads that
+            weigh each position on their own (``model.flat_head``) do so for aligned tokens only.
 
     A tokenizer that computes a per-batch structure while tokenizing (e.g. the point groups'
     centres and neighbours) returns it from :meth:`tokenize` as ``aux``; the model keeps it on the
@@ -29,6 +34,7 @@ class Tokenizer(nn.Module, abc.ABC):
     """
 
     kind: str = ""
+    aligned: bool = True
     max_tokens: int
     patch_dim: int
 

@@ -30,6 +30,8 @@ class GraphNodesTokenizer(Tokenizer):
             reconstruction loss is cross-entropy on the label block plus MSE on the rest.
     """
 
+    aligned = False  # a set of tokens: no place holds the same content in every sample
+
     def __init__(self, n_features: int, max_nodes: int, width: int, n_node_labels: int = 0) -> None:
         super().__init__()
         if n_features < 2 or max_nodes < 1 or not 0 <= n_node_labels <= n_features - 1:

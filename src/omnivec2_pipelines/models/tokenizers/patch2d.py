@@ -18,10 +18,17 @@ class Patch2DTokenizer(Tokenizer):
         input_size: ``[H, W]``; must be divisible by the patch size.
         patch_size: ``[ph, pw]`` (or one int for square patches).
         width: Token width.
+        aligned: Whether a grid cell holds the same content in every sample (:attr:`Tokenizer.aligned`):
+            true for images of registered or centred acquisitions; false where an axis is time (a
+            spectrogram: the same sound can come at any time).
     """
 
-    def __init__(self, in_channels: int, input_size: list[int], patch_size: int | list[int], width: int) -> None:
+    def __init__(self, in_channels: int, input_size: list[int], patch_size: int | list[int], width: int,
+                 aligned: bool = True) -> None:
         super().__init__()
+        if not isinstance(aligned, bool):
+            raise TypeError(f"patch2d tokenizer: aligned must be true or false, got {aligned!r}")
+        self.aligned = aligned
         patch_size = [patch_size] if isinstance(patch_size, int) else list(patch_size)
         ph, pw = (patch_size * 2)[:2] if len(patch_size) == 1 else patch_size
         h, w = input_size

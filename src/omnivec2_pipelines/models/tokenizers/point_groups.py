@@ -99,6 +99,8 @@ class PointGroupsTokenizer(Tokenizer):
             2*c2→c3→width).
     """
 
+    aligned = False  # a set of tokens: no place holds the same content in every sample
+
     def __init__(self, n_points: int, n_groups: int, group_size: int, width: int,
                  channels: list[int] | tuple[int, int, int] = (32, 64, 64)) -> None:
         super().__init__()

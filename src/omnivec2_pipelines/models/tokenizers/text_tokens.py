@@ -28,6 +28,8 @@ class TextTokensTokenizer(Tokenizer):
         width: Token width.
     """
 
+    aligned = False  # a sequence: the same event or word can come at any place
+
     def __init__(self, vocab_size: int, max_len: int, width: int) -> None:
         super().__init__()
         if int(vocab_size) < 2 or int(max_len) < 1:

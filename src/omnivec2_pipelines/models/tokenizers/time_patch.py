@@ -27,6 +27,8 @@ class TimePatchTokenizer(Tokenizer):
         width: Token width.
     """
 
+    aligned = False  # a sequence: the same event or word can come at any place
+
     def __init__(self, in_channels: int, length: int, patch_size: int | list[int], width: int) -> None:
         super().__init__()
         p = patch_size if isinstance(patch_size, int) else patch_size[0]
