@@ -130,3 +130,31 @@ def test_flat_head_goes_into_the_exported_program() -> None:
     keep = plain.state_dict().keys()
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if k in keep})
     assert not torch.allclose(program.module()(x), plain("img", x, "cls"), rtol=0, atol=1e-3)
+
+
+def test_wide_head_goes_into_the_exported_program() -> None:
+    """With ``model.wide_head`` the exported program keeps the linear map of the input (a series' values; a
+    table's numbers and one-hot categories) and computes what the eager model does, for any batch size."""
+    from omnivec2_pipelines.models import ModelConfig, OmniVec2
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=32, depth_f=1, heads_f=4, reduced_width=16, depth_g=1, heads_g=2, mlp_ratio=2.0,
+                      wide_head=True,
+                      tokenizers={"ts": {"kind": "time_patch", "in_channels": 2, "length": 30, "patch_size": [8]},
+                                  "tab": {"kind": "tabular_columns", "n_numeric": 2, "cardinalities": [3, 4]}},
+                      heads={"ts__fc": {"modality": "ts", "task": "fc", "kind": "regression", "out_dim": 6},
+                             "tab__reg": {"modality": "tab", "task": "reg", "kind": "regression", "out_dim": 1}})
+    model = OmniVec2(cfg).eval()
+    codes = torch.stack([torch.arange(5) % 3, torch.arange(5) % 4], 1).float()
+    for modality, task, x in (("ts", "fc", torch.randn(5, 2, 22)),
+                              ("tab", "reg", torch.cat([torch.randn(5, 2), codes], 1))):
+        wide = model.heads[f"{modality}__{task}"].wide
+        torch.nn.init.normal_(wide.weight)  # a trained, non-zero wide term
+        batch = torch.export.Dim("batch", min=1, max=64)
+        program = torch.export.export(SingleStream(model, modality, task), (x[:4],),
+                                      dynamic_shapes=({0: batch},))
+        eager = model(modality, x, task)
+        assert torch.allclose(program.module()(x), eager, rtol=0, atol=1e-5)
+        with torch.no_grad():
+            wide.weight.zero_()
+        assert not torch.allclose(program.module()(x), model(modality, x, task), rtol=0, atol=1e-3)

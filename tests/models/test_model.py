@@ -402,3 +402,47 @@ def test_flat_head_weighs_each_position_starts_as_the_pooled_readout_and_skips_u
         ModelConfig.from_dict({"flat_head": "yes"})
     with pytest.raises(ValueError, match="patch2d tokenizer: aligned must be true or false, got .no."):
         build_tokenizer(TokenizerConfig.from_dict({**TOKENIZERS["spec"], "aligned": "no"}), 32)
+
+
+def test_wide_head_adds_a_linear_model_of_the_input_from_zero() -> None:
+    """``model.wide_head``: classification and regression heads add a zero-started linear map of the
+    tokenizer's linear features; tokenizers without them keep the head as it was."""
+    from omnivec2_pipelines.models.heads import RegressionHead
+
+    plain = make_model()
+    assert not any(".wide." in n for n in plain.state_dict())  # checkpoints without the option load as before
+    model = make_model(wide_head=True)
+    head, tok = model.heads["ts__fc"], model.tokenizers["ts"]
+    assert tok.linear_dim == 2 * 32 and head.wide.in_features == 64 and head.wide.out_features == 6
+    assert model.heads["ts__cls"].wide.in_features == 64 and model.heads["ts__cls"].wide.out_features == 5
+    assert model.heads["img__cls"].wide is None and model.heads["spec__cls"].wide is None  # no linear features
+    model.load_state_dict({**model.state_dict(), **plain.state_dict()})
+    model.eval(), plain.eval()
+    x = torch.randn(3, 2, 17)  # a shorter context: 3 of 4 patches per channel
+    base = plain("ts", x, "fc")
+    torch.testing.assert_close(model("ts", x, "fc"), base)  # zero at the start: the plain head
+    model.train()
+    model("ts", x, "fc").sum().backward()
+    assert head.wide.weight.grad.abs().sum() > 0
+    # once trained it adds exactly W @ (each channel zero-padded to 32 steps) + b
+    model.eval()
+    torch.nn.init.normal_(head.wide.weight)
+    torch.nn.init.normal_(head.wide.bias)
+    padded = torch.nn.functional.pad(x, (0, 15)).reshape(3, 64)
+    torch.testing.assert_close(model("ts", x, "fc") - base, padded @ head.wide.weight.T + head.wide.bias,
+                               atol=1e-4, rtol=1e-4)
+    # rebuilt from its config (a checkpoint), the wide term is there again and takes the weights
+    again = OmniVec2(ModelConfig.from_dict(model.cfg.to_dict()))
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    torch.testing.assert_close(again("ts", x, "fc"), model("ts", x, "fc"))
+    # a tokenizer without linear features (image patches) keeps the head as it was
+    img_head = RegressionHead(16, 3, wide=True)
+    img_head.build(model.tokenizers["img"])
+    assert img_head.wide is None
+    with pytest.raises(ValueError, match="needs the input x"):
+        head(torch.randn(3, tok.max_tokens, 16), torch.ones(3, tok.max_tokens, dtype=torch.bool))
+    with pytest.raises(NotImplementedError, match="no linear features"):
+        model.tokenizers["img"].linear_features(x_of("img"))
+    with pytest.raises(TypeError, match="model.wide_head must be true or false"):
+        ModelConfig.from_dict({"wide_head": 1})

@@ -158,3 +158,18 @@ def test_whole_model_with_an_empty_graph_is_finite() -> None:
     with torch.no_grad():  # the other graphs score as they do without the empty one
         assert torch.allclose(m("mod", x, "classification")[[0, 2]], m("mod", x[[0, 2]], "classification"),
                               atol=1e-5)
+
+
+def test_linear_features_are_node_order_free_sums_means_and_the_count() -> None:
+    tok, x = _tok(), _x()
+    feats = tok.linear_features(x)
+    assert tok.linear_dim == 2 * (F - 1) + 1 and feats.shape == (3, tok.linear_dim)
+    for i, n in enumerate((6, 4, 2)):
+        nodes = x[i, :n, :-1]
+        torch.testing.assert_close(feats[i, : F - 1], nodes.sum(0) / M)
+        torch.testing.assert_close(feats[i, F - 1: 2 * (F - 1)], nodes.mean(0))
+        assert feats[i, -1].item() == pytest.approx(n / M)
+    shuffled = x[:, torch.randperm(M)]  # node order (padding rows included) does not matter
+    torch.testing.assert_close(tok.linear_features(shuffled), feats)
+    empty = torch.zeros(1, M, F)  # no real node: zeros, not NaN
+    assert torch.equal(tok.linear_features(empty), torch.zeros(1, tok.linear_dim))

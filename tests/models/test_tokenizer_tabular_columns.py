@@ -109,3 +109,21 @@ def test_whole_model_forward_backward() -> None:
     loss.backward()
     for name, p in tok.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_linear_features_are_the_numbers_then_one_hot_codes() -> None:
+    tok = _tok()
+    x = _rows()
+    feats = tok.linear_features(x)
+    assert tok.linear_dim == 2 + 3 + 5 and feats.shape == (4, 10) and feats.dtype == torch.float32
+    torch.testing.assert_close(feats[:, :2], x[:, :2])
+    for i, row in enumerate(x[:, 2:].long().tolist()):
+        hot = torch.zeros(8)
+        hot[row[0]] = 1.0
+        hot[3 + row[1]] = 1.0
+        torch.testing.assert_close(feats[i, 2:], hot)
+    only_numbers = _tok({"kind": "tabular_columns", "n_numeric": 2, "cardinalities": []})
+    assert only_numbers.linear_dim == 2
+    torch.testing.assert_close(only_numbers.linear_features(x[:, :2]), x[:, :2])
+    with pytest.raises(ValueError, match="codes outside"):
+        tok.linear_features(torch.tensor([[0.0, 0.0, 3.0, 0.0]]))

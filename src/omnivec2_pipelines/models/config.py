@@ -99,6 +99,10 @@ class ModelConfig:
             their pooled readout, for tokenizers whose token ``i`` holds the same content in every sample
             (``Tokenizer.aligned``: image grids, band groups, table columns); False: the pooled readout
             alone (the method's heads).
+        wide_head: Classification and regression heads add a linear map of the input (zero at the start)
+            for tokenizers with linear features (``Tokenizer.linear_features``: a series' values, a table's
+            numbers and one-hot categories, a graph's summed node features): the wide part of Wide & Deep;
+            False: the heads read g's tokens alone (the method's heads).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -119,6 +123,7 @@ class ModelConfig:
     pos_init: str = "normal"
     head_depth: int = 0
     flat_head: bool = False
+    wide_head: bool = False
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 

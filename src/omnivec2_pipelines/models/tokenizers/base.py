@@ -25,6 +25,7 @@ class Tokenizer(nn.Module, abc.ABC):
             band group, a table's column: True here. False for sequences, where the same event or word can
             come at any place (time patches, text), and for sets (point groups, graph nodes). Heads that
             weigh each position on their own (``model.flat_head``) do so for aligned tokens only.
+        linear_dim: Length of :meth:`linear_features`' rows; 0 (the default) when the tokenizer offers none.
 
     A tokenizer that computes a per-batch structure while tokenizing (e.g. the point groups'
     centres and neighbours) returns it from :meth:`tokenize` as ``aux``; the model keeps it on the
@@ -35,6 +36,7 @@ class Tokenizer(nn.Module, abc.ABC):
 
     kind: str = ""
     aligned: bool = True
+    linear_dim: int = 0
     max_tokens: int
     patch_dim: int
 
@@ -76,6 +78,12 @@ class Tokenizer(nn.Module, abc.ABC):
         validity depends on the values (padded texts, graphs with fewer nodes).
         """
         return False
+
+    def linear_features(self, x: Tensor) -> Tensor:
+        """The input as one fixed-length row of numbers per sample, (B, :attr:`linear_dim`): what a classical
+        linear model of it reads (a series' values, a table's numeric values and one-hot categories, a
+        graph's summed node features). Heads with ``model.wide_head`` add a linear map of it to their output."""
+        raise NotImplementedError(f"tokenizer {self.kind!r} has no linear features (linear_dim = 0)")
 
     @abc.abstractmethod
     def patchify(self, x: Tensor, aux: object = None) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,6 +42,7 @@ class GraphNodesTokenizer(Tokenizer):
         self.n_features, self.max_nodes, self.n_node_labels = int(n_features), int(max_nodes), int(n_node_labels)
         self.max_tokens = self.max_nodes
         self.patch_dim = self.n_features - 1
+        self.linear_dim = 2 * self.patch_dim + 1
         self.proj = nn.Linear(self.patch_dim, width)
 
     def _check(self, x: Tensor) -> None:
@@ -55,6 +57,16 @@ class GraphNodesTokenizer(Tokenizer):
         valid = real.clone()
         valid[:, 0] |= ~real.any(1)  # empty graphs: token 0 (zero) is the placeholder
         return tokens, valid
+
+    def linear_features(self, x: Tensor) -> Tensor:
+        """Permutation-invariant sums over the real nodes: the node features summed (divided by
+        ``max_nodes``: label counts, degree total), averaged, and the node count over ``max_nodes``:
+        (B, 2 * (F - 1) + 1)."""
+        self._check(x)
+        real = (x[..., -1] > 0.5).float()  # (B, M)
+        total = (x[..., :-1].float() * real.unsqueeze(-1)).sum(1)  # (B, F - 1)
+        count = real.sum(1, keepdim=True)  # (B, 1)
+        return torch.cat([total / self.max_nodes, total / count.clamp_min(1.0), count / self.max_nodes], dim=1)
 
     def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         """Node features without the flag, (B, M, F - 1)."""

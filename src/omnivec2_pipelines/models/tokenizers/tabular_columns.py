@@ -40,6 +40,7 @@ class TabularColumnsTokenizer(Tokenizer):
         self.n_columns = self.n_numeric + len(cards)
         self.max_tokens = self.n_columns
         self.patch_dim = max([1, *cards])
+        self.linear_dim = self.n_numeric + sum(cards)
         self.num_weight = trunc_normal_param(self.n_numeric, width)
         self.num_bias = trunc_normal_param(self.n_numeric, width)
         self.cat_embed = nn.Embedding(max(1, sum(cards)), width)
@@ -80,6 +81,16 @@ class TabularColumnsTokenizer(Tokenizer):
         tokens = torch.cat([tok_num.to(tok_cat.dtype), tok_cat], dim=1) + self.column  # (B, N, D)
         valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=x.device)
         return tokens, valid
+
+    def linear_features(self, x: Tensor) -> Tensor:
+        """The numeric values, then every categorical column one-hot (unknown code included):
+        (B, n_numeric + sum(cardinalities))."""
+        codes = self._codes(x)
+        num = x[:, : self.n_numeric].float()
+        if not self.cardinalities:
+            return num
+        hot = F.one_hot(codes + self.offsets, self.linear_dim - self.n_numeric).sum(1)  # (B, n_cat, K) -> (B, K)
+        return torch.cat([num, hot.float()], dim=1)
 
     def patchify(self, x: Tensor, aux: object = None) -> Tensor:
         self._codes(x)

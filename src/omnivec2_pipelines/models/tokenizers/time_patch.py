@@ -38,6 +38,7 @@ class TimePatchTokenizer(Tokenizer):
         self.n_patches = math.ceil(length / self.p)
         self.max_tokens = in_channels * self.n_patches
         self.patch_dim = self.p
+        self.linear_dim = in_channels * self.n_patches * self.p
         self.proj = nn.Linear(self.p, width)
         self.pos = trunc_normal_param(1, 1, self.n_patches, width)
         self.channel = trunc_normal_param(1, in_channels, 1, width)
@@ -54,6 +55,12 @@ class TimePatchTokenizer(Tokenizer):
 
     def dense(self, x: Tensor) -> bool:
         return True  # every token is real
+
+    def linear_features(self, x: Tensor) -> Tensor:
+        """Every channel's values, zero-padded to ``length`` rounded up to whole patches: (B, C * n_patches * p)."""
+        patches, _ = self._patches(x)  # (B, C, n_p, p)
+        patches = F.pad(patches, (0, 0, 0, self.n_patches - patches.shape[2]))  # (B, C, n_patches, p)
+        return patches.reshape(patches.shape[0], -1).float()
 
     def position_grid(self) -> tuple[int, ...]:
         return (self.n_patches,)
