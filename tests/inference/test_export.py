@@ -139,7 +139,7 @@ def test_wide_head_goes_into_the_exported_program() -> None:
 
     torch.manual_seed(0)
     cfg = ModelConfig(width=32, depth_f=1, heads_f=4, reduced_width=16, depth_g=1, heads_g=2, mlp_ratio=2.0,
-                      wide_head=True,
+                      wide_head=["regression"],
                       tokenizers={"ts": {"kind": "time_patch", "in_channels": 2, "length": 30, "patch_size": [8]},
                                   "tab": {"kind": "tabular_columns", "n_numeric": 2, "cardinalities": [3, 4]}},
                       heads={"ts__fc": {"modality": "ts", "task": "fc", "kind": "regression", "out_dim": 6},

@@ -405,13 +405,13 @@ def test_flat_head_weighs_each_position_starts_as_the_pooled_readout_and_skips_u
 
 
 def test_wide_head_adds_a_linear_model_of_the_input_from_zero() -> None:
-    """``model.wide_head``: classification and regression heads add a zero-started linear map of the
-    tokenizer's linear features; tokenizers without them keep the head as it was."""
+    """``model.wide_head``: heads of the task kinds it lists add a zero-started linear map of the tokenizer's
+    linear features; other kinds, and tokenizers without linear features, keep the head as it was."""
     from omnivec2_pipelines.models.heads import RegressionHead
 
     plain = make_model()
     assert not any(".wide." in n for n in plain.state_dict())  # checkpoints without the option load as before
-    model = make_model(wide_head=True)
+    model = make_model(wide_head=["classification", "regression"])
     head, tok = model.heads["ts__fc"], model.tokenizers["ts"]
     assert tok.linear_dim == 2 * 32 and head.wide.in_features == 64 and head.wide.out_features == 6
     assert model.heads["ts__cls"].wide.in_features == 64 and model.heads["ts__cls"].wide.out_features == 5
@@ -444,5 +444,9 @@ def test_wide_head_adds_a_linear_model_of_the_input_from_zero() -> None:
         head(torch.randn(3, tok.max_tokens, 16), torch.ones(3, tok.max_tokens, dtype=torch.bool))
     with pytest.raises(NotImplementedError, match="no linear features"):
         model.tokenizers["img"].linear_features(x_of("img"))
-    with pytest.raises(TypeError, match="model.wide_head must be true or false"):
-        ModelConfig.from_dict({"wide_head": 1})
+    only_regression = make_model(wide_head=["regression"])
+    assert only_regression.heads["ts__cls"].wide is None and only_regression.heads["ts__fc"].wide is not None
+    assert ModelConfig(wide_head=["regression", "classification"]).wide_head == ["classification", "regression"]
+    for bad in (True, "regression", ["segmentation"]):
+        with pytest.raises(TypeError, match="model.wide_head must be a list of task kinds"):
+            ModelConfig.from_dict({"wide_head": bad})

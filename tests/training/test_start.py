@@ -282,7 +282,7 @@ def test_run_parameters_are_checked_before_the_first_node(tmp_path, ck1) -> None
 
     params = {k: v for k, v in project_params().items() if k in ("trainer", "model", "multitask", "image", "text")}
     params["modalities"] = ["image", "text"]
-    params["model"].update(TINY["model"], mlp_ratio=2.0, flat_head=False)  # ck1: ModelConfig's defaults
+    params["model"].update(TINY["model"], mlp_ratio=2.0, flat_head=False, wide_head=[])  # ck1: ModelConfig's defaults
     params["multitask"]["init"] = str(tmp_path / "missing")
     pipe = create_pipelines(params["modalities"], params)["multitask"]
     with pytest.raises(FileNotFoundError, match=r"multitask.init: .*missing does not exist"):
@@ -293,6 +293,10 @@ def test_run_parameters_are_checked_before_the_first_node(tmp_path, ck1) -> None
     with pytest.raises(ValueError, match=r"the checkpoint has model.flat_head=False but the run's model.flat_head=True"):
         validate_run_parameters(params, pipe)
     params["model"]["flat_head"] = False
+    params["model"]["wide_head"] = ["regression"]
+    with pytest.raises(ValueError, match=r"the checkpoint has model.wide_head=\[\] but the run's model.wide_head=\['regression'\]"):
+        validate_run_parameters(params, pipe)
+    params["model"]["wide_head"] = []
     params["model"]["depth_g"] = 3
     with pytest.raises(ValueError, match=r"the checkpoint has model.depth_g=1 but the run's model.depth_g=3"):
         validate_run_parameters(params, pipe)

@@ -65,6 +65,8 @@ def head_key(modality: str, task: str) -> str:
 POOLS = ("mean", "attention")
 #: ``model.pos_init`` values: how the learned position tables of the tokenizers start.
 POS_INITS = ("normal", "sincos", "sincos_2d")
+#: Task kinds whose heads can add a linear map of the input (``model.wide_head``).
+WIDE_KINDS = ("classification", "regression")
 
 
 @dataclass
@@ -99,10 +101,10 @@ class ModelConfig:
             their pooled readout, for tokenizers whose token ``i`` holds the same content in every sample
             (``Tokenizer.aligned``: image grids, band groups, table columns); False: the pooled readout
             alone (the method's heads).
-        wide_head: Classification and regression heads add a linear map of the input (zero at the start)
-            for tokenizers with linear features (``Tokenizer.linear_features``: a series' values, a table's
-            numbers and one-hot categories, a graph's summed node features): the wide part of Wide & Deep;
-            False: the heads read g's tokens alone (the method's heads).
+        wide_head: Task kinds (of :data:`WIDE_KINDS`) whose heads add a linear map of the input (zero at the
+            start), for tokenizers with linear features (``Tokenizer.linear_features``: a series' values, a
+            table's numbers and one-hot categories, a graph's summed node features): the wide part of Wide &
+            Deep. Empty: the heads read g's tokens alone (the method's heads).
         tokenizers: ``{modality: TokenizerConfig}``.
         heads: ``{head_key: HeadConfig}``.
     """
@@ -123,7 +125,7 @@ class ModelConfig:
     pos_init: str = "normal"
     head_depth: int = 0
     flat_head: bool = False
-    wide_head: bool = False
+    wide_head: list[str] = field(default_factory=list)
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
@@ -142,6 +144,10 @@ class ModelConfig:
             raise ValueError(f"model.pool must be one of {list(POOLS)}, got {self.pool!r}")
         if self.pos_init not in POS_INITS:
             raise ValueError(f"model.pos_init must be one of {list(POS_INITS)}, got {self.pos_init!r}")
+        if not isinstance(self.wide_head, (list, tuple)) or not set(self.wide_head) <= set(WIDE_KINDS):
+            raise TypeError(f"model.wide_head must be a list of task kinds from {list(WIDE_KINDS)} (e.g. "
+                            f"[regression]; [] for none), got {self.wide_head!r}")
+        self.wide_head = [k for k in WIDE_KINDS if k in self.wide_head]
         self.tokenizers = {m: TokenizerConfig.from_dict(t) for m, t in self.tokenizers.items()}
         self.heads = {k: h if isinstance(h, HeadConfig) else HeadConfig(**h) for k, h in self.heads.items()}
 

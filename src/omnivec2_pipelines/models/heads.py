@@ -214,7 +214,8 @@ def build_head(cfg: HeadConfig, dim: int, tokenizer: Tokenizer, pool: str = "mea
     on top of ``tokenizer``'s tokens; a head that pools (has a ``pool`` module) pools as ``pool`` says
     (:func:`make_pool`, ``heads`` attention heads); ``flat`` (``model.flat_head``) gives a head that
     has the option (``use_flat``: classification) its flatten term; ``wide`` (``model.wide_head``) gives a
-    head that has that option (``use_wide``: classification, regression) its linear map of the input."""
+    head that has that option (``use_wide``: classification, regression) its linear map of the input
+    (``model.wide_head`` lists the task kinds that get one)."""
     from omnivec2_pipelines.tasks import get_task_kind, task_kinds
 
     if cfg.kind not in task_kinds():

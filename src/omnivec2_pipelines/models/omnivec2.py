@@ -125,7 +125,8 @@ class OmniVec2(nn.Module):
         if hcfg.modality not in self.tokenizers:
             raise ValueError(f"head {hcfg.modality}.{hcfg.task}: no tokenizer for modality {hcfg.modality!r}")
         head = build_head(hcfg, self.cfg.reduced_width, self.tokenizers[hcfg.modality], self.cfg.pool,
-                          self.cfg.heads_g, self.cfg.flat_head, self.cfg.wide_head)
+                          self.cfg.heads_g, self.cfg.flat_head,
+                          hcfg.kind in self.cfg.wide_head)
         if self.cfg.head_depth and hcfg.key not in self.towers:
             tower = Encoder(self.cfg.reduced_width, self.cfg.head_depth, self.cfg.heads_g, self.cfg.mlp_ratio,
                             self.cfg.dropout, qk_norm=self.cfg.qk_norm)
