@@ -128,9 +128,8 @@ class RegressionHead(Head):
     With ``wide`` (``model.wide_head``) and a tokenizer that has linear features
     (:meth:`Tokenizer.linear_features`: a series' values, a table's numbers and one-hot categories), a
     linear map of the raw input is added too (zero at the start): the wide part of Wide & Deep, LSTNet's
-    autoregressive highway. The network then only has to learn what a linear model of the input misses,
-    the shape of the ridge baseline's fit is reachable in a few hundred steps, and it survives the body's
-    normalisations unchanged.
+    autoregressive highway. The network then only has to learn what a linear model of the input misses, and
+    that linear part does not depend on what the shared body keeps of a small data set's input.
     """
 
     def __init__(self, dim: int, out_dim: int, wide: bool = False) -> None:
