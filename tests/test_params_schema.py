@@ -267,3 +267,9 @@ def test_a_key_the_stages_read_missing_from_a_modality_block_is_named(pipes, par
         broken = {**params, m: {k: v for k, v in params[m].items() if k != key}}
         with pytest.raises(ValueError, match=rf"{m}\.{key} is missing: {stage} reads it"):
             validate_run_parameters(broken, pipes[stage])
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "1000"])
+def test_evaluation_bootstrap_must_be_a_count(pipes, params, value) -> None:
+    with pytest.raises(ValueError, match=r"evaluation.bootstrap must be an int >= 0 .*got " + repr(value)[:3]):
+        validate_run_parameters(_set(params, "evaluation.bootstrap", value), pipes["evaluation"])

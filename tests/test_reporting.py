@@ -116,3 +116,18 @@ def test_report_shows_the_probe_table_only_when_probes_ran() -> None:
     assert "| a | classification | accuracy | fraction (0-1) | 0.8000 | 0.7000 | **0.9500** | 0.9000 |" in md
     assert "| b | forecasting | mse | target^2 | 0.2000 | **0.1000** | 0.4000 | 0.3000 |" in md
     assert "probe" not in markdown_report(METRICS, {})
+
+
+def test_report_gives_the_bootstrap_interval_of_the_main_metric() -> None:
+    metrics = {**METRICS, "a.classification.vs_baseline.accuracy.diff": 0.1,
+               "a.classification.vs_baseline.accuracy.ci_low": 0.02,
+               "a.classification.vs_baseline.accuracy.ci_high": 0.18,
+               "b.forecasting.vs_baseline.mse.diff": 0.1, "b.forecasting.vs_baseline.mse.ci_low": -0.05,
+               "b.forecasting.vs_baseline.mse.ci_high": 0.25}
+    t = metrics_table(metrics).set_index(["modality", "metric"])
+    assert len(t) == 3  # the interval keys are no rows of their own
+    assert (t.loc[("a", "accuracy"), "ci_low"], t.loc[("a", "accuracy"), "ci_high"]) == (0.02, 0.18)
+    assert pd.isna(t.loc[("c", "rmse"), "ci_low"])
+    md = markdown_report(metrics, {})
+    assert "| [+0.02, +0.18] (excludes 0) |" in md  # the split is sure: model better
+    assert "| [-0.05, +0.25] |" in md  # contains 0: cannot tell

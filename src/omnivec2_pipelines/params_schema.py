@@ -71,7 +71,7 @@ MODALITY_PARTS: tuple[str, ...] = ("sample_data", "source", "tokenization", "mas
 MOVED_BLOCKS: dict[str, str] = {"sample_data": "sample_data", "tokenization": "tokenization"}
 #: Batch augmentation ops of ``<modality>.augment`` (implemented in :mod:`omnivec2_pipelines.training.augment`).
 AUGMENT_OPS: tuple[str, ...] = ("shift", "flip", "time_mask", "freq_mask", "scale", "jitter", "rotate_z")
-EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines", "probe")
+EVALUATION_KEYS: tuple[str, ...] = ("split", "batch_size", "baselines", "probe", "bootstrap")
 
 _SIZE_TEXT = re.compile(r"\d+(?:[xX]\d+)+")
 
@@ -430,6 +430,19 @@ def _check_evaluation(value: Any, params: Mapping[str, Any]) -> None:
     if split not in ("train", "val", "test"):
         raise ValueError(f"evaluation.split must be one of train, val, test; got {split!r}")
     probe_stages((value or {}).get("probe", True))
+    bootstrap_resamples(value or {})
+
+
+def bootstrap_resamples(evaluation: Mapping[str, Any]) -> int:
+    """``evaluation.bootstrap``: resamples of the model-minus-baseline interval (an int >= 0; 0: none).
+
+    Raises:
+        ValueError: Naming the key and the value.
+    """
+    value = evaluation.get("bootstrap", 1000)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"evaluation.bootstrap must be an int >= 0 (resamples; 0: no interval), got {value!r}")
+    return value
 
 
 def _check_finetune(value: Any, params: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from omnivec2_pipelines.params_schema import STAGES
 from omnivec2_pipelines.tasks.base import LOWER_IS_BETTER, METRIC_UNITS
+from omnivec2_pipelines.training.scores import VS_BASELINE
 
 #: The unit of each metric name (``training.evaluation.metric_units`` refines "target" per task; the
 #: evaluation details say it for every task they list).
@@ -28,8 +29,9 @@ UNITS_LEGEND = (
 
 
 #: What a metric key's third part names when the value is not the trained model's: the classical baseline
-#: (``<modality>.<task>.baseline.<metric>``) or a linear probe (``<modality>.<task>.probe.<stage>.<metric>``).
-OTHER_SOURCES = ("baseline", "probe")
+#: (``<modality>.<task>.baseline.<metric>``), a linear probe (``<modality>.<task>.probe.<stage>.<metric>``) or
+#: the model-minus-baseline difference with its bootstrap interval (``<modality>.<task>.vs_baseline.<metric>.*``).
+OTHER_SOURCES = ("baseline", "probe", VS_BASELINE)
 
 
 def metric_unit(key: str, details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
@@ -43,7 +45,9 @@ def metric_unit(key: str, details: Mapping[str, Mapping[str, Any]] | None = None
 
 def metrics_table(metrics: Mapping[str, float],
                   details: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
-    """One row per (modality, task, metric): its unit, model value, baseline value, and which is better.
+    """One row per (modality, task, metric): its unit, model value, baseline value, which is better, and
+    (where the evaluation computed it: the main metric, ``evaluation.bootstrap``) the 95 % paired-bootstrap
+    interval of model minus baseline (``ci_low``, ``ci_high``; NaN elsewhere).
 
     Args:
         metrics: Flat ``"<modality>.<task>[.baseline].<metric>"`` values (``metrics.json``; the probes'
@@ -62,9 +66,20 @@ def metrics_table(metrics: Mapping[str, float],
         if base is not None and np.isfinite(base) and np.isfinite(value):
             better = "model" if (value < base if metric in LOWER_IS_BETTER else value > base) else (
                 "tie" if value == base else "baseline")
+        ci = [metrics.get(f"{modality}.{task}.{VS_BASELINE}.{metric}.{k}", np.nan) for k in ("ci_low", "ci_high")]
         rows.append({"modality": modality, "task": task, "metric": metric, "unit": metric_unit(key, details),
-                     "model": value, "baseline": base, "better": better or ""})
-    return pd.DataFrame(rows, columns=["modality", "task", "metric", "unit", "model", "baseline", "better"])
+                     "model": value, "baseline": base, "better": better or "", "ci_low": ci[0], "ci_high": ci[1]})
+    return pd.DataFrame(rows, columns=["modality", "task", "metric", "unit", "model", "baseline", "better",
+                                       "ci_low", "ci_high"])
+
+
+def _ci_cell(low: float, high: float) -> str:
+    """The report's interval cell: ``[low, high]``, marked when it excludes 0 (the split is sure which is
+    better); empty without an interval."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    sure = " (excludes 0)" if low > 0 or high < 0 else ""
+    return f"[{low:+.4g}, {high:+.4g}]{sure}"
 
 
 def probe_table(metrics: Mapping[str, float],
@@ -128,10 +143,15 @@ def markdown_report(metrics: Mapping[str, float], histories: Mapping[str, pd.Dat
              f"Held-out split: `{split}`. Baselines are classical models (logistic / ridge regression) fitted on "
              f"the train split of the same arrays. Lower is better for {lower}; higher for the others.", "",
              UNITS_LEGEND, "",
-             "| modality | task | metric | unit | model | baseline | better |", "|---|---|---|---|---:|---:|---|"]
+             "`model − baseline, 95% CI`: the paired-bootstrap interval of the difference of each task's main metric "
+             "over the evaluated samples (`evaluation.bootstrap` resamples); where it contains 0, this split cannot "
+             "tell the two apart.", "",
+             "| modality | task | metric | unit | model | baseline | better | model − baseline, 95% CI |",
+             "|---|---|---|---|---:|---:|---|---|"]
     for r in table.itertuples(index=False):
         base = "" if r.baseline is None or pd.isna(r.baseline) else f"{r.baseline:.4f}"
-        lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.unit} | {r.model:.4f} | {base} | {r.better} |")
+        lines.append(f"| {r.modality} | {r.task} | {r.metric} | {r.unit} | {r.model:.4f} | {base} | {r.better} "
+                     f"| {_ci_cell(r.ci_low, r.ci_high)} |")
     lines += _probe_lines(metrics, details, split)
     lines += ["", "## Training", "",
               "| stage | steps | first loss | last loss (mean of last 10%) | best val score (step) | seconds |",

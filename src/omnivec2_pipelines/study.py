@@ -311,7 +311,7 @@ class StudyRunner:
         from omnivec2_pipelines.pipelines.nested import run_nested
 
         tasks = {f"{h.modality}.{h.task}" for h in ckpt.model.cfg.heads.values() if h.modality in self.bundles}
-        ev = {**(p.get("evaluation") or {}), "split": self.spec.split,
+        ev = {**(p.get("evaluation") or {}), "split": self.spec.split, "bootstrap": 0,  # seeds give the study's spread
               "baselines": any(t not in self.baseline for t in tasks)}
         inputs = {"multitask_checkpoint": ckpt, "probe_metrics": {},
                   **{f"{m}.tokenized": b for m, b in self.bundles.items()}}

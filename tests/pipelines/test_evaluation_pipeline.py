@@ -66,3 +66,21 @@ def test_a_stage_started_from_a_named_checkpoint_cuts_the_earlier_probes_off(bun
     assert "multitask_checkpoint" in pipe.inputs()
     assert not {"pretrain_unimodal_checkpoint", "pretrain_paired_checkpoint"} & pipe.inputs()
     assert evaluation.pipeline.probed_stages({**params, "multitask": {}}) == STAGES
+
+
+@pytest.mark.parametrize("resamples", [200, 0])
+def test_metrics_json_holds_the_bootstrap_interval_of_each_main_metric(bundles, resamples) -> None:
+    params = _params(False)
+    params["evaluation"]["bootstrap"] = resamples
+    out = run_nested(evaluation.create_pipelines(sorted(bundles), params)["evaluation"], params, _inputs(bundles))
+    metrics = out["metrics"]
+    ci = {k: v for k, v in metrics.items() if ".vs_baseline." in k}
+    if not resamples:
+        assert not ci and "excludes 0" not in out["evaluation_report"]
+        return
+    assert set(ci) == {f"grid.classification.vs_baseline.accuracy.{s}" for s in ("diff", "ci_low", "ci_high")}
+    diff = metrics["grid.classification.accuracy"] - metrics["grid.classification.baseline.accuracy"]
+    assert ci["grid.classification.vs_baseline.accuracy.diff"] == pytest.approx(diff)
+    assert (ci["grid.classification.vs_baseline.accuracy.ci_low"] <= diff
+            <= ci["grid.classification.vs_baseline.accuracy.ci_high"])
+    assert "model − baseline, 95% CI" in out["evaluation_report"]

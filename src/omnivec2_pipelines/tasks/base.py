@@ -76,6 +76,17 @@ class TaskKind:
         the target's own units)."""
         raise NotImplementedError
 
+    def decided(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The predictions as the metrics read them, decided once (class ids from logits); by default
+        ``y_pred`` itself. :meth:`compute_metrics` and :meth:`main_value` give the same values on both."""
+        return y_pred
+
+    def main_value(self, spec: "TaskSpec", y_true: np.ndarray, y_pred: np.ndarray,
+                   scale: Mapping[str, float] | None = None) -> float:
+        """The :attr:`main_metric` alone (what the paired bootstrap recomputes on every resample); by default
+        taken from :meth:`compute_metrics`, which kinds may shortcut."""
+        return self.compute_metrics(spec, y_true, y_pred, scale)[self.main_metric]
+
     def baseline(self, spec: "TaskSpec", f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                  seed: int = 0) -> np.ndarray:
         """Predictions of a classical model fitted on ``(f_train, y_train)`` for ``f_test``."""

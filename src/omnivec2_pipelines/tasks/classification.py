@@ -44,6 +44,13 @@ class Classification(TaskKind):
                 "macro_f1": float(f1_score(y_true, labels, average="macro", labels=list(range(spec.out_dim)),
                                            zero_division=0))}
 
+    def decided(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        return labels_of(y_pred, y_true.ndim)
+
+    def main_value(self, spec: Any, y_true: np.ndarray, y_pred: np.ndarray,
+                   scale: Mapping[str, float] | None = None) -> float:
+        return float(np.mean(labels_of(y_pred, 1) == y_true))
+
     def baseline(self, spec: Any, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                  seed: int = 0) -> np.ndarray:
         return logistic_baseline(f_train, y_train, f_test, seed, max_iter=2000)

@@ -35,6 +35,11 @@ class Regression(TaskKind):
         yt, yp = unscale(flat(y_true), scale), unscale(flat(y_pred), scale)
         return {"mse": float(mean_squared_error(yt, yp)), "mae": float(mean_absolute_error(yt, yp))}
 
+    def main_value(self, spec: Any, y_true: np.ndarray, y_pred: np.ndarray,
+                   scale: Mapping[str, float] | None = None) -> float:
+        yt, yp = unscale(flat(y_true), scale), unscale(flat(y_pred), scale)
+        return float(np.mean((yt - yp) ** 2))
+
     def baseline(self, spec: Any, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                  seed: int = 0) -> np.ndarray:
         return ridge_baseline(f_train, y_train, f_test)

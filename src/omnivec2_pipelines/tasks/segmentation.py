@@ -53,6 +53,13 @@ class Segmentation(TaskKind):
         labels = labels_of(y_pred, y_true.ndim)
         return {"miou": mean_iou(y_true, labels, spec.out_dim), "accuracy": float(np.mean(labels == y_true))}
 
+    def decided(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        return labels_of(y_pred, y_true.ndim)
+
+    def main_value(self, spec: Any, y_true: np.ndarray, y_pred: np.ndarray,
+                   scale: Mapping[str, float] | None = None) -> float:
+        return mean_iou(y_true, labels_of(y_pred, y_true.ndim), spec.out_dim)
+
     def baseline(self, spec: Any, f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                  seed: int = 0) -> np.ndarray:
         pts_tr, pts_te = f_train[..., :3].reshape(-1, 3), f_test[..., :3].reshape(-1, 3)  # (N*P, 3)

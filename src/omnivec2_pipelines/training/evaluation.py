@@ -12,6 +12,7 @@ from omnivec2_pipelines.modalities.base import ArrayBundle, TaskSpec
 from omnivec2_pipelines.models import OmniVec2
 from omnivec2_pipelines.reporting import DEFAULT_UNITS
 from omnivec2_pipelines.tasks import get_task_kind
+from omnivec2_pipelines.training.scores import VS_BASELINE
 from omnivec2_pipelines.training.trainer import resolve_device
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,68 @@ def baseline_predictions(spec: TaskSpec, f_train: np.ndarray, y_train: np.ndarra
     return get_task_kind(spec.kind).baseline(spec, f_train, y_train, f_test, seed)
 
 
+#: Confidence level of :func:`bootstrap_difference`'s interval.
+CI_LEVEL = 0.95
+
+
+def bootstrap_difference(spec: TaskSpec, y_true: np.ndarray, pred: np.ndarray, other: np.ndarray,
+                         scale: Mapping[str, float] | None = None, resamples: int = 1000,
+                         seed: int = 0, level: float = CI_LEVEL) -> dict[str, float]:
+    """How sure the evaluated split is that one prediction set beats another on the task's main metric:
+    a paired bootstrap over the split's samples (an image, a graph, a series, a point cloud).
+
+    Every resample draws ``len(y_true)`` samples with replacement and recomputes the main metric of both
+    prediction sets on the same draw; the interval is the central ``level`` of the differences
+    (percentile bootstrap, Efron & Tibshirani 1993). On a test split of 38 graphs one graph moves
+    accuracy by 0.026, and the interval says how many such steps a difference is worth.
+
+    Args:
+        spec: The task.
+        y_true: Targets of the evaluated rows.
+        pred: Predictions (head outputs or labels) of the first model, e.g. the network.
+        other: Predictions of the second, e.g. the classical baseline.
+        scale: The target's train mean/std (errors in the target's units, as :func:`task_metrics`).
+        resamples: Number of bootstrap resamples (> 0).
+        seed: Seed of the resampling.
+        level: Central probability of the interval, in (0, 1).
+
+    Returns:
+        ``{"diff": main(pred) - main(other), "ci_low": ..., "ci_high": ...}`` in the metric's units
+        (for a lower-is-better metric a negative difference favours ``pred``).
+
+    Raises:
+        ValueError: On an empty split, mismatched rows, ``resamples < 1`` or ``level`` outside (0, 1).
+    """
+    kind = get_task_kind(spec.kind)
+    n = len(y_true)
+    if n == 0 or len(pred) != n or len(other) != n:
+        raise ValueError(f"bootstrap of {spec.kind} needs equally many targets and predictions (> 0), "
+                         f"got {n}, {len(pred)} and {len(other)}")
+    if resamples < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+    a, b = kind.decided(y_true, pred), kind.decided(y_true, other)
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        idx = rng.integers(0, n, n)
+        diffs[i] = (kind.main_value(spec, y_true[idx], a[idx], scale)
+                    - kind.main_value(spec, y_true[idx], b[idx], scale))
+    low, high = np.quantile(diffs, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    diff = kind.main_value(spec, y_true, a, scale) - kind.main_value(spec, y_true, b, scale)
+    return {"diff": float(diff), "ci_low": float(low), "ci_high": float(high)}
+
+
 def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "test", batch_size: int = 256,
              device: str = "auto", baselines: bool = True, seed: int = 0,
-             details: dict[str, Any] | None = None) -> dict[str, float]:
+             details: dict[str, Any] | None = None, bootstrap: int = 0) -> dict[str, float]:
     """Metrics of every head of ``model`` on ``split``, flat ``"<modality>.<task>.<metric>"`` keys.
 
     With ``baselines``, adds ``"<modality>.<task>.baseline.<metric>"`` from a classical model
     fitted on the train split of the same arrays (features from the modality's
-    ``baseline_features``). When ``details`` is a dict, it receives per-task extras for reports:
+    ``baseline_features``), and with ``bootstrap`` resamples (> 0) too, the model-minus-baseline
+    difference of the main metric with its 95 % paired-bootstrap interval,
+    ``"<modality>.<task>.vs_baseline.<main metric>.{diff,ci_low,ci_high}"`` (:func:`bootstrap_difference`).
+    When ``details`` is a dict, it receives per-task extras for reports:
     ``{"<modality>.<task>": {"units": {metric: unit}}}`` (see :func:`metric_units`), plus
     ``"confusion": [[...]], "class_names": [...]`` for classification.
     """
@@ -101,10 +156,14 @@ def evaluate(model: OmniVec2, bundles: Mapping[str, ArrayBundle], split: str = "
         if baselines:
             # the classical baselines fit in memory: sharded arrays are read whole here
             x_tr, y_tr = np.asarray(b.get("train", spec.input_key)), np.asarray(b.get("train", spec.target_key))
-            pred = baseline_predictions(spec, task_baseline_features(m, b, spec, x_tr), y_tr,
+            base = baseline_predictions(spec, task_baseline_features(m, b, spec, x_tr), y_tr,
                                         task_baseline_features(m, b, spec, np.asarray(x)), seed)
-            for k, v in task_metrics(spec, y, pred, scale).items():
+            for k, v in task_metrics(spec, y, base, scale).items():
                 out[f"{m}.{t}.baseline.{k}"] = v
+            if bootstrap:
+                main = get_task_kind(spec.kind).main_metric
+                for k, v in bootstrap_difference(spec, y, pred, base, scale, bootstrap, seed).items():
+                    out[f"{m}.{t}.{VS_BASELINE}.{main}.{k}"] = v
     return out
 
 

@@ -10,6 +10,9 @@ from omnivec2_pipelines.tasks import task_kinds
 #: The metric that ranks models per task kind, and whether higher (``max``) or lower (``min``) is better
 #: (each kind's ``main_metric`` and ``direction``, :mod:`omnivec2_pipelines.tasks`).
 MAIN_METRIC = {name: (k.main_metric, k.direction) for name, k in task_kinds().items()}
+#: Metric-key part of a model-minus-baseline difference with its bootstrap interval
+#: (``<modality>.<task>.vs_baseline.<metric>.{diff,ci_low,ci_high}``, the evaluation's ``bootstrap``).
+VS_BASELINE = "vs_baseline"
 #: Prefix of a task's val normalised score in the multitask validation's metrics (``val.score.<modality>.<task>``).
 SCORE_PREFIX = "val.score."
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from omnivec2_pipelines.modalities.base import ArrayBundle
-from omnivec2_pipelines.params_schema import EVALUATION_KEYS
+from omnivec2_pipelines.params_schema import EVALUATION_KEYS, bootstrap_resamples
 from omnivec2_pipelines.pipelines.common import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,16 @@ def probe_node(params: dict[str, Any], trainer_params: dict[str, Any], **inputs:
 
 def evaluate_node(ckpt: Checkpoint, params: dict[str, Any], trainer_params: dict[str, Any],
                   probe_metrics: dict[str, float], **bundles: ArrayBundle) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per-task held-out metrics beside a classical baseline, with the probes' metrics (one flat JSON
-    object), plus details (confusion matrices) for the report."""
+    """Per-task held-out metrics beside a classical baseline (with the paired-bootstrap interval of their
+    difference, ``evaluation.bootstrap``), with the probes' metrics (one flat JSON object), plus details
+    (confusion matrices) for the report."""
     _check_keys(params)
     from omnivec2_pipelines.training.evaluation import evaluate
 
     details: dict[str, Any] = {}
     metrics = evaluate(ckpt.model, bundles, params.get("split", "test"), params.get("batch_size", 256),
                        trainer_params.get("device", "auto"), params.get("baselines", True),
-                       trainer_params.get("seed", 0), details)
+                       trainer_params.get("seed", 0), details, bootstrap_resamples(params))
     for k, v in metrics.items():
         log.info("%s = %.4f", k, v)
     return {**metrics, **probe_metrics}, details
